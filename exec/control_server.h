@@ -1,0 +1,28 @@
+/* control_server.h: the daemon's control socket (mode 0600 in a 0700 dir, SO_PEERCRED checked)
+ * and the exec service behind it: runs sandexec's commands over the daemon's transport, relaying
+ * the stdin/stdout/stderr fds sandexec passed, signals, resizes and the exit status, and running
+ * the exec barrier before the status is reported. */
+#ifndef SANDMOUNT_CONTROL_SERVER_H
+#define SANDMOUNT_CONTROL_SERVER_H
+
+#include "buf.h"
+#include "transport.h"
+#include "util.h"
+
+struct control_hooks {
+	struct transport *transport;
+	const char *remote_root;             /* commands run in remote_root/<cwd_rel> */
+	void (*barrier)(void *ctx);          /* called after each command, before CTL_EXIT */
+	void (*status)(void *ctx, struct buf *text); /* fills the --status text */
+	void *ctx;
+};
+
+struct control_server;
+
+/* Bind and listen on sock_path (replacing a stale socket), serve in background threads. */
+int control_server_start(const char *sock_path, const struct control_hooks *hooks,
+			 struct control_server **out, struct err *e);
+/* Stop accepting; running commands are killed (their remote process groups) and waited for. */
+void control_server_stop(struct control_server *s);
+
+#endif

@@ -1,0 +1,261 @@
+/* daemon.c: one mount's session daemon. Connect first (errors reach the terminal), mount, then
+ * detach and serve FUSE requests plus the control socket until the mount goes away.
+ *
+ * Threads (the transport's pump, the SFTP reader, control connections) must not exist before
+ * fork(), so the process forks first and the child reports "ready" or the error through a pipe
+ * the waiting parent reads. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control_server.h"
+#include "fs.h"
+#include "log.h"
+#include "runtime.h"
+#include "sftp_client.h"
+#include "transport.h"
+
+struct session {
+	const struct sandbox_cfg *cfg;
+	const char *mountpoint;
+	struct transport *transport;
+	struct sftp_client *sftp;
+	char *remote_root;
+	struct fs *fs;
+	struct fuse_session *se;
+	struct control_server *ctl;
+	int64_t started_ms;
+};
+
+/* ---- detaching ---- */
+
+/* Fork; the parent waits for the child's verdict and exits with it. Returns the write end of
+ * the verdict pipe in the child. */
+static int detach_and_wait(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		perror("sandmount: pipe");
+		exit(1);
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("sandmount: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		char msg[1024];
+		ssize_t n, got = 0;
+		while ((n = read(p[0], msg + got, sizeof(msg) - 1 - (size_t)got)) > 0)
+			got += n;
+		msg[got < 0 ? 0 : got] = 0;
+		if (!strcmp(msg, "ok"))
+			exit(0);
+		fprintf(stderr, "sandmount: %s\n", got > 0 ? msg : "the daemon died while mounting");
+		exit(1);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+/* Tell the waiting parent; NULL = success. Then leave the terminal. */
+static void report_verdict(int fd, const char *error)
+{
+	if (fd < 0)
+		return;
+	const char *msg = error ? error : "ok";
+	if (write(fd, msg, strlen(msg)) < 0)
+		log_warn("could not report to the parent: %s", strerror(errno));
+	close(fd);
+}
+
+static void leave_terminal(void)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0)
+		return;
+	dup2(null, 0);
+	dup2(null, 1);
+	dup2(null, 2);
+	if (null > 2)
+		close(null);
+	if (chdir("/") < 0)
+		log_warn("chdir /: %s", strerror(errno));
+}
+
+/* ---- connecting ---- */
+
+static int connect_sandbox(struct session *s, struct err *e)
+{
+	const struct sandbox_cfg *cfg = s->cfg;
+	if (transport_open(cfg, &s->transport, e) < 0)
+		return -1;
+	int fd;
+	if (transport_open_sftp(s->transport, &fd, e) < 0)
+		return -1;
+	if (sftp_client_open(fd, cfg->op_timeout_s * 1000, &s->sftp, e) < 0)
+		return -1;
+	int rc = sftp_realpath(s->sftp, cfg->remote_dir, &s->remote_root);
+	struct sftp_attrs a;
+	if (rc == 0)
+		rc = sftp_stat(s->sftp, s->remote_root, &a);
+	if (rc == -ENOENT) {
+		err_set(e, "%s: remote directory %s does not exist", cfg->name, cfg->remote_dir);
+		return -1;
+	}
+	if (rc < 0) {
+		err_set(e, "%s: remote directory %s: %s", cfg->name, cfg->remote_dir, strerror(-rc));
+		return -1;
+	}
+	if ((a.flags & SFTP_ATTR_PERM) && !S_ISDIR(a.perm)) {
+		err_set(e, "%s: remote path %s is not a directory", cfg->name, s->remote_root);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- status ---- */
+
+static void session_status(void *ctx, struct buf *text)
+{
+	struct session *s = ctx;
+	struct transport_stats ts;
+	char rtt[32] = "unknown", line[1024];
+	transport_stats(s->transport, &ts);
+	if (ts.rtt_us >= 0)
+		snprintf(rtt, sizeof(rtt), "%.2f ms", ts.rtt_us / 1000.0);
+	int n = snprintf(line, sizeof(line),
+			 "mountpoint: %s\nsandbox: %s\nremote: %s:%s\nstate: %s\nrtt: %s\n"
+			 "uptime: %llds\nbytes in/out: %llu/%llu\n",
+			 s->mountpoint, s->cfg->name, ts.detail, s->remote_root,
+			 ts.connected && !sftp_client_dead(s->sftp) ? "connected" : "disconnected",
+			 rtt, (long long)(now_ms() - s->started_ms) / 1000,
+			 (unsigned long long)ts.bytes_in, (unsigned long long)ts.bytes_out);
+	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	fs_status(s->fs, text);
+}
+
+static void session_barrier(void *ctx)
+{
+	struct session *s = ctx;
+	fs_barrier(s->fs);
+}
+
+/* ---- mounting ---- */
+
+static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err *e)
+{
+	char *fsname = str_printf("sandmount:%s", s->cfg->name);
+	/* FUSE option values cannot hold commas. */
+	for (char *c = fsname; c && *c; c++)
+		if (*c == ',')
+			*c = '_';
+	char *opts = str_printf("fsname=%s,subtype=sandmount,default_permissions,nosuid,nodev%s%s%s",
+				fsname, s->cfg->allow_other ? ",allow_other" : "",
+				o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	free(fsname);
+	char *argv[] = {"sandmount", "-o", opts, o->debug && o->foreground ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(o->debug && o->foreground ? 4 : 3, argv);
+	struct fs_params p = {
+		.sftp = s->sftp,
+		.remote_root = s->remote_root,
+		.remote_root_alias = s->cfg->remote_dir[0] == '/' ? s->cfg->remote_dir : NULL,
+		.cache_timeout_s = s->cfg->cache_timeout_s,
+		.uid = getuid(),
+		.gid = getgid(),
+	};
+	int rc = -1;
+	if (fs_create(&p, &s->fs, e) < 0)
+		goto out;
+	s->se = fuse_session_new(&args, fs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops), s->fs);
+	if (!s->se) {
+		err_set(e, "could not start the FUSE session (bad mount option in '%s'?)", opts);
+		goto out;
+	}
+	fs_set_session(s->fs, s->se);
+	if (fuse_set_signal_handlers(s->se) < 0) {
+		err_set(e, "could not install signal handlers");
+		goto out;
+	}
+	if (fuse_session_mount(s->se, s->mountpoint) < 0) {
+		err_set(e, "could not mount at %s (is /dev/fuse usable? is fusermount3 installed?)",
+			s->mountpoint);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(opts);
+	return rc;
+}
+
+static int start_control(struct session *s, struct err *e)
+{
+	char path[4096];
+	if (runtime_socket_path(s->mountpoint, path, sizeof(path), e) < 0)
+		return -1;
+	struct control_hooks hooks = {
+		.transport = s->transport,
+		.remote_root = s->remote_root,
+		.barrier = session_barrier,
+		.status = session_status,
+		.ctx = s,
+	};
+	return control_server_start(path, &hooks, &s->ctl, e);
+}
+
+static void session_teardown(struct session *s)
+{
+	if (s->ctl)
+		control_server_stop(s->ctl);
+	if (s->se) {
+		fuse_remove_signal_handlers(s->se);
+		fuse_session_unmount(s->se);
+		fuse_session_destroy(s->se);
+	}
+	if (s->fs)
+		fs_destroy(s->fs);
+	if (s->sftp)
+		sftp_client_close(s->sftp);
+	transport_close(s->transport);
+	free(s->remote_root);
+}
+
+int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
+		     const struct daemon_opts *o)
+{
+	struct session s = {.cfg = cfg, .mountpoint = mountpoint, .started_ms = now_ms()};
+	struct err e = {{0}};
+	int verdict = o->foreground ? -1 : detach_and_wait();
+
+	if (connect_sandbox(&s, &e) < 0 || mount_fuse(&s, o, &e) < 0 || start_control(&s, &e) < 0) {
+		if (verdict < 0)
+			fprintf(stderr, "sandmount: %s\n", e.msg);
+		else
+			report_verdict(verdict, e.msg);
+		session_teardown(&s);
+		return 1;
+	}
+	if (verdict >= 0) {
+		char logpath[4096];
+		struct err le;
+		if (runtime_log_path(mountpoint, logpath, sizeof(logpath), &le) == 0)
+			log_to_file(logpath);
+		leave_terminal();
+		report_verdict(verdict, NULL);
+	}
+	log_info("mounted %s (%s) at %s", cfg->name, s.remote_root, mountpoint);
+
+	struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 16};
+	int rc = fuse_session_loop_mt(s.se, &lc);
+	log_info("unmounted %s", mountpoint);
+	session_teardown(&s);
+	return rc == 0 ? 0 : 1;
+}

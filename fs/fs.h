@@ -1,0 +1,41 @@
+/* fs.h: the FUSE low-level filesystem that shows a sandbox's workspace (fs/ops_*.c), its inode
+ * table (fs/inode.c) and the symlink containment rules (fs/linkpath.c). */
+#ifndef SANDMOUNT_FS_H
+#define SANDMOUNT_FS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "sftp_client.h"
+#include "util.h"
+
+struct fs;
+
+struct fs_params {
+	struct sftp_client *sftp; /* not owned */
+	const char *remote_root;  /* canonical absolute workspace path on the sandbox */
+	const char *remote_root_alias; /* the path as the user gave it, if different; may be NULL */
+	double cache_timeout_s;   /* attr/entry TTL */
+	uid_t uid;                /* owner shown for every file (the mounting user) */
+	gid_t gid;
+};
+
+int fs_create(const struct fs_params *p, struct fs **out, struct err *e);
+void fs_destroy(struct fs *fs);
+/* The ops table; fuse_session_new() gets the struct fs * as userdata. */
+const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
+/* Needed for cache invalidation notifications; call after fuse_session_new(). */
+void fs_set_session(struct fs *fs, struct fuse_session *se);
+/* Exec barrier (DESIGN decision 5): drop the kernel's cached attributes, entries and data of
+ * everything it may hold, so what a finished command changed is seen. Safe from any thread
+ * that is not serving a FUSE request. `fs` is a struct fs *. */
+void fs_barrier(void *fs);
+/* Append human-readable status lines (inodes, open files, pending writes, op counters). */
+void fs_status(struct fs *fs, struct buf *text);
+/* Bytes written by local programs but not yet acknowledged by the sandbox. */
+uint64_t fs_pending_bytes(struct fs *fs);
+
+#endif

@@ -1,0 +1,317 @@
+/* main.c: the sandmount command — mount a sandbox (and become its session daemon), unmount it,
+ * or show the status of mounts. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl_proto.h"
+#include "daemon.h"
+#include "log.h"
+#include "runtime.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: sandmount [-f] [-d] [-o OPT[,OPT...]] SANDBOX [MOUNTPOINT]\n"
+	      "       sandmount -u MOUNTPOINT\n"
+	      "       sandmount --status [MOUNTPOINT]\n"
+	      "\n"
+	      "Mount a remote sandbox's workspace at MOUNTPOINT and serve it as its session daemon\n"
+	      "(sandexec runs commands in the sandbox through it).\n"
+	      "\n"
+	      "SANDBOX   ssh://[USER@]HOST[:PORT]/DIR   an SSH host; DIR is absolute, /~/DIR is\n"
+	      "                                         relative to the remote home\n"
+	      "          NAME                           a sandbox from the config file\n"
+	      "MOUNTPOINT may be left out for a named sandbox that has a \"mountpoint\".\n"
+	      "\n"
+	      "  -f               stay in the foreground (log to stderr)\n"
+	      "  -d               debug log (with -f: FUSE request trace too)\n"
+	      "  -o OPT[,OPT]     options (below); others are passed to FUSE\n"
+	      "  -u MOUNTPOINT    flush, unmount and stop the daemon\n"
+	      "  --status [MP]    connection state, round-trip time, pending writes, counters\n"
+	      "  -h, --help       this text;  -V, --version  the version\n"
+	      "\n"
+	      "options:\n"
+	      "  identity=FILE          private key (default: ssh-agent and ~/.ssh keys)\n"
+	      "  known_hosts=FILE       known hosts file (default ~/.ssh/known_hosts)\n"
+	      "  accept_new_host_key    add an unknown host key (a changed key is always refused)\n"
+	      "  user=NAME  port=N      override the URL / ~/.ssh/config\n"
+	      "  ssh_config=FILE|none   ssh client config to read (default ~/.ssh/config)\n"
+	      "  connect_timeout=S      give up connecting after S seconds (10)\n"
+	      "  keepalive=S            probe an idle connection every S seconds (15)\n"
+	      "  op_timeout=S           a file operation fails with EIO after S seconds (30)\n"
+	      "  cache_timeout=S        attribute/name cache lifetime in seconds (2)\n"
+	      "  allow_other            let other users use the mount (needs user_allow_other)\n"
+	      "\n"
+	      "Config: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json or\n"
+	      "/etc/sandmount/config.json. See sandmount(1).\n",
+	      out);
+}
+
+/* Run fusermount3 with the given flag on mp; returns its exit status. */
+static int run_fusermount(const char *flag, const char *mp)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", flag, mp, (char *)NULL);
+		fprintf(stderr, "sandmount: cannot run fusermount3: %s\n", strerror(errno));
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Absolute, canonical path of a mountpoint whose own stat may fail (a stale FUSE mount):
+ * the parent is resolved, the last component kept. */
+static int canonical_mountpoint(const char *arg, char *out, size_t len)
+{
+	char resolved[PATH_MAX];
+	if (realpath(arg, resolved)) {
+		snprintf(out, len, "%s", resolved);
+		return 0;
+	}
+	int saved = errno;
+	if (saved != ENOTCONN)
+		return -saved;
+	char *a = xstrdup(arg), *b = xstrdup(arg);
+	int rc = realpath(dirname(a), resolved) ? 0 : -errno;
+	if (rc == 0 && (size_t)snprintf(out, len, "%s/%s", strcmp(resolved, "/") ? resolved : "",
+					basename(b)) >= len)
+		rc = -ENAMETOOLONG;
+	free(a);
+	free(b);
+	return rc;
+}
+
+static int prepare_mountpoint(const char *arg, char *mp, size_t len)
+{
+	int rc = canonical_mountpoint(arg, mp, len);
+	if (rc < 0) {
+		fprintf(stderr, "sandmount: mountpoint %s: %s\n", arg, strerror(-rc));
+		return -1;
+	}
+	struct stat st;
+	if (stat(mp, &st) < 0 && errno == ENOTCONN) {
+		if (mounts_is_sandmount(mp) != 1 || run_fusermount("-uz", mp) != 0) {
+			fprintf(stderr, "sandmount: %s is a dead mount that could not be cleared\n", mp);
+			return -1;
+		}
+		fprintf(stderr, "sandmount: cleared a stale mount at %s\n", mp);
+	} else if (mounts_is_sandmount(mp) == 1) {
+		fprintf(stderr,
+			"sandmount: mountpoint busy: %s is already a sandmount mount "
+			"(unmount it with: sandmount -u %s)\n",
+			mp, mp);
+		return -1;
+	}
+	if (stat(mp, &st) < 0) {
+		fprintf(stderr, "sandmount: mountpoint %s: %s\n", mp, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "sandmount: mountpoint %s is not a directory\n", mp);
+		return -1;
+	}
+	return 0;
+}
+
+static int connect_control(const char *mp, struct err *e)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (runtime_socket_path(mp, sa.sun_path, sizeof(sa.sun_path), e) < 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err_set(e, "no daemon answers for %s (%s)", mp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int print_status(const char *mp)
+{
+	struct err e;
+	int fd = connect_control(mp, &e);
+	if (fd < 0) {
+		fprintf(stderr, "sandmount: %s\n", e.msg);
+		return 1;
+	}
+	struct buf b;
+	buf_init(&b);
+	uint8_t type = 0;
+	int nfds = 0;
+	int rc = ctl_send(fd, CTL_STATUS, &b, NULL, 0);
+	if (rc == 0)
+		rc = ctl_recv(fd, &type, &b, NULL, 0, &nfds, deadline_in(10000));
+	char *text = NULL;
+	if (rc == 0 && type == CTL_STATUS_REPLY && buf_get_cstring(&b, &text) == 0) {
+		fputs(text, stdout);
+		free(text);
+	} else {
+		fprintf(stderr, "sandmount: %s: no status from the daemon (%s)\n", mp,
+			rc < 0 ? strerror(-rc) : "bad reply");
+		rc = -1;
+	}
+	buf_free(&b);
+	close(fd);
+	return rc == 0 ? 0 : 1;
+}
+
+static int cmd_status(const char *arg)
+{
+	char mp[PATH_MAX];
+	if (arg) {
+		int rc = canonical_mountpoint(arg, mp, sizeof(mp));
+		if (rc < 0 || mounts_is_sandmount(mp) != 1) {
+			fprintf(stderr, "sandmount: %s is not a sandmount mount\n", arg);
+			return 1;
+		}
+		return print_status(mp);
+	}
+	char **all = NULL;
+	int n = mounts_list(&all);
+	if (n <= 0) {
+		puts(n == 0 ? "no sandmount mounts" : "cannot read /proc/self/mountinfo");
+		return n == 0 ? 0 : 1;
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (i)
+			putchar('\n');
+		rc |= print_status(all[i]);
+		free(all[i]);
+	}
+	free(all);
+	return rc;
+}
+
+/* Wait until the daemon's control socket stops answering (the daemon has exited). */
+static void wait_daemon_gone(const char *mp)
+{
+	struct err e;
+	for (int i = 0; i < 300; i++) {
+		int fd = connect_control(mp, &e);
+		if (fd < 0)
+			return;
+		close(fd);
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "sandmount: the daemon of %s is still running after 30 s\n", mp);
+}
+
+static int cmd_unmount(const char *arg)
+{
+	char mp[PATH_MAX];
+	int rc = canonical_mountpoint(arg, mp, sizeof(mp));
+	if (rc < 0) {
+		fprintf(stderr, "sandmount: %s: %s\n", arg, strerror(-rc));
+		return 1;
+	}
+	if (mounts_is_sandmount(mp) != 1) {
+		fprintf(stderr, "sandmount: %s is not a sandmount mount\n", mp);
+		return 1;
+	}
+	struct stat st;
+	bool stale = stat(mp, &st) < 0 && errno == ENOTCONN;
+	if (run_fusermount(stale ? "-uz" : "-u", mp) != 0) {
+		fprintf(stderr, "sandmount: could not unmount %s (files still open? see fuser -m %s)\n",
+			mp, mp);
+		return 1;
+	}
+	wait_daemon_gone(mp);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"status", no_argument, NULL, 'S'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct daemon_opts dopts = {0};
+	char *opts = NULL;
+	const char *unmount = NULL;
+	bool status = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "fdo:u:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			dopts.foreground = true;
+			break;
+		case 'd':
+			dopts.debug = true;
+			break;
+		case 'o': {
+			char *joined = opts ? str_printf("%s,%s", opts, optarg) : xstrdup(optarg);
+			free(opts);
+			opts = joined;
+			break;
+		}
+		case 'u':
+			unmount = optarg;
+			break;
+		case 'S':
+			status = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("sandmount %s\n", SANDMOUNT_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	log_init("sandmount", dopts.debug ? LOG_DEBUG : LOG_INFO);
+	if (unmount)
+		return cmd_unmount(unmount);
+	if (status)
+		return cmd_status(optind < argc ? argv[optind] : NULL);
+	if (optind >= argc || argc - optind > 2) {
+		usage(stderr);
+		return 2;
+	}
+
+	struct sandbox_cfg cfg;
+	struct err e;
+	char *fuse_opts = NULL;
+	if (config_resolve(argv[optind], opts, &cfg, &fuse_opts, &e) < 0) {
+		fprintf(stderr, "sandmount: %s\n", e.msg);
+		return 1;
+	}
+	const char *mp_arg = optind + 1 < argc ? argv[optind + 1] : cfg.mountpoint;
+	if (!mp_arg) {
+		fprintf(stderr, "sandmount: no MOUNTPOINT given and %s has none in the config\n",
+			cfg.name);
+		return 2;
+	}
+	char mp[PATH_MAX];
+	if (prepare_mountpoint(mp_arg, mp, sizeof(mp)) < 0)
+		return 1;
+	dopts.fuse_opts = fuse_opts;
+	int rc = daemon_run_mount(&cfg, mp, &dopts);
+	free(fuse_opts);
+	free(opts);
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,56 @@
+/* config.h: what a sandbox is and how to reach it — parsed from a SANDBOX argument (a URL or a
+ * name from the JSON config file) plus -o options. Knows nothing of FUSE or of the wire. */
+#ifndef SANDMOUNT_CONFIG_H
+#define SANDMOUNT_CONFIG_H
+
+#include <stdbool.h>
+#include "util.h"
+
+enum sandbox_kind { SANDBOX_SSH, SANDBOX_DOCKER };
+
+struct sandbox_cfg {
+	char *name;       /* config name, or the URL as given */
+	enum sandbox_kind kind;
+	char *remote_dir; /* the workspace directory on the sandbox (absolute) */
+	char *mountpoint; /* from the config file, may be NULL */
+
+	/* ssh */
+	char *host;
+	char *user;        /* NULL: from ~/.ssh/config or the local user name */
+	int port;          /* 0: from ~/.ssh/config or 22 */
+	char *identity;    /* private key file; NULL: ssh-agent and default keys */
+	char *known_hosts; /* NULL: ~/.ssh/known_hosts */
+	char *ssh_config;  /* NULL: ~/.ssh/config; "none" to skip */
+	bool accept_new_host_key; /* add an unknown (never a changed) host key */
+
+	/* docker */
+	char *container;
+	char *docker_host;
+	char *docker_context;
+
+	/* behaviour */
+	int connect_timeout_s; /* default 10 */
+	int keepalive_s;       /* default 15: probe interval; dead after 3 missed */
+	int op_timeout_s;      /* default 30: a file op waits at most this long, then EIO */
+	double cache_timeout_s;/* default 2: attr/entry TTL when the sandbox cannot notify changes */
+	bool allow_other;
+	bool local_fallback;   /* sandexec outside every mount runs locally (config file only) */
+	char **env_allow;      /* NULL-terminated glob patterns of host variables sandexec forwards */
+};
+
+/* Fill cfg from SANDBOX (URL or config name) and a comma-separated -o list (may be NULL).
+ * Options unknown to sandmount are appended to *fuse_opts (malloc'd, comma-separated, may stay
+ * NULL) when fuse_opts is non-NULL, else rejected. Returns 0 or -1 with e set. */
+int config_resolve(const char *sandbox, const char *opts, struct sandbox_cfg *cfg, char **fuse_opts,
+		   struct err *e);
+/* Apply one comma-separated option list on top of cfg (same rules as above). */
+int config_apply_options(struct sandbox_cfg *cfg, const char *opts, char **fuse_opts, struct err *e);
+/* The config file path in use: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json,
+ * /etc/sandmount/config.json — the first that exists; NULL if none. malloc'd. */
+char *config_file_path(void);
+/* Global settings from the config file (local_fallback, env_allow) for sandexec. */
+int config_load_global(struct sandbox_cfg *cfg, struct err *e);
+void config_defaults(struct sandbox_cfg *cfg);
+void config_free(struct sandbox_cfg *cfg);
+
+#endif

@@ -1,0 +1,129 @@
+/* sftp_client.h: our SFTP v3 client (DESIGN decision 1) over any stream fd. Fully pipelined: any
+ * number of threads issue requests at once, one reader thread matches replies by id. Every
+ * request has a deadline (the client's op timeout). Uses the OpenSSH extensions posix-rename,
+ * statvfs, fsync, hardlink and limits when the server offers them.
+ *
+ * All calls return 0 or a negative errno: SFTP status codes map to ENOENT, EACCES, EEXIST (where
+ * the call implies it), ENOTSUP...; a lost connection is -EIO and marks the client dead; a
+ * request past its deadline is -ETIMEDOUT. */
+#ifndef SANDMOUNT_SFTP_CLIENT_H
+#define SANDMOUNT_SFTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+#include "util.h"
+
+#define SFTP_ATTR_SIZE    0x00000001
+#define SFTP_ATTR_UIDGID  0x00000002
+#define SFTP_ATTR_PERM    0x00000004
+#define SFTP_ATTR_ACMODTIME 0x00000008
+
+struct sftp_attrs {
+	uint32_t flags; /* SFTP_ATTR_* present */
+	uint64_t size;
+	uint32_t uid, gid;
+	uint32_t perm;  /* includes S_IFMT type bits */
+	uint32_t atime, mtime;
+};
+
+/* open flags (SSH_FXF_*) */
+#define SFTP_OPEN_READ   0x01
+#define SFTP_OPEN_WRITE  0x02
+#define SFTP_OPEN_APPEND 0x04
+#define SFTP_OPEN_CREAT  0x08
+#define SFTP_OPEN_TRUNC  0x10
+#define SFTP_OPEN_EXCL   0x20
+
+#define SFTP_HANDLE_MAX 256
+struct sftp_handle {
+	uint32_t len;
+	uint8_t data[SFTP_HANDLE_MAX];
+};
+
+enum sftp_ext {
+	SFTP_EXT_POSIX_RENAME = 1 << 0,
+	SFTP_EXT_STATVFS = 1 << 1,
+	SFTP_EXT_FSYNC = 1 << 2,
+	SFTP_EXT_HARDLINK = 1 << 3,
+	SFTP_EXT_LIMITS = 1 << 4,
+};
+
+struct sftp_limits {
+	uint64_t max_packet, max_read, max_write, max_open_handles; /* 0 = not stated */
+};
+
+struct sftp_stats {
+	uint64_t requests;   /* sent */
+	uint64_t round_trips;/* requests a caller waited for (the latency-bound ones) */
+	uint64_t in_flight;
+	uint64_t bytes_read, bytes_written;
+	uint64_t timeouts;
+	int64_t last_rtt_us;
+	uint64_t per_op[32]; /* requests by SSH_FXP_* type, index = type - 3 (OPEN=3..) capped */
+};
+
+struct sftp_client;
+struct sftp_req; /* an asynchronous request */
+
+/* Handshake on fd (INIT/VERSION, extensions, limits) and start the reader. Takes ownership of
+ * fd. op_timeout_ms bounds every request. */
+int sftp_client_open(int fd, int op_timeout_ms, struct sftp_client **out, struct err *e);
+/* Fail all pending requests with -EIO, stop the reader, close the fd, free. */
+void sftp_client_close(struct sftp_client *c);
+bool sftp_client_dead(struct sftp_client *c);
+unsigned sftp_client_extensions(struct sftp_client *c);
+void sftp_client_limits(struct sftp_client *c, struct sftp_limits *l); /* effective values */
+void sftp_client_stats(struct sftp_client *c, struct sftp_stats *st);
+
+int sftp_stat(struct sftp_client *c, const char *path, struct sftp_attrs *a);
+int sftp_lstat(struct sftp_client *c, const char *path, struct sftp_attrs *a);
+int sftp_fstat(struct sftp_client *c, const struct sftp_handle *h, struct sftp_attrs *a);
+int sftp_setstat(struct sftp_client *c, const char *path, const struct sftp_attrs *a);
+int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const struct sftp_attrs *a);
+/* attrs may be NULL; only a->perm (with SFTP_ATTR_PERM) is sent for creation mode. */
+int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const struct sftp_attrs *a,
+	      struct sftp_handle *h);
+int sftp_close(struct sftp_client *c, const struct sftp_handle *h);
+/* Reads up to len bytes (split into server-sized requests sent at once); *got < len only at EOF. */
+int sftp_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, void *p,
+	      size_t len, size_t *got);
+/* Writes all len bytes (split and pipelined), waits for every ack. */
+int sftp_write(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, const void *p,
+	       size_t len);
+/* Asynchronous write of at most the server's max write size: the data is copied, the request is
+ * sent, and the caller later collects the status with sftp_req_wait (which frees the request). */
+int sftp_write_async(struct sftp_client *c, const struct sftp_handle *h, uint64_t off,
+		     const void *p, size_t len, struct sftp_req **out);
+/* Asynchronous read of at most the server's max read size; sftp_req_wait_read copies the data. */
+int sftp_read_async(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, size_t len,
+		    struct sftp_req **out);
+int sftp_req_wait(struct sftp_req *r);
+int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got);
+
+/* List a directory: calls cb for every entry except "." and "..". cb returns 0 to go on. */
+typedef int (*sftp_dir_cb)(void *ctx, const char *name, const struct sftp_attrs *a);
+int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx);
+
+int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode);
+int sftp_rmdir(struct sftp_client *c, const char *path);
+int sftp_remove(struct sftp_client *c, const char *path);
+/* overwrite: replace an existing target atomically (posix-rename@openssh.com; -ENOTSUP without
+ * it). Without overwrite: SSH_FXP_RENAME, which fails with -EEXIST if the target exists. */
+int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool overwrite);
+/* Creates linkpath pointing to target (handles OpenSSH's swapped argument order). */
+int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath);
+int sftp_readlink(struct sftp_client *c, const char *path, char **target);
+int sftp_realpath(struct sftp_client *c, const char *path, char **out);
+int sftp_hardlink(struct sftp_client *c, const char *from, const char *to);
+int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st);
+int sftp_fsync(struct sftp_client *c, const struct sftp_handle *h);
+
+/* Pure helpers (unit-tested): attrs codec and status mapping. */
+struct buf;
+void sftp_attrs_encode(struct buf *b, const struct sftp_attrs *a);
+int sftp_attrs_decode(struct buf *b, struct sftp_attrs *a);
+int sftp_status_to_errno(uint32_t status);
+
+#endif

@@ -1,0 +1,93 @@
+/* transport.h: how sandmount reaches a sandbox. A transport is a small vtable; fs/ and exec/ only
+ * call these functions and never learn whether the sandbox is an SSH host or a container.
+ *
+ * Every stream a transport hands out is a plain local socket fd (one end of a socketpair that the
+ * transport bridges to the remote), so callers use read/write/poll with deadlines and shutdown()
+ * for half-close. Closing the fd closes the remote side. */
+#ifndef SANDMOUNT_TRANSPORT_H
+#define SANDMOUNT_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "config.h"
+#include "util.h"
+
+struct transport;
+struct exec_proc;
+
+struct exec_spec {
+	const char *command;  /* run as `sh -c command` in the sandbox */
+	const char *cwd;      /* absolute remote directory */
+	char *const *env;     /* "K=V" entries to set, NULL-terminated, may be NULL */
+	bool tty;             /* allocate a PTY (stdout and stderr merged) */
+	const char *term;     /* TERM for the PTY; NULL = "xterm" */
+	unsigned rows, cols;  /* initial PTY size */
+};
+
+/* exit status convention (wait): 0..255 the command's exit code; 128+N killed by signal N;
+ * -1 with e set: the connection was lost, the status is unknown. */
+struct exec_ops {
+	int (*resize)(struct exec_proc *p, unsigned rows, unsigned cols);
+	/* Deliver a signal to the remote command's whole process group. */
+	int (*signal)(struct exec_proc *p, int sig);
+	/* Wait until the command has exited and all its output was delivered to the fds, up to
+	 * the deadline (0 = none). Returns 0 with *status set, -ETIMEDOUT, or -1 (lost; e set). */
+	int (*wait)(struct exec_proc *p, int64_t deadline, int *status, struct err *e);
+	/* Release. If the command still runs, its process group is killed (TERM, KILL after 1 s). */
+	void (*free)(struct exec_proc *p);
+};
+
+struct exec_proc {
+	const struct exec_ops *ops;
+	int stdio_fd;  /* write: stdin (shutdown(SHUT_WR) sends EOF); read: stdout (tty: all output) */
+	int stderr_fd; /* read: stderr; -1 with a tty */
+};
+
+struct transport_stats {
+	bool connected;
+	int64_t rtt_us;      /* last measured round trip; -1 unknown */
+	uint64_t bytes_in, bytes_out;
+	unsigned channels;   /* open channels/streams */
+	char detail[256];    /* "ssh agent@host:2222", "docker unix:///var/run/docker.sock c1" */
+};
+
+struct transport_ops {
+	const char *name;
+	/* A stream to an SFTP v3 server for the sandbox's files. */
+	int (*open_sftp)(struct transport *t, int *fd, struct err *e);
+	int (*exec_start)(struct transport *t, const struct exec_spec *spec, struct exec_proc **out,
+			  struct err *e);
+	void (*stats)(struct transport *t, struct transport_stats *st);
+	void (*close)(struct transport *t);
+};
+
+struct transport {
+	const struct transport_ops *ops;
+};
+
+/* Connect to the sandbox described by cfg (the only place that names backends). */
+int transport_open(const struct sandbox_cfg *cfg, struct transport **out, struct err *e);
+
+static inline int transport_open_sftp(struct transport *t, int *fd, struct err *e)
+{
+	return t->ops->open_sftp(t, fd, e);
+}
+static inline int transport_exec_start(struct transport *t, const struct exec_spec *s,
+				       struct exec_proc **out, struct err *e)
+{
+	return t->ops->exec_start(t, s, out, e);
+}
+static inline void transport_stats(struct transport *t, struct transport_stats *st)
+{
+	t->ops->stats(t, st);
+}
+static inline void transport_close(struct transport *t)
+{
+	if (t)
+		t->ops->close(t);
+}
+
+/* Backends. */
+int ssh_transport_open(const struct sandbox_cfg *cfg, struct transport **out, struct err *e);
+
+#endif

@@ -1,0 +1,126 @@
+/* test_config.c: SANDBOX URLs, -o options and the JSON config file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static void test_urls(void)
+{
+	struct sandbox_cfg c;
+	struct err e;
+	CHECK(config_resolve("ssh://agent@host.example:2222/home/agent/ws", NULL, &c, NULL, &e) == 0);
+	CHECK(c.kind == SANDBOX_SSH && !strcmp(c.host, "host.example") && c.port == 2222);
+	CHECK(!strcmp(c.user, "agent") && !strcmp(c.remote_dir, "/home/agent/ws"));
+	CHECK(c.connect_timeout_s == 10 && c.op_timeout_s == 30 && !c.accept_new_host_key);
+	config_free(&c);
+
+	CHECK(config_resolve("ssh://[::1]:22/~/ws", NULL, &c, NULL, &e) == 0);
+	CHECK(!strcmp(c.host, "::1") && c.port == 22 && !strcmp(c.remote_dir, "ws") && !c.user);
+	config_free(&c);
+
+	CHECK(config_resolve("ssh://host/", NULL, &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "no workspace directory") != NULL);
+	config_free(&c);
+	CHECK(config_resolve("ssh://host:99999/x", NULL, &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "port") != NULL);
+	config_free(&c);
+	CHECK(config_resolve("ssh://@:22/x", NULL, &c, NULL, &e) == -1);
+	config_free(&c);
+
+	CHECK(config_resolve("docker://c1/workspace", NULL, &c, NULL, &e) == 0);
+	CHECK(c.kind == SANDBOX_DOCKER && !strcmp(c.container, "c1"));
+	CHECK(!strcmp(c.remote_dir, "/workspace"));
+	config_free(&c);
+	CHECK(config_resolve("ftp://x/y", NULL, &c, NULL, &e) == -1);
+	config_free(&c);
+}
+
+static void test_options(void)
+{
+	struct sandbox_cfg c;
+	struct err e;
+	char *fuse = NULL;
+	CHECK(config_resolve("ssh://h/d",
+			     "identity=/k,known_hosts=/kh\\,x,accept_new_host_key,port=2200,"
+			     "cache_timeout=0.5,ro,max_read=65536",
+			     &c, &fuse, &e) == 0);
+	CHECK(!strcmp(c.identity, "/k") && !strcmp(c.known_hosts, "/kh,x"));
+	CHECK(c.accept_new_host_key && c.port == 2200 && c.cache_timeout_s == 0.5);
+	CHECK(fuse && !strcmp(fuse, "ro,max_read=65536"));
+	free(fuse);
+	config_free(&c);
+
+	CHECK(config_resolve("ssh://h/d", "port=abc", &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "port") != NULL);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "bogus", &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "unknown option 'bogus'") != NULL);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "identity=", &c, NULL, &e) == -1);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "StrictHostKeyChecking=accept-new", &c, NULL, &e) == 0);
+	CHECK(c.accept_new_host_key);
+	config_free(&c);
+}
+
+static char *write_config(const char *text)
+{
+	char *path = strdup("/tmp/sandmount-test-config-XXXXXX");
+	int fd = mkstemp(path);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		abort();
+	close(fd);
+	setenv("SANDMOUNT_CONFIG", path, 1);
+	return path;
+}
+
+static void test_config_file(void)
+{
+	struct sandbox_cfg c;
+	struct err e;
+	char *path = write_config(
+		"{\"local_fallback\": true, \"env_allow\": [\"CI_*\"],\n"
+		" \"sandboxes\": {\"mox\": {\"url\": \"ssh://a@h:2022/ws\", \"mountpoint\": \"/srv/m\",\n"
+		"   \"options\": {\"identity\": \"/id\", \"accept_new_host_key\": true, "
+		"\"op_timeout\": 5}}}}");
+	CHECK(config_resolve("mox", "port=2023", &c, NULL, &e) == 0);
+	CHECK(!strcmp(c.host, "h") && c.port == 2023 && !strcmp(c.mountpoint, "/srv/m"));
+	CHECK(!strcmp(c.identity, "/id") && c.accept_new_host_key && c.op_timeout_s == 5);
+	CHECK(c.local_fallback && c.env_allow && !strcmp(c.env_allow[0], "CI_*") && !c.env_allow[1]);
+	config_free(&c);
+
+	CHECK(config_resolve("nope", NULL, &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "no sandbox named 'nope'") != NULL);
+	config_free(&c);
+	unlink(path);
+	free(path);
+
+	path = write_config("{\"sandboxes\": {\"x\": {\"url\": 5}}}");
+	CHECK(config_resolve("x", NULL, &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "no \"url\"") != NULL);
+	config_free(&c);
+	unlink(path);
+	free(path);
+
+	path = write_config("{\"sandboxes\": {\"x\": ");
+	CHECK(config_resolve("x", NULL, &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "bad config JSON") != NULL);
+	config_free(&c);
+	config_defaults(&c);
+	CHECK(config_load_global(&c, &e) == -1);
+	config_free(&c);
+	unlink(path);
+	free(path);
+	unsetenv("SANDMOUNT_CONFIG");
+}
+
+int main(void)
+{
+	test_urls();
+	test_options();
+	test_config_file();
+	return check_done();
+}
