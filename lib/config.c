@@ -32,7 +32,7 @@ void config_free(struct sandbox_cfg *cfg)
 {
 	char **strs[] = {&cfg->name, &cfg->remote_dir, &cfg->mountpoint, &cfg->host, &cfg->user,
 			 &cfg->identity, &cfg->known_hosts, &cfg->ssh_config, &cfg->container,
-			 &cfg->docker_host, &cfg->docker_context};
+			 &cfg->docker_host, &cfg->docker_context, &cfg->agent_dir};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
 	strv_free(cfg->env_allow);
@@ -132,6 +132,7 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		{"ssh_config", offsetof(struct sandbox_cfg, ssh_config)},
 		{"docker_host", offsetof(struct sandbox_cfg, docker_host)},
 		{"docker_context", offsetof(struct sandbox_cfg, docker_context)},
+		{"agent_dir", offsetof(struct sandbox_cfg, agent_dir)},
 	};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (strcmp(key, strs[i].key))
@@ -155,6 +156,14 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		return parse_seconds(key, v, &cfg->cache_timeout_s, e);
 	if (!strcmp(key, "accept_new_host_key"))
 		return parse_bool(key, v, &cfg->accept_new_host_key, e);
+	if (!strcmp(key, "agent")) {
+		if (v && (!strcmp(v, "off") || !strcmp(v, "on"))) {
+			cfg->agent_off = !strcmp(v, "off");
+			return 0;
+		}
+		err_set(e, "option agent: use agent=on or agent=off");
+		return -1;
+	}
 	if (!strcmp(key, "allow_other"))
 		return parse_bool(key, v, &cfg->allow_other, e);
 	if (!strcmp(key, "StrictHostKeyChecking")) {

@@ -27,6 +27,8 @@ struct sandbox_cfg {
 	char *container;
 	char *docker_host;
 	char *docker_context;
+	char *agent_dir;  /* agent_dir=: where to place sandmount-agent in the container */
+	bool agent_off;   /* agent=off: serve files with the image's sftp-server */
 
 	/* behaviour */
 	int connect_timeout_s; /* default 10 */

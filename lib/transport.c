@@ -7,8 +7,7 @@ int transport_open(const struct sandbox_cfg *cfg, struct transport **out, struct
 	case SANDBOX_SSH:
 		return ssh_transport_open(cfg, out, e);
 	case SANDBOX_DOCKER:
-		err_set(e, "%s: docker sandboxes are not supported yet", cfg->name);
-		return -1;
+		return docker_transport_open(cfg, out, e);
 	}
 	err_set(e, "%s: unknown sandbox kind", cfg->name);
 	return -1;

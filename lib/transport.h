@@ -89,5 +89,6 @@ static inline void transport_close(struct transport *t)
 
 /* Backends. */
 int ssh_transport_open(const struct sandbox_cfg *cfg, struct transport **out, struct err *e);
+int docker_transport_open(const struct sandbox_cfg *cfg, struct transport **out, struct err *e);
 
 #endif

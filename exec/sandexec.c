@@ -1,0 +1,447 @@
+/* sandexec.c: runs a command in the sandbox whose sandmount mount holds the current directory.
+ *
+ * Finds the mount (or --mount), connects to its daemon's control socket, hands over
+ * stdin/stdout/stderr with SCM_RIGHTS and then only relays signals and window sizes until the
+ * daemon reports the exit status. Works as a login shell: `sandexec -c 'STRING'` is `sh -c`. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "config.h"
+#include "ctl_proto.h"
+#include "runtime.h"
+#include "util.h"
+
+#define EXIT_UNREACHABLE 125
+#define EXIT_USAGE       2
+
+extern char **environ;
+
+struct options {
+	const char *workdir;  /* -w */
+	const char *mount;    /* --mount */
+	const char *command;  /* -c STRING */
+	char **argv;          /* CMD ARG... (or $0 $1... after -c) */
+	int argc;
+	char **set_env;       /* -e K=V, NULL-terminated */
+	int nset_env;
+	bool force_tty, no_tty;
+};
+
+static struct termios saved_termios;
+static bool termios_saved;
+
+static void restore_terminal(void)
+{
+	if (termios_saved)
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_termios);
+}
+
+static void die_on_signal(int sig)
+{
+	restore_terminal();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	restore_terminal();
+	fputs("sandexec: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: sandexec [-w DIR] [-e K=V]... [-i] [-t|-T] [--mount MOUNTPOINT] [--] CMD "
+	      "[ARG...]\n"
+	      "       sandexec [-l] -c 'STRING' [NAME [ARG...]]\n"
+	      "Runs a command in the sandbox whose sandmount mount holds the current directory.\n",
+	      f);
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"mount", required_argument, NULL, 'm'}, {"login", no_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	memset(o, 0, sizeof(*o));
+	o->set_env = calloc((size_t)argc + 1, sizeof(char *));
+	if (!o->set_env)
+		fail(EXIT_UNREACHABLE, "out of memory");
+	while ((c = getopt_long(argc, argv, "+w:e:itTc:lhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'w': o->workdir = optarg; break;
+		case 'm': o->mount = optarg; break;
+		case 'c': o->command = optarg; break;
+		case 't': o->force_tty = true; break;
+		case 'T': o->no_tty = true; break;
+		case 'i': /* stdin is always forwarded */
+		case 'l': /* a login shell: nothing to do here */
+			break;
+		case 'e':
+			if (optarg[0] == '=' || !strchr(optarg, '='))
+				fail(EXIT_USAGE, "-e %s: expected NAME=VALUE", optarg);
+			o->set_env[o->nset_env++] = optarg;
+			break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("sandexec %s\n", SANDMOUNT_VERSION); exit(0);
+		default: usage(stderr); exit(EXIT_USAGE);
+		}
+	}
+	o->argv = argv + optind;
+	o->argc = argc - optind;
+}
+
+static char *join_quoted(char *const *words, int n, const char *prefix)
+{
+	struct buf b;
+	buf_init(&b);
+	buf_put_bytes(&b, prefix, strlen(prefix));
+	for (int i = 0; i < n; i++) {
+		char *q = sh_quote(words[i]);
+		if (!q)
+			fail(EXIT_UNREACHABLE, "out of memory");
+		if (b.len)
+			buf_put_u8(&b, ' ');
+		buf_put_bytes(&b, q, strlen(q));
+		free(q);
+	}
+	buf_put_u8(&b, 0);
+	if (!buf_ok(&b))
+		fail(EXIT_UNREACHABLE, "out of memory");
+	return (char *)b.data;
+}
+
+/* The shell command string the sandbox runs with `sh -c`. */
+static char *command_string(const struct options *o)
+{
+	if (o->command && o->argc == 0)
+		return xstrdup(o->command);
+	if (o->command) { /* sh -c STRING NAME ARG...: keep $0 and the positional parameters */
+		char *q = sh_quote(o->command);
+		char *prefix = q ? str_printf("exec sh -c %s", q) : NULL;
+		if (!prefix)
+			fail(EXIT_UNREACHABLE, "out of memory");
+		char *s = join_quoted(o->argv, o->argc, prefix);
+		free(q);
+		free(prefix);
+		return s;
+	}
+	if (o->argc == 0) /* no command: an interactive shell, as `sh` alone */
+		return xstrdup("exec \"${SHELL:-/bin/sh}\" -l");
+	return join_quoted(o->argv, o->argc, "");
+}
+
+static bool env_forwarded(const char *entry, char *const *allow)
+{
+	size_t n = strcspn(entry, "=");
+	char name[256];
+	if (n == 0 || n >= sizeof(name) || entry[n] != '=')
+		return false;
+	memcpy(name, entry, n);
+	name[n] = 0;
+	if (!strcmp(name, "TERM") || !strcmp(name, "LANG") || !strncmp(name, "LC_", 3))
+		return true;
+	for (char *const *p = allow; p && *p; p++)
+		if (fnmatch(*p, name, 0) == 0)
+			return true;
+	return false;
+}
+
+/* TERM, LANG, LC_*, the config's env_allow patterns, then -e (which wins on the remote side by
+ * coming last). */
+static void put_env(struct buf *b, const struct options *o, const struct sandbox_cfg *cfg)
+{
+	size_t count_pos = b->len;
+	uint32_t n = 0;
+	buf_put_u32(b, 0);
+	for (char **e = environ; *e; e++) {
+		if (env_forwarded(*e, cfg->env_allow)) {
+			buf_put_cstring(b, *e);
+			n++;
+		}
+	}
+	for (int i = 0; i < o->nset_env; i++, n++)
+		buf_put_cstring(b, o->set_env[i]);
+	buf_set_u32_at(b, count_pos, n);
+}
+
+/* rel of path under mountpoint, or NULL if path is outside. */
+static const char *path_within(const char *mountpoint, const char *path)
+{
+	size_t n = strlen(mountpoint);
+	if (!strcmp(mountpoint, "/"))
+		n = 0;
+	else if (strncmp(mountpoint, path, n) || (path[n] && path[n] != '/'))
+		return NULL;
+	while (path[n] == '/')
+		n++;
+	return path + n;
+}
+
+static void run_locally(const struct options *o, const char *command)
+{
+	char *argv[] = {"sh", "-c", (char *)command, NULL};
+	for (int i = 0; i < o->nset_env; i++)
+		if (putenv(o->set_env[i]) != 0)
+			fail(EXIT_UNREACHABLE, "putenv: %s", strerror(errno));
+	if (o->workdir && chdir(o->workdir) < 0)
+		fail(EXIT_UNREACHABLE, "%s: %s", o->workdir, strerror(errno));
+	execv("/bin/sh", argv);
+	fail(EXIT_UNREACHABLE, "/bin/sh: %s", strerror(errno));
+}
+
+/* Resolve the directory to run in and the mount that holds it. Returns false when it lies in no
+ * mount (mountpoint is then unset). */
+static bool locate(const struct options *o, char *target, char *mountpoint, char **rel)
+{
+	char cwd[PATH_MAX], joined[PATH_MAX * 2];
+	if (!getcwd(cwd, sizeof(cwd)))
+		fail(EXIT_UNREACHABLE, "cannot get the current directory: %s", strerror(errno));
+	strcpy(target, cwd);
+	if (o->workdir) {
+		snprintf(joined, sizeof(joined), "%s/%s", o->workdir[0] == '/' ? "" : cwd,
+			 o->workdir);
+		if (!realpath(joined, target))
+			fail(EXIT_UNREACHABLE, "-w %s: %s", o->workdir, strerror(errno));
+	}
+	if (o->mount) {
+		if (!realpath(o->mount, mountpoint))
+			fail(EXIT_UNREACHABLE, "--mount %s: %s", o->mount, strerror(errno));
+		const char *r = path_within(mountpoint, target);
+		if (!r && o->workdir)
+			fail(EXIT_UNREACHABLE, "-w %s: %s is not inside %s", o->workdir, target,
+			     mountpoint);
+		*rel = xstrdup(r ? r : "");
+		return true;
+	}
+	int r = mounts_find(target, mountpoint, PATH_MAX, rel);
+	if (r < 0)
+		fail(EXIT_UNREACHABLE, "cannot read /proc/self/mountinfo: %s", strerror(errno));
+	return r == 1;
+}
+
+static int connect_daemon(const char *mountpoint)
+{
+	struct err e;
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (runtime_socket_path(mountpoint, addr.sun_path, sizeof(addr.sun_path), &e) < 0)
+		fail(EXIT_UNREACHABLE, "%s", e.msg);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		fail(EXIT_UNREACHABLE, "socket: %s", strerror(errno));
+	if (connect(s, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			fail(EXIT_UNREACHABLE,
+			     "no sandmount daemon is serving %s (is it mounted? see sandmount "
+			     "--status)",
+			     mountpoint);
+		fail(EXIT_UNREACHABLE, "%s: %s", addr.sun_path, strerror(errno));
+	}
+	return s;
+}
+
+static void window_size(unsigned *rows, unsigned *cols)
+{
+	struct winsize ws;
+	*rows = 24;
+	*cols = 80;
+	for (int fd = 0; fd <= 2; fd++) {
+		if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+			*rows = ws.ws_row;
+			*cols = ws.ws_col;
+			return;
+		}
+	}
+}
+
+static void enter_raw_mode(void)
+{
+	static const int fatal[] = {SIGALRM, SIGUSR1, SIGUSR2, SIGABRT, SIGSEGV, SIGBUS};
+	struct termios raw;
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_termios) < 0)
+		return;
+	termios_saved = true;
+	atexit(restore_terminal);
+	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+		signal(fatal[i], die_on_signal);
+	raw = saved_termios;
+	cfmakeraw(&raw);
+	tcsetattr(STDIN_FILENO, TCSADRAIN, &raw);
+}
+
+static void send_u32s(int sock, uint8_t type, uint32_t a, uint32_t b, int n)
+{
+	struct buf m;
+	buf_init(&m);
+	buf_put_u32(&m, a);
+	if (n == 2)
+		buf_put_u32(&m, b);
+	ctl_send(sock, type, &m, NULL, 0); /* a dead daemon shows as EOF in the main loop */
+	buf_free(&m);
+}
+
+/* Forward signals and resizes until the daemon reports how the command ended. */
+static int wait_for_exit(int sock, int sigfd, bool tty)
+{
+	struct buf msg;
+	buf_init(&msg);
+	for (;;) {
+		struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fail(EXIT_UNREACHABLE, "poll: %s", strerror(errno));
+		}
+		if (p[1].revents) {
+			struct signalfd_siginfo si;
+			if (read(sigfd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			if (si.ssi_signo == SIGWINCH && tty) {
+				unsigned rows, cols;
+				window_size(&rows, &cols);
+				send_u32s(sock, CTL_RESIZE, rows, cols, 2);
+			} else if (si.ssi_signo != SIGWINCH) {
+				send_u32s(sock, CTL_SIGNAL, si.ssi_signo, 0, 1);
+			}
+		}
+		if (!p[0].revents)
+			continue;
+		uint8_t type;
+		int nfds;
+		int r = ctl_recv(sock, &type, &msg, NULL, 0, &nfds, deadline_in(10000));
+		if (r == -EPIPE)
+			fail(EXIT_UNREACHABLE, "the sandmount daemon closed the connection");
+		if (r < 0)
+			fail(EXIT_UNREACHABLE, "control connection: %s", strerror(-r));
+		uint32_t code;
+		char *text = NULL;
+		if (type == CTL_EXIT && buf_get_u32(&msg, &code) == 0)
+			return code > 255 ? EXIT_UNREACHABLE : (int)code;
+		if (type == CTL_ERROR && buf_get_u32(&msg, &code) == 0 &&
+		    buf_get_cstring(&msg, &text) == 0) {
+			restore_terminal();
+			fprintf(stderr, "%s\n", text);
+			return code > 255 ? EXIT_UNREACHABLE : (int)code;
+		}
+		fail(EXIT_UNREACHABLE, "unexpected reply %u from the sandmount daemon", type);
+	}
+}
+
+/* Closed standard fds cannot be passed: give them /dev/null, as a shell would see. */
+static void ensure_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0)
+			continue;
+		int n = open("/dev/null", O_RDWR);
+		if (n < 0 || (n != fd && (dup2(n, fd) < 0 || close(n) < 0)))
+			exit(EXIT_UNREACHABLE);
+	}
+}
+
+static void send_exec(int sock, const struct options *o, const struct sandbox_cfg *cfg,
+		      const char *command, const char *rel, bool tty)
+{
+	struct buf m;
+	unsigned rows = 0, cols = 0;
+	const char *term = getenv("TERM");
+	int fds[3] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
+	if (tty)
+		window_size(&rows, &cols);
+	buf_init(&m);
+	buf_put_u32(&m, tty ? CTL_EXEC_TTY : 0);
+	buf_put_cstring(&m, command);
+	buf_put_cstring(&m, rel);
+	buf_put_u32(&m, rows);
+	buf_put_u32(&m, cols);
+	buf_put_cstring(&m, tty && term ? term : "");
+	put_env(&m, o, cfg);
+	if (!buf_ok(&m))
+		fail(EXIT_UNREACHABLE, "out of memory");
+	int r = ctl_send(sock, CTL_EXEC, &m, fds, 3);
+	if (r < 0)
+		fail(EXIT_UNREACHABLE, "cannot send the command to the daemon: %s", strerror(-r));
+	buf_free(&m);
+}
+
+/* The signals sandexec forwards, as a signalfd. An ignored signal is dropped even while
+ * blocked, and a background job of a non-interactive shell starts with SIGINT and SIGQUIT
+ * ignored, yet `kill -INT` should still reach the command: reset them to the default. */
+static int take_over_signals(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+	sigset_t set;
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&set, sigs[i]);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	int fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (fd < 0)
+		fail(EXIT_UNREACHABLE, "signalfd: %s", strerror(errno));
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	struct sandbox_cfg cfg;
+	struct err e;
+	char target[PATH_MAX], mountpoint[PATH_MAX];
+	char *rel = NULL;
+
+	ensure_std_fds();
+	parse_args(argc, argv, &o);
+	config_defaults(&cfg);
+	if (config_load_global(&cfg, &e) < 0)
+		fail(EXIT_UNREACHABLE, "%s", e.msg);
+	char *command = command_string(&o);
+
+	if (!locate(&o, target, mountpoint, &rel)) {
+		if (cfg.local_fallback)
+			run_locally(&o, command);
+		char *path = config_file_path();
+		fail(EXIT_UNREACHABLE,
+		     "%s is not inside a sandmount mount (mount one with sandmount, or set "
+		     "local_fallback in %s)",
+		     target, path ? path : "~/.config/sandmount/config.json");
+	}
+
+	int sigfd = take_over_signals();
+	signal(SIGPIPE, SIG_IGN);
+
+	bool tty = o.force_tty || (!o.no_tty && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO));
+	int sock = connect_daemon(mountpoint);
+	if (tty)
+		enter_raw_mode();
+	send_exec(sock, &o, &cfg, command, rel, tty);
+	int status = wait_for_exit(sock, sigfd, tty);
+	restore_terminal();
+	return status;
+}

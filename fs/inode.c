@@ -1,0 +1,422 @@
+/* inode.c: the inode table (DESIGN decision 6). Two chained hash tables over the same nodes: by
+ * number (for the kernel's requests) and by (parent, name) (for lookups). Numbers are never
+ * reused, so the generation is always 0. One mutex guards everything. */
+#include "inode.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INODE_MAX_DEPTH 4096
+
+struct inode {
+	uint64_t ino;
+	uint64_t parent; /* 0: the root, or the inode lost its name */
+	char *name;	 /* NULL when the inode lost its name */
+	mode_t type;
+	uint64_t nlookup;
+	int64_t stamped_ms; /* last time the kernel got an entry or attributes for it */
+	bool opened;	    /* open_size/open_mtime are valid */
+	uint64_t open_size;
+	uint32_t open_mtime;
+	struct inode *next_by_ino;
+	struct inode *next_by_name;
+};
+
+struct hash {
+	struct inode **slot;
+	size_t cap; /* a power of two */
+};
+
+struct inode_table {
+	pthread_mutex_t lock;
+	struct hash by_ino, by_name;
+	size_t count;
+	uint64_t next_ino;
+};
+
+static size_t hash_ino(uint64_t ino)
+{
+	return (size_t)(ino * 0x9E3779B97F4A7C15ull >> 17);
+}
+
+static size_t hash_name(uint64_t parent, const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ parent;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	return (size_t)(h ^ h >> 29);
+}
+
+static struct inode **by_ino_slot(struct inode_table *t, uint64_t ino)
+{
+	return &t->by_ino.slot[hash_ino(ino) & (t->by_ino.cap - 1)];
+}
+
+static struct inode **by_name_slot(struct inode_table *t, uint64_t parent, const char *name)
+{
+	return &t->by_name.slot[hash_name(parent, name) & (t->by_name.cap - 1)];
+}
+
+static struct inode *find_ino(struct inode_table *t, uint64_t ino)
+{
+	struct inode *n = *by_ino_slot(t, ino);
+	while (n && n->ino != ino)
+		n = n->next_by_ino;
+	return n;
+}
+
+static struct inode *find_name(struct inode_table *t, uint64_t parent, const char *name)
+{
+	struct inode *n = *by_name_slot(t, parent, name);
+	while (n && (n->parent != parent || strcmp(n->name, name) != 0))
+		n = n->next_by_name;
+	return n;
+}
+
+/* Double both tables when they get full; a failed allocation just keeps the chains longer. */
+static void grow(struct inode_table *t)
+{
+	if (t->count < t->by_ino.cap)
+		return;
+	size_t cap = t->by_ino.cap * 2;
+	struct inode **ino_slot = calloc(cap, sizeof(*ino_slot));
+	struct inode **name_slot = calloc(cap, sizeof(*name_slot));
+	if (!ino_slot || !name_slot) {
+		free(ino_slot);
+		free(name_slot);
+		return;
+	}
+	for (size_t i = 0; i < t->by_ino.cap; i++) {
+		struct inode *n = t->by_ino.slot[i], *next;
+		for (; n; n = next) {
+			next = n->next_by_ino;
+			struct inode **s = &ino_slot[hash_ino(n->ino) & (cap - 1)];
+			n->next_by_ino = *s;
+			*s = n;
+		}
+		n = t->by_name.slot[i];
+		for (; n; n = next) {
+			next = n->next_by_name;
+			struct inode **s = &name_slot[hash_name(n->parent, n->name) & (cap - 1)];
+			n->next_by_name = *s;
+			*s = n;
+		}
+	}
+	free(t->by_ino.slot);
+	free(t->by_name.slot);
+	t->by_ino = (struct hash){ino_slot, cap};
+	t->by_name = (struct hash){name_slot, cap};
+}
+
+static void unlink_ino(struct inode_table *t, struct inode *n)
+{
+	struct inode **p = by_ino_slot(t, n->ino);
+	while (*p != n)
+		p = &(*p)->next_by_ino;
+	*p = n->next_by_ino;
+}
+
+static void unlink_name(struct inode_table *t, struct inode *n)
+{
+	struct inode **p = by_name_slot(t, n->parent, n->name);
+	while (*p != n)
+		p = &(*p)->next_by_name;
+	*p = n->next_by_name;
+}
+
+static void link_name(struct inode_table *t, struct inode *n)
+{
+	struct inode **s = by_name_slot(t, n->parent, n->name);
+	n->next_by_name = *s;
+	*s = n;
+}
+
+static void free_node(struct inode_table *t, struct inode *n)
+{
+	unlink_ino(t, n);
+	t->count--;
+	free(n->name);
+	free(n);
+}
+
+/* The remote name is gone: the number dies with the kernel's last reference. */
+static void lose_name(struct inode_table *t, struct inode *n)
+{
+	unlink_name(t, n);
+	free(n->name);
+	n->name = NULL;
+	n->parent = 0;
+	if (n->nlookup == 0)
+		free_node(t, n);
+}
+
+struct inode_table *inode_table_new(void)
+{
+	struct inode_table *t = calloc(1, sizeof(*t));
+	struct inode *root = calloc(1, sizeof(*root));
+	if (!t || !root)
+		goto fail;
+	t->by_ino = (struct hash){calloc(64, sizeof(struct inode *)), 64};
+	t->by_name = (struct hash){calloc(64, sizeof(struct inode *)), 64};
+	if (!t->by_ino.slot || !t->by_name.slot)
+		goto fail;
+	pthread_mutex_init(&t->lock, NULL);
+	/* The root is in the number table only: it has no parent and no name. */
+	root->ino = INODE_ROOT;
+	root->type = 0040000;
+	root->nlookup = 1;
+	*by_ino_slot(t, INODE_ROOT) = root;
+	t->count = 1;
+	t->next_ino = INODE_ROOT + 1;
+	return t;
+fail:
+	if (t) {
+		free(t->by_ino.slot);
+		free(t->by_name.slot);
+	}
+	free(t);
+	free(root);
+	return NULL;
+}
+
+void inode_table_free(struct inode_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->by_ino.cap; i++) {
+		struct inode *n = t->by_ino.slot[i], *next;
+		for (; n; n = next) {
+			next = n->next_by_ino;
+			free(n->name);
+			free(n);
+		}
+	}
+	free(t->by_ino.slot);
+	free(t->by_name.slot);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+size_t inode_table_count(struct inode_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->count;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+static struct inode *add_node(struct inode_table *t, uint64_t parent, const char *name, mode_t type)
+{
+	struct inode *n = calloc(1, sizeof(*n));
+	char *copy = strdup(name);
+	if (!n || !copy) {
+		free(n);
+		free(copy);
+		return NULL;
+	}
+	n->ino = t->next_ino++;
+	n->parent = parent;
+	n->name = copy;
+	n->type = type;
+	struct inode **s = by_ino_slot(t, n->ino);
+	n->next_by_ino = *s;
+	*s = n;
+	link_name(t, n);
+	t->count++;
+	grow(t);
+	return n;
+}
+
+uint64_t inode_enter(struct inode_table *t, uint64_t parent, const char *name, mode_t type,
+		     uint64_t lookups, int64_t now_ms)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_name(t, parent, name);
+	if (n && n->type != type) {
+		lose_name(t, n);
+		n = NULL;
+	}
+	if (!n)
+		n = add_node(t, parent, name, type);
+	uint64_t ino = 0;
+	if (n) {
+		n->nlookup += lookups;
+		if (lookups)
+			n->stamped_ms = now_ms;
+		ino = n->ino;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ino;
+}
+
+void inode_forget(struct inode_table *t, uint64_t ino, uint64_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *node = find_ino(t, ino);
+	if (node && ino != INODE_ROOT) {
+		node->nlookup = node->nlookup > n ? node->nlookup - n : 0;
+		if (node->nlookup == 0 && !node->name)
+			free_node(t, node);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_touch(struct inode_table *t, uint64_t ino, int64_t now_ms)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	if (n)
+		n->stamped_ms = now_ms;
+	pthread_mutex_unlock(&t->lock);
+}
+
+uint64_t inode_parent(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	uint64_t parent = n && n->parent ? n->parent : INODE_ROOT;
+	pthread_mutex_unlock(&t->lock);
+	return parent;
+}
+
+mode_t inode_type(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	mode_t type = n ? n->type : 0;
+	pthread_mutex_unlock(&t->lock);
+	return type;
+}
+
+/* Collect the chain from `ino` up to the root; returns its length or -ENOENT. */
+static int ancestry(struct inode_table *t, uint64_t ino, struct inode **chain)
+{
+	int depth = 0;
+	while (ino != INODE_ROOT) {
+		struct inode *n = find_ino(t, ino);
+		if (!n || !n->name || depth == INODE_MAX_DEPTH)
+			return -ENOENT;
+		chain[depth++] = n;
+		ino = n->parent;
+	}
+	return depth;
+}
+
+int inode_path(struct inode_table *t, uint64_t ino, bool parent_only, char **out)
+{
+	struct inode **chain = malloc(INODE_MAX_DEPTH * sizeof(*chain));
+	if (!chain)
+		return -ENOMEM;
+	pthread_mutex_lock(&t->lock);
+	int depth = ancestry(t, ino, chain);
+	int first = parent_only ? 1 : 0;
+	char *path = NULL;
+	if (depth >= 0 && parent_only && depth == 0)
+		depth = -ENOENT; /* the root has no parent */
+	if (depth >= 0) {
+		size_t len = 1;
+		for (int i = first; i < depth; i++)
+			len += strlen(chain[i]->name) + 1;
+		path = malloc(len);
+		if (path) {
+			char *w = path;
+			for (int i = depth - 1; i >= first; i--) {
+				if (w != path)
+					*w++ = '/';
+				w = stpcpy(w, chain[i]->name);
+			}
+			*w = '\0';
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(chain);
+	if (depth < 0)
+		return depth;
+	if (!path)
+		return -ENOMEM;
+	*out = path;
+	return 0;
+}
+
+void inode_remove(struct inode_table *t, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_name(t, parent, name);
+	if (n)
+		lose_name(t, n);
+	pthread_mutex_unlock(&t->lock);
+}
+
+int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint64_t newparent,
+		 const char *newname)
+{
+	char *copy = strdup(newname);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_name(t, parent, name);
+	struct inode *victim = find_name(t, newparent, newname);
+	if (n && victim != n) {
+		if (victim)
+			lose_name(t, victim);
+		unlink_name(t, n);
+		free(n->name);
+		n->name = copy;
+		n->parent = newparent;
+		link_name(t, n);
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(copy);
+	return 0;
+}
+
+bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, uint32_t mtime)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	bool same = false;
+	if (n) {
+		same = n->opened && n->open_size == size && n->open_mtime == mtime;
+		n->opened = true;
+		n->open_size = size;
+		n->open_mtime = mtime;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return same;
+}
+
+long inode_cached_since(struct inode_table *t, int64_t since_ms, struct inode_cached **out)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode_cached *v = calloc(t->count, sizeof(*v));
+	long n = 0;
+	for (size_t i = 0; v && i < t->by_ino.cap; i++) {
+		for (struct inode *node = t->by_ino.slot[i]; node; node = node->next_by_ino) {
+			if (node->nlookup == 0 || node->stamped_ms < since_ms)
+				continue;
+			struct inode_cached *c = &v[n++];
+			c->ino = node->ino;
+			c->parent = node->parent;
+			if (node->name && !(c->name = strdup(node->name))) {
+				inode_cached_free(v, n);
+				v = NULL;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	return n;
+}
+
+void inode_cached_free(struct inode_cached *v, long n)
+{
+	for (long i = 0; v && i < n; i++)
+		free(v[i].name);
+	free(v);
+}

@@ -1,0 +1,62 @@
+/* inode.h: the daemon's inode table (DESIGN decision 6). Every remote object gets one number for
+ * the life of the mount, found by (parent inode, name). Entries survive the kernel forgetting
+ * them, move on rename, and are replaced when the remote object changes type. Thread-safe. */
+#ifndef SANDMOUNT_INODE_H
+#define SANDMOUNT_INODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define INODE_ROOT 1
+
+struct inode_table;
+
+/* What the kernel may hold cached: an inode and the entry naming it (parent 0 for the root or
+ * for an inode that lost its name). */
+struct inode_cached {
+	uint64_t ino;
+	uint64_t parent;
+	char *name;
+};
+
+struct inode_table *inode_table_new(void);
+void inode_table_free(struct inode_table *t);
+size_t inode_table_count(struct inode_table *t);
+
+/* The inode of `name` in `parent` with file type `type` (S_IFMT bits), made if missing or if
+ * the existing one has another type. Adds `lookups` to its kernel lookup count and, when that is
+ * not 0, stamps it as handed to the kernel at `now_ms`. Returns 0 when out of memory. */
+uint64_t inode_enter(struct inode_table *t, uint64_t parent, const char *name, mode_t type,
+		     uint64_t lookups, int64_t now_ms);
+/* The kernel dropped `n` lookups. An inode that lost its name is freed at zero. */
+void inode_forget(struct inode_table *t, uint64_t ino, uint64_t n);
+/* Stamp an inode whose attributes were handed to the kernel. */
+void inode_touch(struct inode_table *t, uint64_t ino, int64_t now_ms);
+/* The directory holding an inode; the root for the root or an inode that lost its name. */
+uint64_t inode_parent(struct inode_table *t, uint64_t ino);
+/* Type (S_IFMT bits) of a known inode, 0 if unknown. */
+mode_t inode_type(struct inode_table *t, uint64_t ino);
+
+/* The path of an inode relative to the root ("" for the root), malloc'd into *out. With
+ * `parent_only`, the path of the directory holding it. Returns 0, -ENOENT for an unknown inode
+ * or one that lost its name, -ENOMEM. */
+int inode_path(struct inode_table *t, uint64_t ino, bool parent_only, char **out);
+
+/* The name was removed remotely: the inode loses its name (and its number with it). */
+void inode_remove(struct inode_table *t, uint64_t parent, const char *name);
+/* Move the entry; an inode already at the target loses its name. Returns 0 or -ENOMEM. */
+int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint64_t newparent,
+		 const char *newname);
+
+/* Page cache rule (like sshfs): true when the remote size and mtime equal those seen at the
+ * previous open of this inode. Records the new values. */
+bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, uint32_t mtime);
+
+/* The inodes the kernel may still cache: looked up and stamped at or after `since_ms`.
+ * Returns the count (or -ENOMEM) and a malloc'd array; free it with inode_cached_free. */
+long inode_cached_since(struct inode_table *t, int64_t since_ms, struct inode_cached **out);
+void inode_cached_free(struct inode_cached *v, long n);
+
+#endif

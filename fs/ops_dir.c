@@ -1,0 +1,157 @@
+/* ops_dir.c: FUSE directory operations. opendir lists the whole remote directory once into a
+ * snapshot owned by the open directory; readdir and readdirplus hand it out by index, so
+ * offsets stay valid however the remote changes meanwhile. */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dir_entry {
+	char *name;
+	struct sftp_attrs attrs;
+};
+
+struct dir_snapshot {
+	fuse_ino_t ino;
+	struct dir_entry *v;
+	size_t n, cap;
+};
+
+static void snapshot_free(struct dir_snapshot *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	free(d->v);
+	free(d);
+}
+
+static int snapshot_add(void *ctx, const char *name, const struct sftp_attrs *a)
+{
+	struct dir_snapshot *d = ctx;
+	if (fs_hidden_name(d->ino, name))
+		return 0;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 32;
+		struct dir_entry *v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	d->v[d->n++] = (struct dir_entry){copy, *a};
+	return 0;
+}
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct dir_snapshot *d = calloc(1, sizeof(*d));
+	char *path = NULL;
+	int r = d ? fs_remote_path(fs, ino, NULL, &path) : -ENOMEM;
+	if (r == 0) {
+		d->ino = ino;
+		r = sftp_list_dir(fs->sftp, path, snapshot_add, d);
+	}
+	free(path);
+	if (r < 0) {
+		if (d)
+			snapshot_free(d);
+		fs_reply_errno(req, r);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	atomic_fetch_add(&fs->open_dirs, 1);
+	if (fuse_reply_open(req, fi) != 0) {
+		atomic_fetch_sub(&fs->open_dirs, 1);
+		snapshot_free(d);
+	}
+}
+
+/* Add entry `index` (0 ".", 1 "..", then the snapshot) to buf; the size it takes, which is
+ * larger than `room` when it did not fit. 0 past the end. */
+static size_t add_entry(fuse_req_t req, struct dir_snapshot *d, size_t index, char *buf,
+			size_t room, bool plus)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e = {0};
+	const char *name;
+	off_t next = (off_t)index + 1;
+
+	if (index < 2) {
+		/* The kernel takes no lookup for "." and "..", with or without plus. */
+		name = index == 0 ? "." : "..";
+		e.attr.st_ino = index == 0 ? d->ino : inode_parent(fs->inodes, d->ino);
+		e.attr.st_mode = S_IFDIR;
+	} else if (index - 2 < d->n) {
+		struct dir_entry *de = &d->v[index - 2];
+		name = de->name;
+		e.attr.st_mode = fs_attrs_type(&de->attrs);
+		e.attr.st_ino = inode_enter(fs->inodes, d->ino, name, e.attr.st_mode, 0, 0);
+		/* Files open here may have writes the snapshot's size does not show: for them
+		 * e.ino stays 0, which tells the kernel to take the name only. */
+		if (plus && !fs_inode_is_open(fs, e.attr.st_ino) &&
+		    fs_make_entry(fs, d->ino, name, &de->attrs, &e) < 0)
+			return room + 1;
+	} else {
+		return 0;
+	}
+	if (!plus)
+		return fuse_add_direntry(req, buf, room, name, &e.attr, next);
+	size_t size = fuse_add_direntry_plus(req, buf, room, name, &e, next);
+	if (size > room && e.ino)
+		inode_forget(fs->inodes, e.ino, 1); /* not handed out after all */
+	return size;
+}
+
+static void read_dir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct dir_snapshot *d = (struct dir_snapshot *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t used = 0;
+	for (size_t index = off < 0 ? 0 : (size_t)off;; index++) {
+		size_t n = add_entry(req, d, index, buf + used, size - used, plus);
+		if (n == 0 || n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	(void)ino;
+	read_dir(req, size, off, fi, false);
+}
+
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	read_dir(req, size, off, fi, true);
+}
+
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	atomic_fetch_sub(&fs_of(req)->open_dirs, 1);
+	snapshot_free((struct dir_snapshot *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}

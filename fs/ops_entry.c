@@ -1,0 +1,341 @@
+/* ops_entry.c: FUSE operations on names and attributes: lookup, forget, getattr, setattr,
+ * readlink, symlink, mkdir, rmdir, unlink, rename, link and the mknod refusal. */
+#include "fs_internal.h"
+#include "linkpath.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h> /* RENAME_NOREPLACE */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	if (fs_hidden_name(parent, name)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	char *path;
+	int r = fs_remote_path(fs, parent, name, &path);
+	struct sftp_attrs a;
+	if (r == 0) {
+		r = sftp_lstat(fs->sftp, path, &a);
+		free(path);
+	}
+	struct fuse_entry_param e;
+	if (r == 0)
+		r = fs_make_entry(fs, parent, name, &a, &e);
+	if (r == 0 && fs_drain_inode(fs, e.ino) > 0 &&
+	    fs_remote_path(fs, e.ino, NULL, &path) == 0) {
+		/* Writes of open files just landed: report the size they made. */
+		if (sftp_lstat(fs->sftp, path, &a) == 0)
+			fs_fill_stat(fs, e.ino, &a, &e.attr);
+		free(path);
+	}
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_forget(fs_of(req)->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+	for (size_t i = 0; i < count; i++)
+		inode_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Current attributes of an inode; through an open file when its name is gone. */
+static int stat_inode(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
+{
+	char *path;
+	int r = fs_remote_path(fs, ino, NULL, &path);
+	if (r == -ENOENT)
+		return fs_open_inode_attrs(fs, ino, NULL, a);
+	if (r < 0)
+		return r;
+	r = sftp_lstat(fs->sftp, path, a);
+	free(path);
+	return r;
+}
+
+static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *a)
+{
+	struct fs *fs = fs_of(req);
+	struct stat st;
+	fs_fill_stat(fs, ino, a, &st);
+	inode_touch(fs->inodes, ino, now_ms());
+	fuse_reply_attr(req, &st, fs->timeout_s);
+}
+
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct fs *fs = fs_of(req);
+	struct sftp_attrs a;
+	fs_drain_inode(fs, ino);
+	int r = stat_inode(fs, ino, &a);
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		reply_attr(req, ino, &a);
+}
+
+/* Build the SFTP attributes for a setattr; times not given keep their current values. */
+static int setattr_attrs(struct fs *fs, fuse_ino_t ino, const struct stat *attr, int to_set,
+			 struct sftp_attrs *set)
+{
+	memset(set, 0, sizeof(*set));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		set->flags |= SFTP_ATTR_PERM;
+		set->perm = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		set->flags |= SFTP_ATTR_SIZE;
+		set->size = (uint64_t)attr->st_size;
+	}
+	int times = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
+	if (!times)
+		return 0;
+	if (times != (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct sftp_attrs cur;
+		int r = stat_inode(fs, ino, &cur);
+		if (r < 0)
+			return r;
+		set->atime = cur.atime;
+		set->mtime = cur.mtime;
+	}
+	uint32_t now = (uint32_t)time(NULL);
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		set->atime = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? now : (uint32_t)attr->st_atime;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		set->mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : (uint32_t)attr->st_mtime;
+	set->flags |= SFTP_ATTR_ACMODTIME;
+	return 0;
+}
+
+/* Owners are not ours to change: accept only a change to what is already shown. */
+static bool owner_change_refused(struct fs *fs, const struct stat *attr, int to_set)
+{
+	return ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
+	       ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid);
+}
+
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		   struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct sftp_attrs set, a;
+	char *path = NULL;
+	bool have_attrs = false;
+	int r = 0;
+
+	(void)fi; /* every open file of the inode is drained, then the path is used */
+	if (owner_change_refused(fs, attr, to_set))
+		r = -EPERM;
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+		r = fs_drain_inode(fs, ino);
+		r = r > 0 ? 0 : r;
+	}
+	if (r == 0)
+		r = setattr_attrs(fs, ino, attr, to_set, &set);
+	/* SFTP's setstat follows symlinks: never change a link's target through it. */
+	if (r == 0 && set.flags && inode_type(fs->inodes, ino) != S_IFLNK) {
+		r = fs_remote_path(fs, ino, NULL, &path);
+		if (r == 0) {
+			r = sftp_setstat(fs->sftp, path, &set);
+		} else if (r == -ENOENT) {
+			/* Unlinked but open (ftruncate of a temporary file). */
+			r = fs_open_inode_attrs(fs, ino, &set, &a);
+			have_attrs = r == 0;
+		}
+		free(path);
+	}
+	if (r == 0 && !have_attrs)
+		r = stat_inode(fs, ino, &a);
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		reply_attr(req, ino, &a);
+}
+
+void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	char *path = NULL, *dir = NULL, *target = NULL, *shown = NULL;
+	int r = fs_remote_path(fs, ino, NULL, &path);
+	if (r == 0)
+		r = inode_path(fs->inodes, ino, true, &dir);
+	if (r == 0)
+		r = sftp_readlink(fs->sftp, path, &target);
+	if (r == 0) {
+		shown = linkpath_local_target(fs->root, fs->alias, dir, target);
+		if (!shown)
+			r = -ENOMEM;
+	}
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fuse_reply_readlink(req, shown);
+	free(path);
+	free(dir);
+	free(target);
+	free(shown);
+}
+
+void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	char *path;
+	struct sftp_attrs a;
+	struct fuse_entry_param e;
+	int r = fs_remote_path(fs, parent, name, &path);
+	if (r == 0) {
+		r = sftp_lstat(fs->sftp, path, &a);
+		free(path);
+	}
+	if (r == 0)
+		r = fs_make_entry(fs, parent, name, &a, &e);
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+/* The remote path for a new name; the containment name can never be made. */
+static int new_name_path(struct fs *fs, fuse_ino_t parent, const char *name, char **path)
+{
+	if (fs_hidden_name(parent, name))
+		return -EPERM;
+	return fs_remote_path(fs, parent, name, path);
+}
+
+void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	struct fs *fs = fs_of(req);
+	char *path = NULL;
+	int r = S_ISREG(mode) ? new_name_path(fs, parent, name, &path) : -EPERM;
+	if (r == 0) {
+		struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
+		struct sftp_handle h;
+		r = sftp_open(fs->sftp, path, SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_EXCL,
+			      &a, &h);
+		if (r == 0)
+			r = sftp_close(fs->sftp, &h);
+	}
+	free(path);
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fs_reply_new_entry(req, parent, name);
+}
+
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	char *path;
+	int r = new_name_path(fs, parent, name, &path);
+	if (r == 0) {
+		r = sftp_mkdir(fs->sftp, path, mode & 07777);
+		free(path);
+	}
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fs_reply_new_entry(req, parent, name);
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
+{
+	struct fs *fs = fs_of(req);
+	char *path;
+	int r = fs_remote_path(fs, parent, name, &path);
+	if (r == 0) {
+		r = dir ? sftp_rmdir(fs->sftp, path) : sftp_remove(fs->sftp, path);
+		free(path);
+	}
+	if (r == 0)
+		inode_remove(fs->inodes, parent, name);
+	fs_reply_errno(req, r);
+}
+
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, false);
+}
+
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, true);
+}
+
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	char *path;
+	int r = new_name_path(fs, parent, name, &path);
+	if (r == 0) {
+		r = sftp_symlink(fs->sftp, link, path);
+		free(path);
+	}
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fs_reply_new_entry(req, parent, name);
+}
+
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		  const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	char *from = NULL, *to = NULL;
+	int r = 0;
+	/* SFTP cannot swap two names atomically. */
+	if (flags & ~RENAME_NOREPLACE)
+		r = -EINVAL;
+	if (r == 0)
+		r = fs_remote_path(fs, parent, name, &from);
+	if (r == 0)
+		r = new_name_path(fs, newparent, newname, &to);
+	if (r == 0) {
+		bool overwrite = !(flags & RENAME_NOREPLACE);
+		r = sftp_rename(fs->sftp, from, to, overwrite);
+		if (r == -ENOTSUP && overwrite)
+			r = sftp_rename(fs->sftp, from, to, false);
+	}
+	if (r == 0)
+		r = inode_rename(fs->inodes, parent, name, newparent, newname);
+	free(from);
+	free(to);
+	fs_reply_errno(req, r);
+}
+
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fs *fs = fs_of(req);
+	char *from = NULL, *to = NULL;
+	int r = fs_remote_path(fs, ino, NULL, &from);
+	if (r == 0)
+		r = new_name_path(fs, newparent, newname, &to);
+	if (r == 0)
+		r = sftp_hardlink(fs->sftp, from, to);
+	free(from);
+	free(to);
+	/* Without the server's hardlink extension the file system cannot make links. */
+	if (r == -ENOTSUP || r == -EOPNOTSUPP)
+		r = -EPERM;
+	if (r < 0)
+		fs_reply_errno(req, r);
+	else
+		fs_reply_new_entry(req, newparent, newname);
+}

@@ -1,0 +1,329 @@
+/* docker_agent.c: decide which SFTP server serves a container's files (DESIGN decision 3). First
+ * choice: sandmount-agent, placed once with the archive API (PUT of an in-memory tar) in the
+ * first place where it can actually run — agent_dir=, /tmp, /var/tmp, /dev/shm, $HOME, then a
+ * hidden dir in the workspace (bind mounts are exec-able even in hardened containers). A copy of
+ * the same content (its name carries a hash) placed earlier is reused. Without the agent: the
+ * image's own OpenSSH sftp-server. Else an error naming the options. */
+#include "docker_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define AGENT_MAX_SIZE (64u << 20)
+#define HIDDEN_DIR ".sandmount-agent"
+#define PROBE_OUTPUT_MAX 8192
+
+struct agent_bin {
+	uint8_t *data;
+	size_t size;
+	char name[64]; /* "sandmount-agent-<fnv64 of the content>" */
+	char path[4096];
+};
+
+/* ---- the local binary ---- */
+
+static bool is_file(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* $SANDMOUNT_AGENT, the build tree next to this binary, the install locations. */
+static bool find_local_agent(char *out, size_t size)
+{
+	const char *env = getenv("SANDMOUNT_AGENT");
+	if (env && *env) {
+		snprintf(out, size, "%s", env);
+		return is_file(out);
+	}
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		snprintf(out, size, "%s/../agent/sandmount-agent", dirname(self));
+		if (is_file(out))
+			return true;
+	}
+	static const char *const installed[] = {"/usr/local/libexec/sandmount/sandmount-agent",
+						"/usr/libexec/sandmount/sandmount-agent"};
+	for (size_t i = 0; i < sizeof(installed) / sizeof(installed[0]); i++) {
+		snprintf(out, size, "%s", installed[i]);
+		if (is_file(out))
+			return true;
+	}
+	return false;
+}
+
+static int load_agent(struct agent_bin *a, struct err *e)
+{
+	if (!find_local_agent(a->path, sizeof(a->path))) {
+		err_set(e, "sandmount-agent was not found on this machine (set SANDMOUNT_AGENT)");
+		return -1;
+	}
+	int fd = open(a->path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > AGENT_MAX_SIZE) {
+		err_set(e, "%s: cannot read the agent binary", a->path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	a->size = (size_t)st.st_size;
+	a->data = malloc(a->size);
+	int rc = a->data ? fd_read_full(fd, a->data, a->size, 0) : -ENOMEM;
+	close(fd);
+	if (rc < 0) {
+		err_set(e, "%s: %s", a->path, strerror(-rc));
+		return -1;
+	}
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < a->size; i++)
+		h = (h ^ a->data[i]) * 1099511628211ull;
+	snprintf(a->name, sizeof(a->name), "sandmount-agent-%016llx", (unsigned long long)h);
+	return 0;
+}
+
+/* ---- a minimal ustar writer ---- */
+
+static void tar_header(struct buf *t, const char *name, unsigned mode, char type, size_t size,
+		       unsigned uid, unsigned gid)
+{
+	char h[512];
+	memset(h, 0, sizeof(h));
+	snprintf(h, 100, "%s", name);
+	snprintf(h + 100, 8, "%07o", mode);
+	snprintf(h + 108, 8, "%07o", uid);
+	snprintf(h + 116, 8, "%07o", gid);
+	snprintf(h + 124, 12, "%011zo", size);
+	snprintf(h + 136, 12, "%011llo", (unsigned long long)time(NULL));
+	memset(h + 148, ' ', 8);
+	h[156] = type;
+	memcpy(h + 257, "ustar", 6);
+	memcpy(h + 263, "00", 2);
+	unsigned sum = 0;
+	for (size_t i = 0; i < sizeof(h); i++)
+		sum += (unsigned char)h[i];
+	snprintf(h + 148, 8, "%06o", sum);
+	h[155] = ' ';
+	buf_put_bytes(t, h, sizeof(h));
+}
+
+/* A tar holding the agent as `name` (inside `subdir/` when subdir is non-NULL). */
+static void make_tar(struct buf *t, const struct agent_bin *a, const char *subdir, unsigned uid,
+		     unsigned gid)
+{
+	static const char zeros[1024];
+	char name[160];
+	if (subdir) {
+		snprintf(name, sizeof(name), "%s/", subdir);
+		tar_header(t, name, 0755, '5', 0, uid, gid);
+		snprintf(name, sizeof(name), "%s/%s", subdir, a->name);
+	} else {
+		snprintf(name, sizeof(name), "%s", a->name);
+	}
+	tar_header(t, name, 0755, '0', a->size, uid, gid);
+	buf_put_bytes(t, a->data, a->size);
+	buf_put_bytes(t, zeros, (512 - a->size % 512) % 512);
+	buf_put_bytes(t, zeros, sizeof(zeros));
+}
+
+/* ---- probing and placing ---- */
+
+/* The numeric uid/gid of the container's configured user ("1000", "1000:1000"); 0 otherwise. */
+static void container_ids(struct docker_tr *tr, unsigned *uid, unsigned *gid)
+{
+	*uid = *gid = 0;
+	char *path = str_printf("/containers/%s/json", tr->container_id);
+	json_t *j = NULL;
+	struct err e;
+	docker_api_json(&tr->api, "GET", path, NULL, &j, NULL, deadline_in(5000), &e);
+	free(path);
+	const char *user = json_string_value(json_object_get(json_object_get(j, "Config"), "User"));
+	if (user && sscanf(user, "%u", uid) == 1 && sscanf(user, "%*u:%u", gid) != 1)
+		*gid = *uid;
+	json_decref(j);
+}
+
+static int run_script(struct docker_tr *tr, const char *script, struct buf *out, int *status,
+		      struct err *e)
+{
+	buf_reset(out);
+	int64_t deadline = deadline_in((int64_t)tr->op_timeout_s * 1000);
+	int rc = docker_exec_capture(tr, script, out, PROBE_OUTPUT_MAX, status, deadline, e);
+	buf_put_u8(out, 0);
+	return rc;
+}
+
+/* The candidate directories as shell words ("$HOME" is expanded by the container's shell). */
+static char *candidate_words(struct docker_tr *tr, bool with_hidden)
+{
+	char *agent_dir = tr->agent_dir ? sh_quote(tr->agent_dir) : xstrdup("''");
+	char *hidden = str_printf("%s/" HIDDEN_DIR, tr->remote_dir);
+	char *qhidden = hidden ? sh_quote(hidden) : NULL;
+	char *words = str_printf("%s /tmp /var/tmp /dev/shm \"$HOME\" %s", agent_dir,
+				 with_hidden && qhidden ? qhidden : "");
+	free(agent_dir);
+	free(hidden);
+	free(qhidden);
+	return words;
+}
+
+/* A shell test that the agent at "$f" is ours and runs. */
+#define AGENT_OK_TEST "[ -f \"$f\" ] && [ \"$(wc -c < \"$f\")\" -eq %zu ] && \"$f\" --version >/dev/null 2>&1"
+
+/* One exec: an agent already placed ("found PATH"), else the existing dirs ("dir PATH"). */
+static int probe(struct docker_tr *tr, const struct agent_bin *a, struct buf *out, struct err *e)
+{
+	char *all = candidate_words(tr, true), *dirs = candidate_words(tr, false);
+	char *script = str_printf("for d in %s; do [ -n \"$d\" ] || continue; f=\"$d/%s\"; "
+				  "if " AGENT_OK_TEST "; then echo \"found $f\"; exit 0; fi; done; "
+				  "for d in %s; do [ -n \"$d\" ] && [ -d \"$d\" ] && echo \"dir $d\"; done; "
+				  "exit 0",
+				  all, a->name, a->size, dirs);
+	int status = -1;
+	int rc = script ? run_script(tr, script, out, &status, e) : -1;
+	free(all);
+	free(dirs);
+	free(script);
+	if (rc == 0 && status != 0) {
+		err_set(e, "probing the container with /bin/sh failed (exit %d)", status);
+		rc = -1;
+	}
+	return rc;
+}
+
+/* PUT the agent into dir (or dir/HIDDEN_DIR) and check that it runs there. */
+static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char *dir,
+		     bool hidden, unsigned uid, unsigned gid, char *placed, size_t size)
+{
+	struct buf tar;
+	buf_init(&tar);
+	make_tar(&tar, a, hidden ? HIDDEN_DIR : NULL, uid, gid);
+	char *qdir = docker_escape(dir);
+	char *path = str_printf("/containers/%s/archive?path=%s", tr->container_id, qdir);
+	struct err e;
+	long st = buf_ok(&tar) && path
+			  ? docker_api_request(&tr->api, "PUT", path, "application/x-tar", tar.data,
+					       tar.len, NULL,
+					       deadline_in((int64_t)tr->op_timeout_s * 1000), &e)
+			  : -1;
+	free(qdir);
+	free(path);
+	buf_free(&tar);
+	if (st != 200) {
+		log_info("agent: cannot place it in %s: %s", dir, st < 0 ? "request failed" : e.msg);
+		return false;
+	}
+	snprintf(placed, size, "%s%s/%s", dir, hidden ? "/" HIDDEN_DIR : "", a->name);
+	char *qf = sh_quote(placed);
+	char *script = qf ? str_printf("f=%s; " AGENT_OK_TEST, qf, a->size) : NULL;
+	struct buf out;
+	buf_init(&out);
+	int status = -1;
+	bool ok = script && run_script(tr, script, &out, &status, &e) == 0 && status == 0;
+	if (ok)
+		log_info("agent: placed %s", placed);
+	else
+		log_info("agent: placed in %s but it cannot run there", dir);
+	buf_free(&out);
+	free(qf);
+	free(script);
+	return ok;
+}
+
+/* Try every candidate dir from the probe's output, then the workspace's hidden dir. */
+static int place_agent(struct docker_tr *tr, const struct agent_bin *a, char *placed, size_t size,
+		       struct err *e)
+{
+	struct buf out;
+	buf_init(&out);
+	if (probe(tr, a, &out, e) < 0) {
+		buf_free(&out);
+		return -1;
+	}
+	unsigned uid, gid;
+	container_ids(tr, &uid, &gid);
+	int rc = -1;
+	for (char *line = (char *)out.data, *next; line && *line && rc < 0; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		if (!strncmp(line, "found ", 6)) {
+			snprintf(placed, size, "%s", line + 6);
+			log_info("agent: reusing %s", placed);
+			rc = 0;
+		} else if (!strncmp(line, "dir /", 5) &&
+			   place_at(tr, a, line + 4, false, uid, gid, placed, size)) {
+			rc = 0;
+		}
+	}
+	if (rc < 0 && place_at(tr, a, tr->remote_dir, true, uid, gid, placed, size))
+		rc = 0;
+	buf_free(&out);
+	if (rc < 0)
+		err_set(e, "sandmount-agent cannot run anywhere in the container");
+	return rc;
+}
+
+/* The image's own sftp-server, if any. */
+static int find_sftp_server(struct docker_tr *tr, char *found, size_t size, struct err *e)
+{
+	static const char script[] =
+		"for f in /usr/lib/openssh/sftp-server /usr/lib/sftp-server "
+		"/usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do "
+		"[ -x \"$f\" ] && { echo \"$f\"; exit 0; }; done; exit 1";
+	struct buf out;
+	buf_init(&out);
+	int status = -1;
+	int rc = run_script(tr, script, &out, &status, e);
+	if (rc == 0 && status == 0) {
+		char *nl = strchr((char *)out.data, '\n');
+		if (nl)
+			*nl = 0;
+		snprintf(found, size, "%s", (char *)out.data);
+	} else if (rc == 0) {
+		rc = -1;
+	}
+	buf_free(&out);
+	return rc;
+}
+
+int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_agent,
+		       struct err *e)
+{
+	struct err why = {""};
+	if (!tr->agent_off) {
+		struct agent_bin a = {0};
+		int rc = load_agent(&a, &why);
+		if (rc == 0)
+			rc = place_agent(tr, &a, path, size, &why);
+		free(a.data);
+		if (rc == 0) {
+			*is_agent = true;
+			return 0;
+		}
+		log_warn("%s", why.msg);
+	} else {
+		err_set(&why, "agent=off");
+	}
+	struct err e2;
+	if (find_sftp_server(tr, path, size, &e2) == 0) {
+		*is_agent = false;
+		log_info("files: the image's %s", path);
+		return 0;
+	}
+	err_set(e, "%s: cannot serve files (%s, and the image has no sftp-server): set "
+		   "-o agent_dir=DIR to a writable, exec-able directory in the container, make /tmp "
+		   "exec-able, or use an image with OpenSSH's sftp-server",
+		tr->container_name, why.msg);
+	return -1;
+}

@@ -1,0 +1,271 @@
+/* sftp_codec.c: SFTP v3 wire formats: packet framing, file attributes, status codes and their
+ * errno, and the parsers of the replies the client understands. Pure functions over struct buf;
+ * every parser rejects truncated input with -1 (or -EPROTO). */
+#include "sftp_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Framing: u32 length, u8 type, u32 id. */
+#define SFTP_HEADER_LEN 9
+
+void sftp_packet_begin(struct buf *b, uint8_t type)
+{
+	buf_init(b);
+	buf_put_u32(b, 0);
+	buf_put_u8(b, type);
+	buf_put_u32(b, 0);
+}
+
+void sftp_packet_begin_extended(struct buf *b, const char *name)
+{
+	sftp_packet_begin(b, SSH_FXP_EXTENDED);
+	buf_put_cstring(b, name);
+}
+
+int sftp_packet_finish(struct buf *pkt, uint32_t id, size_t tail_len)
+{
+	if (!buf_ok(pkt) || pkt->len < SFTP_HEADER_LEN)
+		return -1;
+	size_t body = pkt->len - 4 + tail_len;
+	if (body > UINT32_MAX)
+		return -1;
+	buf_set_u32_at(pkt, 0, (uint32_t)body);
+	buf_set_u32_at(pkt, 5, id);
+	return buf_ok(pkt) ? 0 : -1;
+}
+
+void sftp_attrs_encode(struct buf *b, const struct sftp_attrs *a)
+{
+	uint32_t flags = a ? a->flags & (SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM |
+					 SFTP_ATTR_ACMODTIME)
+			   : 0;
+	buf_put_u32(b, flags);
+	if (flags & SFTP_ATTR_SIZE)
+		buf_put_u64(b, a->size);
+	if (flags & SFTP_ATTR_UIDGID) {
+		buf_put_u32(b, a->uid);
+		buf_put_u32(b, a->gid);
+	}
+	if (flags & SFTP_ATTR_PERM)
+		buf_put_u32(b, a->perm);
+	if (flags & SFTP_ATTR_ACMODTIME) {
+		buf_put_u32(b, a->atime);
+		buf_put_u32(b, a->mtime);
+	}
+}
+
+static int skip_extended_attrs(struct buf *b)
+{
+	uint32_t count;
+	if (buf_get_u32(b, &count) < 0)
+		return -1;
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *p;
+		uint32_t n;
+		if (buf_get_string(b, &p, &n) < 0 || buf_get_string(b, &p, &n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int sftp_attrs_decode(struct buf *b, struct sftp_attrs *a)
+{
+	uint32_t flags;
+	memset(a, 0, sizeof(*a));
+	if (buf_get_u32(b, &flags) < 0)
+		return -1;
+	if ((flags & SFTP_ATTR_SIZE) && buf_get_u64(b, &a->size) < 0)
+		return -1;
+	if ((flags & SFTP_ATTR_UIDGID) &&
+	    (buf_get_u32(b, &a->uid) < 0 || buf_get_u32(b, &a->gid) < 0))
+		return -1;
+	if ((flags & SFTP_ATTR_PERM) && buf_get_u32(b, &a->perm) < 0)
+		return -1;
+	if ((flags & SFTP_ATTR_ACMODTIME) &&
+	    (buf_get_u32(b, &a->atime) < 0 || buf_get_u32(b, &a->mtime) < 0))
+		return -1;
+	if ((flags & SSH_FILEXFER_ATTR_EXTENDED) && skip_extended_attrs(b) < 0)
+		return -1;
+	a->flags =
+	    flags & (SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME);
+	return 0;
+}
+
+/* Codes 0-8 are SFTP v3; the later drafts' codes are accepted too, for servers that send them. */
+int sftp_status_to_errno(uint32_t status)
+{
+	static const int map[] = {
+	    [SSH_FX_OK] = 0,
+	    [SSH_FX_EOF] = ENODATA,
+	    [SSH_FX_NO_SUCH_FILE] = ENOENT,
+	    [SSH_FX_PERMISSION_DENIED] = EACCES,
+	    [SSH_FX_FAILURE] = EIO,
+	    [SSH_FX_BAD_MESSAGE] = EPROTO,
+	    [SSH_FX_NO_CONNECTION] = EIO,
+	    [SSH_FX_CONNECTION_LOST] = EIO,
+	    [SSH_FX_OP_UNSUPPORTED] = ENOTSUP,
+	    [9] = EBADF,      /* INVALID_HANDLE */
+	    [10] = ENOENT,    /* NO_SUCH_PATH */
+	    [11] = EEXIST,    /* FILE_ALREADY_EXISTS */
+	    [12] = EROFS,     /* WRITE_PROTECT */
+	    [13] = ENODEV,    /* NO_MEDIA */
+	    [14] = ENOSPC,    /* NO_SPACE_ON_FILESYSTEM */
+	    [15] = EDQUOT,    /* QUOTA_EXCEEDED */
+	    [16] = EIO,	      /* UNKNOWN_PRINCIPAL */
+	    [17] = ENOLCK,    /* LOCK_CONFLICT */
+	    [18] = ENOTEMPTY, /* DIR_NOT_EMPTY */
+	    [19] = ENOTDIR,   /* NOT_A_DIRECTORY */
+	    [20] = EINVAL,    /* INVALID_FILENAME */
+	    [21] = ELOOP,     /* LINK_LOOP */
+	    [22] = EACCES,    /* CANNOT_DELETE */
+	    [23] = EINVAL,    /* INVALID_PARAMETER */
+	    [24] = EISDIR,    /* FILE_IS_A_DIRECTORY */
+	};
+	if (status >= sizeof(map) / sizeof(map[0]))
+		return -EIO;
+	return -map[status];
+}
+
+/* Servers that pass strerror() text along with FAILURE (OpenSSH sends just "Failure"). */
+int sftp_errno_from_message(const uint8_t *msg, size_t len)
+{
+	static const struct {
+		const char *text;
+		int err;
+	} known[] = {
+	    {"File exists", EEXIST},
+	    {"Directory not empty", ENOTEMPTY},
+	    {"Is a directory", EISDIR},
+	    {"Not a directory", ENOTDIR},
+	    {"No space left on device", ENOSPC},
+	    {"Disk quota exceeded", EDQUOT},
+	    {"Read-only file system", EROFS},
+	    {"File too large", EFBIG},
+	    {"Too many links", EMLINK},
+	    {"Operation not permitted", EPERM},
+	    {"Invalid argument", EINVAL},
+	    {"Device or resource busy", EBUSY},
+	    {"Invalid cross-device link", EXDEV},
+	    {"Too many levels of symbolic links", ELOOP},
+	    {"File name too long", ENAMETOOLONG},
+	    {"Text file busy", ETXTBSY},
+	};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		size_t n = strlen(known[i].text);
+		if (len == n && memcmp(msg, known[i].text, n) == 0)
+			return known[i].err;
+	}
+	return 0;
+}
+
+int sftp_parse_status(struct buf *b, uint32_t *code)
+{
+	const uint8_t *msg = NULL;
+	uint32_t msg_len = 0;
+	if (buf_get_u32(b, code) < 0)
+		return -EPROTO;
+	/* v3 servers send a message and a language tag; tolerate their absence. */
+	if (buf_remaining(b) > 0 && buf_get_string(b, &msg, &msg_len) < 0)
+		return -EPROTO;
+	int e = sftp_status_to_errno(*code);
+	if (*code == SSH_FX_FAILURE && msg) {
+		int m = sftp_errno_from_message(msg, msg_len);
+		if (m)
+			e = -m;
+	}
+	return e;
+}
+
+int sftp_parse_handle(struct buf *b, struct sftp_handle *h)
+{
+	const uint8_t *p;
+	uint32_t n;
+	if (buf_get_string(b, &p, &n) < 0 || n > SFTP_HANDLE_MAX)
+		return -EPROTO;
+	h->len = n;
+	memcpy(h->data, p, n);
+	return 0;
+}
+
+void sftp_put_handle(struct buf *b, const struct sftp_handle *h)
+{
+	buf_put_string(b, h->data, h->len);
+}
+
+int sftp_parse_single_name(struct buf *b, char **name)
+{
+	uint32_t count;
+	if (buf_get_u32(b, &count) < 0 || count != 1)
+		return -EPROTO;
+	return buf_get_cstring(b, name) < 0 ? -EPROTO : 0;
+}
+
+static unsigned extension_bit(const uint8_t *name, uint32_t n)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} ours[] = {
+	    {"posix-rename@openssh.com", SFTP_EXT_POSIX_RENAME},
+	    {"statvfs@openssh.com", SFTP_EXT_STATVFS},
+	    {"fsync@openssh.com", SFTP_EXT_FSYNC},
+	    {"hardlink@openssh.com", SFTP_EXT_HARDLINK},
+	    {"limits@openssh.com", SFTP_EXT_LIMITS},
+	};
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+		if (strlen(ours[i].name) == n && memcmp(ours[i].name, name, n) == 0)
+			return ours[i].bit;
+	return 0;
+}
+
+int sftp_parse_version(struct buf *b, uint32_t *version, unsigned *ext)
+{
+	*ext = 0;
+	if (buf_get_u32(b, version) < 0)
+		return -EPROTO;
+	while (buf_remaining(b) > 0) {
+		const uint8_t *name, *data;
+		uint32_t name_len, data_len;
+		if (buf_get_string(b, &name, &name_len) < 0 ||
+		    buf_get_string(b, &data, &data_len) < 0)
+			return -EPROTO;
+		*ext |= extension_bit(name, name_len);
+	}
+	return 0;
+}
+
+int sftp_parse_limits(struct buf *b, struct sftp_limits *l)
+{
+	if (buf_get_u64(b, &l->max_packet) < 0 || buf_get_u64(b, &l->max_read) < 0 ||
+	    buf_get_u64(b, &l->max_write) < 0 || buf_get_u64(b, &l->max_open_handles) < 0)
+		return -EPROTO;
+	return 0;
+}
+
+int sftp_parse_statvfs(struct buf *b, struct statvfs *st)
+{
+	uint64_t v[11];
+	for (int i = 0; i < 11; i++)
+		if (buf_get_u64(b, &v[i]) < 0)
+			return -EPROTO;
+	memset(st, 0, sizeof(*st));
+	st->f_bsize = v[0];
+	st->f_frsize = v[1];
+	st->f_blocks = v[2];
+	st->f_bfree = v[3];
+	st->f_bavail = v[4];
+	st->f_files = v[5];
+	st->f_ffree = v[6];
+	st->f_favail = v[7];
+	st->f_fsid = v[8];
+	/* OpenSSH's SSH2_FXE_STATVFS_ST_RDONLY = 1, ST_NOSUID = 2, as Linux's. */
+	st->f_flag = v[9] & (ST_RDONLY | ST_NOSUID);
+	st->f_namemax = v[10];
+	return 0;
+}
+
+int sftp_parse_data(struct buf *b, const uint8_t **p, uint32_t *n)
+{
+	return buf_get_string(b, p, n) < 0 ? -EPROTO : 0;
+}

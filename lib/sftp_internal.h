@@ -1,0 +1,131 @@
+/* sftp_internal.h: what sftp_client.c (connection, request table, reader), sftp_codec.c (wire
+ * formats) and sftp_ops.c (the operations) share. Not for use outside lib/sftp_*.c. */
+#ifndef SANDMOUNT_SFTP_INTERNAL_H
+#define SANDMOUNT_SFTP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "buf.h"
+#include "sftp_client.h"
+
+/* Packet types (draft-ietf-secsh-filexfer-02, and OpenSSH's extended replies). */
+#define SSH_FXP_INIT	       1
+#define SSH_FXP_VERSION	       2
+#define SSH_FXP_OPEN	       3
+#define SSH_FXP_CLOSE	       4
+#define SSH_FXP_READ	       5
+#define SSH_FXP_WRITE	       6
+#define SSH_FXP_LSTAT	       7
+#define SSH_FXP_FSTAT	       8
+#define SSH_FXP_SETSTAT	       9
+#define SSH_FXP_FSETSTAT       10
+#define SSH_FXP_OPENDIR	       11
+#define SSH_FXP_READDIR	       12
+#define SSH_FXP_REMOVE	       13
+#define SSH_FXP_MKDIR	       14
+#define SSH_FXP_RMDIR	       15
+#define SSH_FXP_REALPATH       16
+#define SSH_FXP_STAT	       17
+#define SSH_FXP_RENAME	       18
+#define SSH_FXP_READLINK       19
+#define SSH_FXP_SYMLINK	       20
+#define SSH_FXP_STATUS	       101
+#define SSH_FXP_HANDLE	       102
+#define SSH_FXP_DATA	       103
+#define SSH_FXP_NAME	       104
+#define SSH_FXP_ATTRS	       105
+#define SSH_FXP_EXTENDED       200
+#define SSH_FXP_EXTENDED_REPLY 201
+
+#define SSH_FX_OK		 0
+#define SSH_FX_EOF		 1
+#define SSH_FX_NO_SUCH_FILE	 2
+#define SSH_FX_PERMISSION_DENIED 3
+#define SSH_FX_FAILURE		 4
+#define SSH_FX_BAD_MESSAGE	 5
+#define SSH_FX_NO_CONNECTION	 6
+#define SSH_FX_CONNECTION_LOST	 7
+#define SSH_FX_OP_UNSUPPORTED	 8
+
+#define SSH_FILEXFER_ATTR_EXTENDED 0x80000000u
+
+#define SFTP_PROTOCOL_VERSION 3
+/* Chunk sizes: OpenSSH's safe default without limits@openssh.com, and our cap. */
+#define SFTP_DEFAULT_CHUNK (32 * 1024)
+#define SFTP_MAX_CHUNK	   (255 * 1024)
+/* The largest packet we accept from a server (a full data reply is ~255 KiB). */
+#define SFTP_MAX_INCOMING (1024 * 1024)
+/* Requests one sftp_read/sftp_write keeps in flight. */
+#define SFTP_MAX_INFLIGHT 64
+
+struct sftp_req {
+	struct sftp_client *c;
+	struct sftp_req *next; /* hash chain in the pending table */
+	uint32_t id;
+	uint8_t type;	    /* request type */
+	uint8_t reply_type; /* valid once done */
+	bool done;	    /* reply arrived, or the client died (err set) */
+	bool abandoned;	    /* the waiter left (timeout): the reader frees it */
+	int err;	    /* 0, -EIO (connection over), -ETIMEDOUT (send stalled) */
+	int64_t deadline;   /* now_ms() based */
+	int64_t sent_us;
+	size_t asked;	  /* bytes asked for (read) or sent (write) */
+	struct buf reply; /* payload after type and id */
+	pthread_cond_t cv;
+};
+
+#define SFTP_TABLE_SIZE 256
+
+struct sftp_client {
+	int fd;
+	int wake[2]; /* pipe: wakes the reader at close */
+	int op_timeout_ms;
+	pthread_t reader;
+	pthread_mutex_t write_mu; /* one whole packet at a time */
+	pthread_mutex_t mu;	  /* everything below */
+	bool dead;
+	uint32_t next_id;
+	unsigned waiters; /* threads inside a wait (close waits for them to leave) */
+	pthread_cond_t idle;
+	struct sftp_req *table[SFTP_TABLE_SIZE];
+	struct sftp_stats st;
+	unsigned ext;
+	struct sftp_limits limits; /* as stated by the server */
+	size_t max_read, max_write;
+	bool openssh_symlink; /* server uses OpenSSH's (target, linkpath) order */
+};
+
+/* sftp_client.c: send a packet built with sftp_packet_begin (its id is filled in), followed by
+ * tail (raw bytes that complete the packet, e.g. write data). On success *out is the pending
+ * request; it must be passed to sftp_wait or sftp_req_abandon. */
+int sftp_send(struct sftp_client *c, struct buf *pkt, const void *tail, size_t tail_len,
+	      struct sftp_req **out);
+/* Wait for r's reply until its deadline. 0: r->reply_type/r->reply hold it and the caller frees
+ * r with sftp_req_free. Otherwise -ETIMEDOUT or -EIO and r is gone. */
+int sftp_wait(struct sftp_req *r);
+void sftp_req_free(struct sftp_req *r);
+/* Give up on a request that was sent: freed now if answered, else when the reply arrives. */
+void sftp_req_abandon(struct sftp_req *r);
+
+/* sftp_codec.c */
+void sftp_packet_begin(struct buf *b, uint8_t type); /* length and id filled in by sftp_send */
+void sftp_packet_begin_extended(struct buf *b, const char *name);
+/* Finish the length field of a packet of pkt->len + tail_len bytes; -1 if invalid. */
+int sftp_packet_finish(struct buf *pkt, uint32_t id, size_t tail_len);
+/* A STATUS payload: 0 for OK, else the negative errno (FAILURE refined by the message text). */
+int sftp_parse_status(struct buf *b, uint32_t *code);
+int sftp_parse_handle(struct buf *b, struct sftp_handle *h);
+void sftp_put_handle(struct buf *b, const struct sftp_handle *h);
+/* A NAME reply with exactly one entry (REALPATH, READLINK): the filename. */
+int sftp_parse_single_name(struct buf *b, char **name);
+/* VERSION payload after the type byte: version and the extensions we use. */
+int sftp_parse_version(struct buf *b, uint32_t *version, unsigned *ext);
+int sftp_parse_limits(struct buf *b, struct sftp_limits *l);
+int sftp_parse_statvfs(struct buf *b, struct statvfs *st);
+/* A data reply: *p points into b, *n bytes. */
+int sftp_parse_data(struct buf *b, const uint8_t **p, uint32_t *n);
+/* The errno a FAILURE status message names ("File exists" ...), or 0. */
+int sftp_errno_from_message(const uint8_t *msg, size_t len);
+
+#endif

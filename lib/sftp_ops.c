@@ -1,0 +1,573 @@
+/* sftp_ops.c: the SFTP operations of sftp_client.h, built on sftp_send/sftp_wait.
+ *
+ * OpenSSH's sftp-server answers FAILURE for most errnos (EEXIST, ENOTEMPTY, EISDIR...) with the
+ * bare message "Failure", and NO_SUCH_FILE for ENOTDIR. Where the operation implies a precise
+ * errno, the error path asks the server one LSTAT to tell which it was. */
+#include "sftp_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- request helpers ---- */
+
+static void begin_path(struct buf *b, uint8_t type, const char *path)
+{
+	sftp_packet_begin(b, type);
+	buf_put_cstring(b, path);
+}
+
+static void begin_handle(struct buf *b, uint8_t type, const struct sftp_handle *h)
+{
+	sftp_packet_begin(b, type);
+	sftp_put_handle(b, h);
+}
+
+/* Send pkt (consumed) and wait: 0 with *out the answered request. */
+static int call(struct sftp_client *c, struct buf *pkt, struct sftp_req **out)
+{
+	struct sftp_req *r = NULL;
+	int e = sftp_send(c, pkt, NULL, 0, &r);
+	if (e == 0)
+		e = sftp_wait(r);
+	if (e == 0)
+		*out = r;
+	return e;
+}
+
+/* A reply that is not the one wanted: its status as an errno, else -EPROTO. Frees r. */
+static int reply_error(struct sftp_req *r)
+{
+	uint32_t code;
+	int e = -EPROTO;
+	if (r->reply_type == SSH_FXP_STATUS) {
+		e = sftp_parse_status(&r->reply, &code);
+		if (e == 0)
+			e = -EPROTO;
+	}
+	sftp_req_free(r);
+	return e;
+}
+
+/* A status reply: 0 or the errno. Frees r. */
+static int reply_status(struct sftp_req *r)
+{
+	uint32_t code;
+	if (r->reply_type != SSH_FXP_STATUS) {
+		sftp_req_free(r);
+		return -EPROTO;
+	}
+	int e = sftp_parse_status(&r->reply, &code);
+	sftp_req_free(r);
+	return e;
+}
+
+static int call_status(struct sftp_client *c, struct buf *pkt)
+{
+	struct sftp_req *r = NULL;
+	int e = call(c, pkt, &r);
+	return e < 0 ? e : reply_status(r);
+}
+
+static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs *a)
+{
+	struct sftp_req *r = NULL;
+	int e = call(c, pkt, &r);
+	if (e < 0)
+		return e;
+	if (r->reply_type != SSH_FXP_ATTRS)
+		return reply_error(r);
+	e = sftp_attrs_decode(&r->reply, a) < 0 ? -EPROTO : 0;
+	sftp_req_free(r);
+	return e;
+}
+
+static int call_handle(struct sftp_client *c, struct buf *pkt, struct sftp_handle *h)
+{
+	struct sftp_req *r = NULL;
+	int e = call(c, pkt, &r);
+	if (e < 0)
+		return e;
+	if (r->reply_type != SSH_FXP_HANDLE)
+		return reply_error(r);
+	e = sftp_parse_handle(&r->reply, h);
+	sftp_req_free(r);
+	return e;
+}
+
+static int call_name(struct sftp_client *c, struct buf *pkt, char **name)
+{
+	struct sftp_req *r = NULL;
+	int e = call(c, pkt, &r);
+	if (e < 0)
+		return e;
+	if (r->reply_type != SSH_FXP_NAME)
+		return reply_error(r);
+	e = sftp_parse_single_name(&r->reply, name);
+	sftp_req_free(r);
+	return e;
+}
+
+/* ---- error refinement (error paths only) ---- */
+
+enum kind { KIND_NONE, KIND_DIR, KIND_OTHER };
+
+static enum kind lstat_kind(struct sftp_client *c, const char *path)
+{
+	struct sftp_attrs a;
+	if (sftp_lstat(c, path, &a) < 0)
+		return KIND_NONE;
+	if ((a.flags & SFTP_ATTR_PERM) && S_ISDIR(a.perm))
+		return KIND_DIR;
+	return KIND_OTHER;
+}
+
+/* A FAILURE where the target's existence is the likely cause. */
+static int exists_or_eio(struct sftp_client *c, int e, const char *path)
+{
+	if (e == -EIO && lstat_kind(c, path) != KIND_NONE)
+		return -EEXIST;
+	return e;
+}
+
+/* ---- attributes ---- */
+
+int sftp_stat(struct sftp_client *c, const char *path, struct sftp_attrs *a)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_STAT, path);
+	return call_attrs(c, &b, a);
+}
+
+int sftp_lstat(struct sftp_client *c, const char *path, struct sftp_attrs *a)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_LSTAT, path);
+	return call_attrs(c, &b, a);
+}
+
+int sftp_fstat(struct sftp_client *c, const struct sftp_handle *h, struct sftp_attrs *a)
+{
+	struct buf b;
+	begin_handle(&b, SSH_FXP_FSTAT, h);
+	return call_attrs(c, &b, a);
+}
+
+int sftp_setstat(struct sftp_client *c, const char *path, const struct sftp_attrs *a)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_SETSTAT, path);
+	sftp_attrs_encode(&b, a);
+	return call_status(c, &b);
+}
+
+int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const struct sftp_attrs *a)
+{
+	struct buf b;
+	begin_handle(&b, SSH_FXP_FSETSTAT, h);
+	sftp_attrs_encode(&b, a);
+	return call_status(c, &b);
+}
+
+/* ---- files ---- */
+
+int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const struct sftp_attrs *a,
+	      struct sftp_handle *h)
+{
+	struct sftp_attrs mode = {0};
+	if (a && (a->flags & SFTP_ATTR_PERM)) {
+		mode.flags = SFTP_ATTR_PERM;
+		mode.perm = a->perm;
+	}
+	struct buf b;
+	begin_path(&b, SSH_FXP_OPEN, path);
+	buf_put_u32(&b, pflags);
+	sftp_attrs_encode(&b, &mode);
+	int e = call_handle(c, &b, h);
+	if (e != -EIO)
+		return e;
+	enum kind k = lstat_kind(c, path);
+	if (k != KIND_NONE &&
+	    (pflags & (SFTP_OPEN_CREAT | SFTP_OPEN_EXCL)) == (SFTP_OPEN_CREAT | SFTP_OPEN_EXCL))
+		return -EEXIST;
+	if (k == KIND_DIR && (pflags & SFTP_OPEN_WRITE))
+		return -EISDIR;
+	return e;
+}
+
+int sftp_close(struct sftp_client *c, const struct sftp_handle *h)
+{
+	struct buf b;
+	begin_handle(&b, SSH_FXP_CLOSE, h);
+	return call_status(c, &b);
+}
+
+int sftp_fsync(struct sftp_client *c, const struct sftp_handle *h)
+{
+	if (!(c->ext & SFTP_EXT_FSYNC))
+		return -ENOTSUP;
+	struct buf b;
+	sftp_packet_begin_extended(&b, "fsync@openssh.com");
+	sftp_put_handle(&b, h);
+	return call_status(c, &b);
+}
+
+/* ---- reads and writes ---- */
+
+static int send_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, size_t len,
+		     struct sftp_req **out)
+{
+	struct buf b;
+	begin_handle(&b, SSH_FXP_READ, h);
+	buf_put_u64(&b, off);
+	buf_put_u32(&b, (uint32_t)len);
+	int e = sftp_send(c, &b, NULL, 0, out);
+	if (e == 0)
+		(*out)->asked = len;
+	return e;
+}
+
+static int send_write(struct sftp_client *c, const struct sftp_handle *h, uint64_t off,
+		      const void *p, size_t len, struct sftp_req **out)
+{
+	struct buf b;
+	begin_handle(&b, SSH_FXP_WRITE, h);
+	buf_put_u64(&b, off);
+	buf_put_u32(&b, (uint32_t)len);
+	return sftp_send(c, &b, p, len, out);
+}
+
+/* Collect a read: copies at most len bytes to p, *got = 0 at EOF. Frees r. */
+static int finish_read(struct sftp_req *r, void *p, size_t len, size_t *got)
+{
+	int e = sftp_wait(r);
+	if (e < 0)
+		return e;
+	*got = 0;
+	if (r->reply_type == SSH_FXP_STATUS) {
+		uint32_t code;
+		e = sftp_parse_status(&r->reply, &code);
+		sftp_req_free(r);
+		return code == SSH_FX_EOF ? 0 : e == 0 ? -EPROTO : e;
+	}
+	if (r->reply_type != SSH_FXP_DATA)
+		return reply_error(r);
+	const uint8_t *data;
+	uint32_t n;
+	e = sftp_parse_data(&r->reply, &data, &n);
+	if (e == 0 && n > r->asked)
+		e = -EPROTO;
+	if (e == 0) {
+		*got = n < len ? n : len;
+		memcpy(p, data, *got);
+	}
+	sftp_req_free(r);
+	return e;
+}
+
+/* Collect a write's (or any request's) status. Frees r. */
+static int finish_status(struct sftp_req *r)
+{
+	int e = sftp_wait(r);
+	if (e < 0)
+		return e;
+	if (r->reply_type == SSH_FXP_DATA) {
+		sftp_req_free(r);
+		return 0;
+	}
+	if (r->reply_type != SSH_FXP_STATUS)
+		return reply_error(r);
+	uint32_t code;
+	e = sftp_parse_status(&r->reply, &code);
+	sftp_req_free(r);
+	return e;
+}
+
+/* The requests of one sftp_read/sftp_write, oldest first. */
+struct window {
+	struct sftp_req *req[SFTP_MAX_INFLIGHT];
+	size_t off[SFTP_MAX_INFLIGHT], len[SFTP_MAX_INFLIGHT]; /* relative to the call's start */
+	size_t head, count;
+};
+
+static void window_push(struct window *w, struct sftp_req *r, size_t off, size_t len)
+{
+	size_t i = (w->head + w->count++) % SFTP_MAX_INFLIGHT;
+	w->req[i] = r;
+	w->off[i] = off;
+	w->len[i] = len;
+}
+
+static size_t window_pop(struct window *w)
+{
+	size_t i = w->head;
+	w->head = (w->head + 1) % SFTP_MAX_INFLIGHT;
+	w->count--;
+	return i;
+}
+
+static void window_abandon(struct window *w)
+{
+	while (w->count)
+		sftp_req_abandon(w->req[window_pop(w)]);
+}
+
+int sftp_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, void *p, size_t len,
+	      size_t *got)
+{
+	struct window w = {0};
+	size_t next = 0, eof_at = len;
+	int e = 0;
+	for (;;) {
+		while (e == 0 && w.count < SFTP_MAX_INFLIGHT && next < eof_at) {
+			size_t n = eof_at - next < c->max_read ? eof_at - next : c->max_read;
+			struct sftp_req *r;
+			e = send_read(c, h, off + next, n, &r);
+			if (e == 0)
+				window_push(&w, r, next, n);
+			next += n;
+		}
+		if (e < 0 || w.count == 0)
+			break;
+		size_t i = window_pop(&w), k;
+		e = finish_read(w.req[i], (uint8_t *)p + w.off[i], w.len[i], &k);
+		if (e < 0 || k == w.len[i] || w.off[i] >= eof_at)
+			continue;
+		if (k == 0) {
+			eof_at = w.off[i];
+			continue;
+		}
+		/* A short read before EOF: ask again for the rest of this piece. */
+		struct sftp_req *r;
+		e = send_read(c, h, off + w.off[i] + k, w.len[i] - k, &r);
+		if (e == 0)
+			window_push(&w, r, w.off[i] + k, w.len[i] - k);
+	}
+	window_abandon(&w);
+	*got = e == 0 ? eof_at : 0;
+	return e;
+}
+
+int sftp_write(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, const void *p,
+	       size_t len)
+{
+	struct window w = {0};
+	size_t next = 0;
+	int e = 0;
+	for (;;) {
+		while (e == 0 && w.count < SFTP_MAX_INFLIGHT && next < len) {
+			size_t n = len - next < c->max_write ? len - next : c->max_write;
+			struct sftp_req *r;
+			e = send_write(c, h, off + next, (const uint8_t *)p + next, n, &r);
+			if (e == 0)
+				window_push(&w, r, next, n);
+			next += n;
+		}
+		if (e < 0 || w.count == 0)
+			break;
+		e = finish_status(w.req[window_pop(&w)]);
+	}
+	window_abandon(&w);
+	return e;
+}
+
+int sftp_write_async(struct sftp_client *c, const struct sftp_handle *h, uint64_t off,
+		     const void *p, size_t len, struct sftp_req **out)
+{
+	if (len > c->max_write)
+		return -EINVAL;
+	return send_write(c, h, off, p, len, out);
+}
+
+int sftp_read_async(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, size_t len,
+		    struct sftp_req **out)
+{
+	if (len > c->max_read)
+		return -EINVAL;
+	return send_read(c, h, off, len, out);
+}
+
+int sftp_req_wait(struct sftp_req *r)
+{
+	return finish_status(r);
+}
+
+int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got)
+{
+	return finish_read(r, p, len, got);
+}
+
+/* ---- directories ---- */
+
+/* One READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
+static int read_dir_batch(struct sftp_client *c, const struct sftp_handle *h, sftp_dir_cb cb,
+			  void *ctx, int *stop)
+{
+	struct buf b;
+	struct sftp_req *r = NULL;
+	begin_handle(&b, SSH_FXP_READDIR, h);
+	int e = call(c, &b, &r);
+	if (e < 0)
+		return e;
+	if (r->reply_type == SSH_FXP_STATUS) {
+		uint32_t code;
+		e = sftp_parse_status(&r->reply, &code);
+		sftp_req_free(r);
+		return code == SSH_FX_EOF ? 0 : e == 0 ? -EPROTO : e;
+	}
+	if (r->reply_type != SSH_FXP_NAME)
+		return reply_error(r);
+	uint32_t count;
+	e = buf_get_u32(&r->reply, &count) < 0 ? -EPROTO : 1;
+	for (uint32_t i = 0; e == 1 && i < count && !*stop; i++) {
+		char *name = NULL;
+		const uint8_t *longname;
+		uint32_t longname_len;
+		struct sftp_attrs a;
+		if (buf_get_cstring(&r->reply, &name) < 0 ||
+		    buf_get_string(&r->reply, &longname, &longname_len) < 0 ||
+		    sftp_attrs_decode(&r->reply, &a) < 0)
+			e = -EPROTO;
+		else if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+			*stop = cb(ctx, name, &a);
+		free(name);
+	}
+	sftp_req_free(r);
+	return e;
+}
+
+int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx)
+{
+	struct buf b;
+	struct sftp_handle h;
+	begin_path(&b, SSH_FXP_OPENDIR, path);
+	int e = call_handle(c, &b, &h);
+	if (e == -ENOENT && lstat_kind(c, path) == KIND_OTHER)
+		return -ENOTDIR;
+	if (e < 0)
+		return e;
+	int stop = 0;
+	do
+		e = read_dir_batch(c, &h, cb, ctx, &stop);
+	while (e == 1 && !stop);
+	int closed = sftp_close(c, &h);
+	if (e < 0)
+		return e;
+	return stop ? stop : closed;
+}
+
+int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)
+{
+	struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
+	struct buf b;
+	begin_path(&b, SSH_FXP_MKDIR, path);
+	sftp_attrs_encode(&b, &a);
+	return exists_or_eio(c, call_status(c, &b), path);
+}
+
+int sftp_rmdir(struct sftp_client *c, const char *path)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_RMDIR, path);
+	int e = call_status(c, &b);
+	if (e == -EIO && lstat_kind(c, path) == KIND_DIR)
+		return -ENOTEMPTY;
+	if (e == -ENOENT && lstat_kind(c, path) == KIND_OTHER)
+		return -ENOTDIR;
+	return e;
+}
+
+int sftp_remove(struct sftp_client *c, const char *path)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_REMOVE, path);
+	int e = call_status(c, &b);
+	if (e == -EIO && lstat_kind(c, path) == KIND_DIR)
+		return -EISDIR;
+	return e;
+}
+
+/* ---- names ---- */
+
+static int posix_rename(struct sftp_client *c, const char *from, const char *to)
+{
+	if (!(c->ext & SFTP_EXT_POSIX_RENAME))
+		return -ENOTSUP;
+	struct buf b;
+	sftp_packet_begin_extended(&b, "posix-rename@openssh.com");
+	buf_put_cstring(&b, from);
+	buf_put_cstring(&b, to);
+	int e = call_status(c, &b);
+	if (e == -EIO && lstat_kind(c, to) == KIND_DIR)
+		return lstat_kind(c, from) == KIND_DIR ? -ENOTEMPTY : -EISDIR;
+	if (e == -ENOENT && lstat_kind(c, from) == KIND_DIR && lstat_kind(c, to) == KIND_OTHER)
+		return -ENOTDIR;
+	return e;
+}
+
+int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool overwrite)
+{
+	if (overwrite)
+		return posix_rename(c, from, to);
+	struct buf b;
+	sftp_packet_begin(&b, SSH_FXP_RENAME);
+	buf_put_cstring(&b, from);
+	buf_put_cstring(&b, to);
+	return exists_or_eio(c, call_status(c, &b), to);
+}
+
+int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath)
+{
+	struct buf b;
+	sftp_packet_begin(&b, SSH_FXP_SYMLINK);
+	/* The draft says (linkpath, targetpath); OpenSSH has always read (targetpath, linkpath). */
+	buf_put_cstring(&b, c->openssh_symlink ? target : linkpath);
+	buf_put_cstring(&b, c->openssh_symlink ? linkpath : target);
+	return exists_or_eio(c, call_status(c, &b), linkpath);
+}
+
+int sftp_readlink(struct sftp_client *c, const char *path, char **target)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_READLINK, path);
+	int e = call_name(c, &b, target);
+	/* OpenSSH reports readlink's EINVAL (not a symlink) as BAD_MESSAGE. */
+	return e == -EPROTO && lstat_kind(c, path) == KIND_OTHER ? -EINVAL : e;
+}
+
+int sftp_realpath(struct sftp_client *c, const char *path, char **out)
+{
+	struct buf b;
+	begin_path(&b, SSH_FXP_REALPATH, path);
+	return call_name(c, &b, out);
+}
+
+int sftp_hardlink(struct sftp_client *c, const char *from, const char *to)
+{
+	if (!(c->ext & SFTP_EXT_HARDLINK))
+		return -ENOTSUP;
+	struct buf b;
+	sftp_packet_begin_extended(&b, "hardlink@openssh.com");
+	buf_put_cstring(&b, from);
+	buf_put_cstring(&b, to);
+	return exists_or_eio(c, call_status(c, &b), to);
+}
+
+int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st)
+{
+	if (!(c->ext & SFTP_EXT_STATVFS))
+		return -ENOTSUP;
+	struct buf b;
+	struct sftp_req *r = NULL;
+	sftp_packet_begin_extended(&b, "statvfs@openssh.com");
+	buf_put_cstring(&b, path);
+	int e = call(c, &b, &r);
+	if (e < 0)
+		return e;
+	if (r->reply_type != SSH_FXP_EXTENDED_REPLY)
+		return reply_error(r);
+	e = sftp_parse_statvfs(&r->reply, st);
+	sftp_req_free(r);
+	return e;
+}

@@ -1,0 +1,81 @@
+/* ssh_transport.c: the "ssh" transport — connects (ssh_auth.c), starts the pump (ssh_pump.c) and
+ * exposes SFTP streams, remote commands (ssh_exec.c) and statistics through the transport vtable.
+ * Every exec_proc must be freed before the transport is closed. */
+#include "ssh_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int ssh_open_sftp(struct transport *t, int *fd, struct err *e)
+{
+	struct ssh_tr *tr = (struct ssh_tr *)t;
+	struct pump_chan *c = pump_chan_new(CHAN_SFTP, "sftp");
+	if (!c) {
+		err_set(e, "out of memory opening an sftp stream");
+		return -1;
+	}
+	if (pump_open(tr, c, fd, NULL, e) < 0)
+		return -1;
+	pump_release(c); /* from now on the caller's fd owns the channel */
+	return 0;
+}
+
+static void ssh_stats(struct transport *t, struct transport_stats *st)
+{
+	struct ssh_tr *tr = (struct ssh_tr *)t;
+
+	pthread_mutex_lock(&tr->lock);
+	st->connected = tr->connected;
+	st->rtt_us = tr->rtt_us > 0 ? tr->rtt_us : -1;
+	st->bytes_in = tr->bytes_in;
+	st->bytes_out = tr->bytes_out;
+	st->channels = 0;
+	for (struct pump_chan *c = tr->chans; c; c = c->next)
+		if (c->kind != CHAN_HELPER && c->state == CS_RUNNING)
+			st->channels++;
+	pthread_mutex_unlock(&tr->lock);
+	snprintf(st->detail, sizeof(st->detail), "ssh %.100s@%.120s:%d", tr->peer.user,
+		 tr->peer.host, tr->peer.port);
+}
+
+static void ssh_close(struct transport *t)
+{
+	struct ssh_tr *tr = (struct ssh_tr *)t;
+
+	pump_stop(tr);
+	ssh_disconnect(tr->session);
+	ssh_free(tr->session);
+	free(tr);
+}
+
+static const struct transport_ops ssh_ops = {
+    .name = "ssh",
+    .open_sftp = ssh_open_sftp,
+    .exec_start = ssh_exec_start,
+    .stats = ssh_stats,
+    .close = ssh_close,
+};
+
+int ssh_transport_open(const struct sandbox_cfg *cfg, struct transport **out, struct err *e)
+{
+	struct ssh_tr *tr = calloc(1, sizeof(*tr));
+	if (!tr) {
+		err_set(e, "out of memory");
+		return -1;
+	}
+	tr->base.ops = &ssh_ops;
+	tr->wake_fd = -1;
+	tr->rtt_us = -1;
+	tr->keepalive_s = cfg->keepalive_s;
+	tr->open_timeout_ms = (cfg->connect_timeout_s > 0 ? cfg->connect_timeout_s : 10) * 1000;
+	if (ssh_auth_connect(cfg, &tr->session, &tr->peer, e) < 0) {
+		free(tr);
+		return -1;
+	}
+	if (pump_start(tr, e) < 0) {
+		ssh_close(&tr->base);
+		return -1;
+	}
+	*out = &tr->base;
+	return 0;
+}

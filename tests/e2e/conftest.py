@@ -1,0 +1,289 @@
+"""conftest: the end-to-end test bed. One private temp dir per session holds the throwaway sshd
+(scripts/testbed), a fake $HOME and $XDG_RUNTIME_DIR, the mount points and the sanitizer logs;
+every mount and daemon the suite starts lives under it and is swept away at the end, even when
+tests fail. Tests get a `mnt` (a fresh remote workspace subdir mounted at a fresh mount point)."""
+
+import atexit
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import helpers as h
+from helpers import SANDEXEC, SANDMOUNT, TESTBED, run
+
+
+class Suite:
+    """Session-wide state: temp dir, testbed, environment for the binaries under test."""
+
+    def __init__(self):
+        base = os.environ.get("SM_E2E_TMPDIR", "/tmp")
+        self.tmp = Path(tempfile.mkdtemp(prefix="sandmount-e2e-", dir=base))
+        os.chmod(self.tmp, 0o711)  # sshd reads authorized_keys in here as the sandbox user
+        self.asan_dir = self.tmp / "asan"
+        self.home = self.tmp / "home"
+        self.runtime = self.tmp / "run"
+        self.testbed_dir = self.tmp / "testbed"
+        for d in (self.asan_dir, self.home, self.runtime):
+            d.mkdir(mode=0o700)
+        self.config = self.tmp / "config.json"
+        self.config.write_text(json.dumps({"local_fallback": False, "sandboxes": {}}))
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith(("SSH_", "SANDMOUNT_")) or k in ("DOCKER_HOST", "DOCKER_CONTEXT"):
+                del self.env[k]
+        self.env.update({
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+            "SANDMOUNT_CONFIG": str(self.config),
+            "ASAN_OPTIONS": f"log_path={self.asan_dir}/asan:detect_leaks=0",
+            "UBSAN_OPTIONS": f"print_stacktrace=1:log_path={self.asan_dir}/ubsan",
+            "LANG": "C.UTF-8",
+        })
+        self.tb = None
+        self.swept = False
+        self._counter = 0
+
+    def start_testbed(self, dirname="testbed"):
+        d = self.tmp / dirname
+        run([TESTBED, "up", d], check=True, timeout=60)
+        env = {}
+        for line in (d / "env").read_text().splitlines():
+            k, _, v = line.partition("=")
+            env[k] = v
+        return env
+
+    def unique(self, stem):
+        self._counter += 1
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:60]
+        return f"{stem}-{self._counter}"
+
+    def ssh_opts(self, tb=None, **extra):
+        tb = tb or self.tb
+        opts = {"identity": tb["SM_SSH_KEY"], "known_hosts": tb["SM_KNOWN_HOSTS"],
+                "ssh_config": "none", "connect_timeout": "10"}
+        opts.update(extra)
+        return ",".join(k if v is True else f"{k}={v}" for k, v in opts.items() if v is not None)
+
+    def url(self, remote_dir, tb=None):
+        tb = tb or self.tb
+        return f"ssh://{tb['SM_SSH_USER']}@{tb['SM_SSH_HOST']}:{tb['SM_SSH_PORT']}{remote_dir}"
+
+    def new_mountpoint(self, name):
+        mp = self.tmp / "mnt" / self.unique(name)
+        mp.mkdir(parents=True)
+        return mp
+
+    def new_remote_dir(self, name):
+        r = Path(self.tb["SM_REMOTE_DIR"]) / self.unique(name)
+        h.remote_mkdir(r)
+        return r
+
+    def sandmount(self, *args, timeout=60, env=None):
+        return run([SANDMOUNT, *args], timeout=timeout, env=env or self.env)
+
+    def sandexec(self, *args, cwd, timeout=60, input=None, env=None):
+        return run([SANDEXEC, *args], timeout=timeout, env=env or self.env, cwd=cwd, input=input)
+
+    def daemon_pids(self, mp):
+        return h.pids_of(SANDMOUNT, os.path.abspath(str(mp)), exact=True)
+
+    def daemon_logs(self, mp=None):
+        """The tail of the daemon log of mount point mp (of every mount when None)."""
+        out = []
+        for f in sorted(glob.glob(f"{self.runtime}/**/*.log", recursive=True)):
+            try:
+                text = Path(f).read_text(errors="replace")
+            except OSError:
+                continue
+            if mp is None or str(mp) in text:
+                out.append(f"--- {f}\n" + text[-4000:])
+        return "\n".join(out)
+
+    def sanitizer_reports(self):
+        return sorted(glob.glob(f"{self.asan_dir}/*"))
+
+    def sweep(self):
+        """Unmount every mount under our temp dir, stop the daemons we started, stop sshd."""
+        if self.swept:
+            return
+        self.swept = True
+        for mp, _ in reversed(h.mounts()):
+            if mp.startswith(str(self.tmp) + "/"):
+                subprocess.run(["fusermount3", "-u", "-z", mp], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=30)
+        pids = h.pids_of(SANDMOUNT, str(self.tmp))
+        if pids and not h.wait_until(lambda: not h.pids_of(SANDMOUNT, str(self.tmp)), 5):
+            h.kill_pids(h.pids_of(SANDMOUNT, str(self.tmp)))
+        for env in self.tmp.glob("*/env"):
+            subprocess.run([str(TESTBED), "down", str(env.parent)], timeout=60)
+
+
+class Mount:
+    """A live sandmount mount of remote dir `remote` at local `mp`."""
+
+    def __init__(self, suite, mp, remote, url, opts):
+        self.suite, self.mp, self.remote, self.url, self.opts = suite, Path(mp), Path(remote), url, opts
+        self.unmounted = False
+
+    def __truediv__(self, rel):
+        return self.mp / rel
+
+    def r(self, rel):
+        """The same path on the sandbox side (read directly, not through the mount)."""
+        return self.remote / rel
+
+    def exec(self, *args, cwd=None, timeout=60, input=None, env=None):
+        return self.suite.sandexec(*args, cwd=cwd or self.mp, timeout=timeout, input=input,
+                                   env=env)
+
+    def unmount(self):
+        """sandmount -u; asserts it worked and the daemon exited."""
+        p = self.suite.sandmount("-u", self.mp, timeout=60)
+        assert p.returncode == 0, f"sandmount -u failed: {p.stderr!r}\n{self.suite.daemon_logs(self.mp)}"
+        assert not h.is_mounted(self.mp), "still mounted after sandmount -u"
+        assert h.wait_until(lambda: not self.suite.daemon_pids(self.mp), 10), \
+            "daemon still running 10 s after sandmount -u"
+        self.unmounted = True
+
+    def cleanup(self):
+        """Teardown: unmount whatever state the test left; report (after cleaning) if the
+        mount had died or did not unmount cleanly."""
+        problems = []
+        if h.is_mounted(self.mp):
+            try:
+                os.stat(self.mp)
+            except OSError as ex:
+                problems.append(f"mount was dead at teardown ({ex}); daemon crashed?")
+            p = self.suite.sandmount("-u", self.mp, timeout=60) if not problems else None
+            if p is not None and p.returncode != 0:
+                problems.append(f"sandmount -u failed at teardown: {p.stderr!r}")
+            if h.is_mounted(self.mp):
+                subprocess.run(["fusermount3", "-u", "-z", str(self.mp)], timeout=30,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not h.wait_until(lambda: not self.suite.daemon_pids(self.mp), 10):
+            problems.append("daemon did not exit after unmount; killed")
+            h.kill_pids(self.suite.daemon_pids(self.mp))
+        if problems:
+            raise AssertionError("; ".join(problems) + "\n" + self.suite.daemon_logs(self.mp))
+
+
+def do_mount(suite, remote, mp, opts=None, extra=()):
+    opts = opts if opts is not None else suite.ssh_opts()
+    url = suite.url(remote)
+    p = suite.sandmount("-o", opts, *extra, url, mp, timeout=90)
+    assert p.returncode == 0, (f"sandmount {url} {mp} failed ({p.returncode}): "
+                               f"{p.stderr.decode(errors='replace')}\n{suite.daemon_logs(mp)}")
+    assert h.is_mounted(mp), "sandmount returned 0 but the mount is not live"
+    assert h.mount_fstype(mp) == "fuse.sandmount", h.mount_fstype(mp)
+    return Mount(suite, mp, remote, url, opts)
+
+
+_suite = None
+
+
+def _atexit_sweep():
+    if _suite is not None:
+        _suite.sweep()
+
+
+@pytest.fixture(scope="session")
+def suite():
+    global _suite
+    missing = [str(b) for b in (SANDMOUNT, SANDEXEC) if not b.exists()]
+    if missing:
+        pytest.fail(f"binaries not built: {', '.join(missing)} (run scripts/build)", pytrace=False)
+    s = Suite()
+    _suite = s
+    atexit.register(_atexit_sweep)
+    try:
+        s.tb = s.start_testbed()
+        yield s
+    finally:
+        s.sweep()
+
+
+@pytest.fixture
+def mnt(suite, request):
+    remote = suite.new_remote_dir(request.node.name)
+    mp = suite.new_mountpoint(request.node.name)
+    m = do_mount(suite, remote, mp)
+    try:
+        yield m
+    finally:
+        m.cleanup()
+
+
+@pytest.fixture
+def mounter(suite, request):
+    """Factory for tests that mount with their own options; everything is cleaned up after."""
+    made = []
+
+    def make(opts=None, remote=None, extra=()):
+        remote = remote or suite.new_remote_dir(request.node.name)
+        mp = suite.new_mountpoint(request.node.name)
+        m = do_mount(suite, remote, mp, opts, extra)
+        made.append(m)
+        return m
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for m in made:
+            try:
+                m.cleanup()
+            except AssertionError as ex:
+                errors.append(str(ex))
+        if errors:
+            raise AssertionError("\n".join(errors))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _suite is None:
+        return
+    _suite.sweep()
+    reports = _suite.sanitizer_reports()
+    if reports:
+        print(f"\nsanitizer reports in {_suite.asan_dir}:")
+        for r in reports:
+            print(f"--- {r}\n{Path(r).read_text(errors='replace')[:6000]}")
+        session.exitstatus = 1
+    if session.exitstatus == 0 and not os.environ.get("SM_E2E_KEEP"):
+        shutil.rmtree(_suite.tmp, ignore_errors=True)
+    else:
+        print(f"\ne2e temp dir kept: {_suite.tmp}")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # the sanitizer check runs last, after every other test has unmounted
+    items.sort(key=lambda it: it.nodeid.split("::")[0].endswith("test_zz_sanitizers.py"))
+
+
+
+TEST_DEADLINE = int(os.environ.get("SM_E2E_TEST_DEADLINE", "300"))
+
+
+def _deadline_hit(signum, frame):
+    pytest.fail(f"test still running after {TEST_DEADLINE}s", pytrace=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    # a last resort: every subprocess already has a deadline, but a test blocked in a file
+    # operation on a hung mount would otherwise stop the whole suite
+    old = signal.signal(signal.SIGALRM, _deadline_hit)
+    signal.alarm(TEST_DEADLINE)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

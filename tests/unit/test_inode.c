@@ -1,0 +1,169 @@
+/* test_inode.c: the inode table — stable numbers, paths by walking parents, rename, removal,
+ * type changes, lookup counts, the page-cache rule and the barrier's list. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "inode.h"
+
+static int path_is(struct inode_table *t, uint64_t ino, bool parent_only, const char *want)
+{
+	char *p = NULL;
+	int r = inode_path(t, ino, parent_only, &p);
+	int ok = r == 0 && strcmp(p, want) == 0;
+	if (!ok)
+		fprintf(stderr, "path of %llu: r=%d '%s', want '%s'\n", (unsigned long long)ino, r,
+			p ? p : "", want);
+	free(p);
+	return ok;
+}
+
+static void test_numbers_and_paths(void)
+{
+	struct inode_table *t = inode_table_new();
+	CHECK(path_is(t, INODE_ROOT, false, ""));
+	uint64_t d = inode_enter(t, INODE_ROOT, "d", S_IFDIR, 1, 10);
+	uint64_t f = inode_enter(t, d, "f", S_IFREG, 1, 10);
+	CHECK(d > INODE_ROOT && f > d);
+	CHECK(inode_enter(t, INODE_ROOT, "d", S_IFDIR, 1, 10) == d);
+	CHECK(path_is(t, f, false, "d/f"));
+	CHECK(path_is(t, f, true, "d"));
+	CHECK(path_is(t, d, true, ""));
+	char *p;
+	CHECK(inode_path(t, INODE_ROOT, true, &p) == -ENOENT);
+	CHECK(inode_path(t, 999, false, &p) == -ENOENT);
+	CHECK(inode_parent(t, f) == d);
+	CHECK(inode_type(t, f) == S_IFREG);
+	CHECK(inode_table_count(t) == 3);
+
+	/* Forgotten by the kernel, still the same number for the same path. */
+	inode_forget(t, f, 2);
+	inode_forget(t, d, 2);
+	CHECK(inode_enter(t, INODE_ROOT, "d", S_IFDIR, 1, 10) == d);
+	CHECK(inode_enter(t, d, "f", S_IFREG, 0, 10) == f);
+	inode_forget(t, INODE_ROOT, 5); /* the root is never forgotten */
+	CHECK(path_is(t, INODE_ROOT, false, ""));
+	inode_table_free(t);
+}
+
+static void test_rename(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t a = inode_enter(t, INODE_ROOT, "a", S_IFDIR, 1, 0);
+	uint64_t b = inode_enter(t, INODE_ROOT, "b", S_IFDIR, 1, 0);
+	uint64_t f = inode_enter(t, a, "f", S_IFREG, 1, 0);
+	uint64_t g = inode_enter(t, b, "g", S_IFREG, 1, 0);
+
+	CHECK(inode_rename(t, a, "f", b, "g") == 0); /* over an existing name */
+	CHECK(path_is(t, f, false, "b/g"));
+	CHECK(inode_enter(t, b, "g", S_IFREG, 0, 0) == f);
+	char *p;
+	CHECK(inode_path(t, g, false, &p) == -ENOENT); /* lost its name, kept until forgotten */
+	CHECK(inode_table_count(t) == 5);
+	inode_forget(t, g, 1);
+	CHECK(inode_table_count(t) == 4);
+
+	/* A directory moves with its children. */
+	CHECK(inode_rename(t, INODE_ROOT, "b", a, "b2") == 0);
+	CHECK(path_is(t, f, false, "a/b2/g"));
+	CHECK(inode_enter(t, INODE_ROOT, "b", S_IFDIR, 0, 0) != b);
+	CHECK(inode_rename(t, INODE_ROOT, "missing", INODE_ROOT, "x") == 0);
+	inode_table_free(t);
+}
+
+static void test_remove_and_type_change(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t f = inode_enter(t, INODE_ROOT, "f", S_IFREG, 1, 0);
+	uint64_t d = inode_enter(t, INODE_ROOT, "f", S_IFDIR, 1, 0);
+	CHECK(d != f); /* a file replaced by a directory gets a new number */
+	CHECK(path_is(t, d, false, "f"));
+	char *p;
+	CHECK(inode_path(t, f, false, &p) == -ENOENT);
+
+	inode_remove(t, INODE_ROOT, "f");
+	CHECK(inode_path(t, d, false, &p) == -ENOENT);
+	uint64_t d2 = inode_enter(t, INODE_ROOT, "f", S_IFDIR, 1, 0);
+	CHECK(d2 != d && d2 != f);
+	inode_forget(t, f, 1);
+	inode_forget(t, d, 1);
+	CHECK(inode_table_count(t) == 2);
+
+	/* Removed while nobody holds it: gone at once. */
+	uint64_t g = inode_enter(t, INODE_ROOT, "g", S_IFREG, 0, 0);
+	CHECK(g != 0 && inode_table_count(t) == 3);
+	inode_remove(t, INODE_ROOT, "g");
+	CHECK(inode_table_count(t) == 2);
+	inode_table_free(t);
+}
+
+static void test_open_rule(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t f = inode_enter(t, INODE_ROOT, "f", S_IFREG, 1, 0);
+	CHECK(!inode_open_unchanged(t, f, 10, 100)); /* first open */
+	CHECK(inode_open_unchanged(t, f, 10, 100));
+	CHECK(!inode_open_unchanged(t, f, 11, 100));
+	CHECK(!inode_open_unchanged(t, f, 11, 101));
+	CHECK(inode_open_unchanged(t, f, 11, 101));
+	CHECK(!inode_open_unchanged(t, 12345, 0, 0));
+	inode_table_free(t);
+}
+
+static void test_cached_since(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t a = inode_enter(t, INODE_ROOT, "a", S_IFREG, 1, 100);
+	uint64_t b = inode_enter(t, INODE_ROOT, "b", S_IFREG, 1, 200);
+	inode_enter(t, INODE_ROOT, "c", S_IFREG, 0, 300); /* never handed to the kernel */
+	inode_touch(t, INODE_ROOT, 250);
+	struct inode_cached *v;
+	long n = inode_cached_since(t, 150, &v);
+	CHECK(n == 2);
+	bool saw_b = false, saw_root = false;
+	for (long i = 0; i < n; i++) {
+		if (v[i].ino == b)
+			saw_b = v[i].parent == INODE_ROOT && strcmp(v[i].name, "b") == 0;
+		if (v[i].ino == INODE_ROOT)
+			saw_root = v[i].parent == 0 && v[i].name == NULL;
+		CHECK(v[i].ino != a);
+	}
+	CHECK(saw_b && saw_root);
+	inode_cached_free(v, n);
+	inode_table_free(t);
+}
+
+static void test_many(void)
+{
+	struct inode_table *t = inode_table_new();
+	enum { N = 20000 };
+	static uint64_t ino[N];
+	char name[32];
+	uint64_t dir = inode_enter(t, INODE_ROOT, "dir", S_IFDIR, 1, 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "file-%d", i);
+		ino[i] = inode_enter(t, dir, name, S_IFREG, 1, 0);
+	}
+	int same = 0;
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "file-%d", i);
+		same += inode_enter(t, dir, name, S_IFREG, 0, 0) == ino[i];
+	}
+	CHECK(same == N);
+	CHECK(inode_table_count(t) == N + 2);
+	CHECK(path_is(t, ino[N - 1], false, "dir/file-19999"));
+	inode_table_free(t);
+}
+
+int main(void)
+{
+	test_numbers_and_paths();
+	test_rename();
+	test_remove_and_type_change();
+	test_open_rule();
+	test_cached_since();
+	test_many();
+	return check_done();
+}
