@@ -10,7 +10,11 @@
 #include "util.h"
 
 struct control_hooks {
-	struct transport *transport;
+	struct transport *transport;         /* used when get_transport is NULL */
+	/* The transport to run one command on, held until put_transport; NULL when the sandbox
+	 * cannot be reached right now (the daemon is reconnecting). */
+	struct transport *(*get_transport)(void *ctx);
+	void (*put_transport)(void *ctx, struct transport *t);
 	const char *remote_root;             /* commands run in remote_root/<cwd_rel> */
 	void (*barrier)(void *ctx);          /* called after each command, before CTL_EXIT */
 	void (*status)(void *ctx, struct buf *text); /* fills the --status text */

@@ -298,6 +298,7 @@ void exec_relay_run(int sock, struct buf *req, int fds[3], const struct control_
 	struct request rq;
 	struct exec_spec spec;
 	struct exec_proc *proc = NULL;
+	struct transport *transport = NULL;
 	struct err e = {""};
 	char *cwd = NULL;
 
@@ -315,7 +316,13 @@ void exec_relay_run(int sock, struct buf *req, int fds[3], const struct control_
 	}
 	start_spec(&rq, cwd, &spec);
 	log_debug("exec in %s: %s", cwd, rq.command);
-	if (transport_exec_start(hooks->transport, &spec, &proc, &e) < 0) {
+	transport = hooks->get_transport ? hooks->get_transport(hooks->ctx) : hooks->transport;
+	if (!transport) {
+		close_fds(fds);
+		reply_error(sock, "sandmount: sandbox unreachable (reconnecting; see sandmount --status)");
+		goto out;
+	}
+	if (transport_exec_start(transport, &spec, &proc, &e) < 0) {
 		close_fds(fds);
 		reply_error(sock, "sandmount: %s", e.msg);
 		goto out;
@@ -347,6 +354,8 @@ void exec_relay_run(int sock, struct buf *req, int fds[3], const struct control_
 		break;
 	}
 out:
+	if (transport && hooks->get_transport && hooks->put_transport)
+		hooks->put_transport(hooks->ctx, transport);
 	free(cwd);
 	request_free(&rq);
 }

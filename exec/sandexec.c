@@ -4,6 +4,7 @@
  * stdin/stdout/stderr with SCM_RIGHTS and then only relays signals and window sizes until the
  * daemon reports the exit status. Works as a login shell: `sandexec -c 'STRING'` is `sh -c`. */
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <getopt.h>
 #include <limits.h>
@@ -19,7 +20,6 @@
 #include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include "config.h"
 #include "ctl_proto.h"
@@ -153,7 +153,9 @@ static char *command_string(const struct options *o)
 	}
 	if (o->argc == 0) /* no command: an interactive shell, as `sh` alone */
 		return xstrdup("exec \"${SHELL:-/bin/sh}\" -l");
-	return join_quoted(o->argv, o->argc, "");
+	/* exec: the command itself leads the process group, as it would under a local shell,
+	 * so a forwarded SIGINT reaches it rather than killing a shell that waits for it. */
+	return join_quoted(o->argv, o->argc, "exec");
 }
 
 static bool env_forwarded(const char *entry, char *const *allow)

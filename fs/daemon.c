@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "control_server.h"
 #include "fs.h"
 #include "log.h"
@@ -24,8 +25,7 @@
 struct session {
 	const struct sandbox_cfg *cfg;
 	const char *mountpoint;
-	struct transport *transport;
-	struct sftp_client *sftp;
+	struct conn_mgr *conn;
 	char *remote_root;
 	struct fs *fs;
 	struct fuse_session *se;
@@ -93,20 +93,26 @@ static void leave_terminal(void)
 
 /* ---- connecting ---- */
 
+static void on_reconnect(void *ctx, struct conn *c)
+{
+	(void)c;
+	struct session *s = ctx;
+	/* Anything may have changed while we were away. */
+	if (s->fs)
+		fs_barrier(s->fs);
+}
+
 static int connect_sandbox(struct session *s, struct err *e)
 {
 	const struct sandbox_cfg *cfg = s->cfg;
-	if (transport_open(cfg, &s->transport, e) < 0)
+	if (conn_mgr_open(cfg, on_reconnect, s, &s->conn, e) < 0)
 		return -1;
-	int fd;
-	if (transport_open_sftp(s->transport, &fd, e) < 0)
-		return -1;
-	if (sftp_client_open(fd, cfg->op_timeout_s * 1000, &s->sftp, e) < 0)
-		return -1;
-	int rc = sftp_realpath(s->sftp, cfg->remote_dir, &s->remote_root);
+	struct conn *c = conn_get(s->conn, 0);
+	int rc = c ? sftp_realpath(c->sftp, cfg->remote_dir, &s->remote_root) : -EIO;
 	struct sftp_attrs a;
 	if (rc == 0)
-		rc = sftp_stat(s->sftp, s->remote_root, &a);
+		rc = sftp_stat(c->sftp, s->remote_root, &a);
+	conn_put(s->conn, c);
 	if (rc == -ENOENT) {
 		err_set(e, "%s: remote directory %s does not exist", cfg->name, cfg->remote_dir);
 		return -1;
@@ -127,20 +133,37 @@ static int connect_sandbox(struct session *s, struct err *e)
 static void session_status(void *ctx, struct buf *text)
 {
 	struct session *s = ctx;
-	struct transport_stats ts;
+	struct transport_stats ts = {.connected = false, .rtt_us = -1};
 	char rtt[32] = "unknown", line[1024];
-	transport_stats(s->transport, &ts);
+	struct transport *t = conn_get_transport(s->conn);
+	if (t)
+		transport_stats(t, &ts);
+	conn_put_transport(s->conn, t);
 	if (ts.rtt_us >= 0)
 		snprintf(rtt, sizeof(rtt), "%.2f ms", ts.rtt_us / 1000.0);
 	int n = snprintf(line, sizeof(line),
-			 "mountpoint: %s\nsandbox: %s\nremote: %s:%s\nstate: %s\nrtt: %s\n"
-			 "uptime: %llds\nbytes in/out: %llu/%llu\n",
-			 s->mountpoint, s->cfg->name, ts.detail, s->remote_root,
-			 ts.connected && !sftp_client_dead(s->sftp) ? "connected" : "disconnected",
-			 rtt, (long long)(now_ms() - s->started_ms) / 1000,
-			 (unsigned long long)ts.bytes_in, (unsigned long long)ts.bytes_out);
+			 "mountpoint: %s\nsandbox: %s\nremote: %s:%s\n", s->mountpoint,
+			 s->cfg->name, t ? ts.detail : "-", s->remote_root);
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
-	fs_status(s->fs, text);
+	conn_mgr_status(s->conn, text);
+	n = snprintf(line, sizeof(line), "rtt: %s\nuptime: %llds\nbytes in/out: %llu/%llu\n", rtt,
+		     (long long)(now_ms() - s->started_ms) / 1000,
+		     (unsigned long long)ts.bytes_in, (unsigned long long)ts.bytes_out);
+	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	if (s->fs)
+		fs_status(s->fs, text);
+}
+
+static struct transport *session_get_transport(void *ctx)
+{
+	struct session *s = ctx;
+	return conn_get_transport(s->conn);
+}
+
+static void session_put_transport(void *ctx, struct transport *t)
+{
+	struct session *s = ctx;
+	conn_put_transport(s->conn, t);
 }
 
 static void session_barrier(void *ctx)
@@ -165,7 +188,7 @@ static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err
 	char *argv[] = {"sandmount", "-o", opts, o->debug && o->foreground ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(o->debug && o->foreground ? 4 : 3, argv);
 	struct fs_params p = {
-		.sftp = s->sftp,
+		.conn = s->conn,
 		.remote_root = s->remote_root,
 		.remote_root_alias = s->cfg->remote_dir[0] == '/' ? s->cfg->remote_dir : NULL,
 		.cache_timeout_s = s->cfg->cache_timeout_s,
@@ -202,7 +225,8 @@ static int start_control(struct session *s, struct err *e)
 	if (runtime_socket_path(s->mountpoint, path, sizeof(path), e) < 0)
 		return -1;
 	struct control_hooks hooks = {
-		.transport = s->transport,
+		.get_transport = session_get_transport,
+		.put_transport = session_put_transport,
 		.remote_root = s->remote_root,
 		.barrier = session_barrier,
 		.status = session_status,
@@ -222,9 +246,8 @@ static void session_teardown(struct session *s)
 	}
 	if (s->fs)
 		fs_destroy(s->fs);
-	if (s->sftp)
-		sftp_client_close(s->sftp);
-	transport_close(s->transport);
+	s->fs = NULL;
+	conn_mgr_free(s->conn);
 	free(s->remote_root);
 }
 
@@ -256,6 +279,8 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 	struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 16};
 	int rc = fuse_session_loop_mt(s.se, &lc);
 	log_info("unmounted %s", mountpoint);
+	/* Nothing waits for a reconnect any more: files left open are closed with what we have. */
+	conn_mgr_shutdown(s.conn);
 	session_teardown(&s);
 	return rc == 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +13,14 @@
 
 int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 {
-	if (!p->sftp || !p->remote_root || p->remote_root[0] != '/') {
+	if (!p->conn || !p->remote_root || p->remote_root[0] != '/') {
 		err_set(e, "the remote workspace must be an absolute path");
 		return -EINVAL;
 	}
 	struct fs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		goto nomem;
-	fs->sftp = p->sftp;
+	fs->conn = p->conn;
 	fs->timeout_s = p->cache_timeout_s;
 	fs->uid = p->uid;
 	fs->gid = p->gid;
@@ -36,13 +37,25 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 		fs->root_path[--len] = '\0';
 
 	struct sftp_limits lim;
-	sftp_client_limits(fs->sftp, &lim);
+	struct conn *c = conn_get(fs->conn, 0);
+	if (!c) {
+		err_set(e, "the connection to the sandbox was lost");
+		free(fs->root);
+		free(fs->root_path);
+		free(fs->alias);
+		inode_table_free(fs->inodes);
+		free(fs);
+		return -EIO;
+	}
+	sftp_client_limits(c->sftp, &lim);
+	conn_put(fs->conn, c);
 	fs->write_chunk = lim.max_write ? lim.max_write : 32768;
 	if (fs->write_chunk > FS_WRITE_CHUNK_MAX)
 		fs->write_chunk = FS_WRITE_CHUNK_MAX;
 	if (fs->write_chunk < FS_WRITE_CHUNK_MIN)
 		fs->write_chunk = FS_WRITE_CHUNK_MIN;
 	pthread_mutex_init(&fs->files_lock, NULL);
+	pthread_mutex_init(&fs->rt_lock, NULL);
 	*out = fs;
 	return 0;
 nomem:
@@ -63,6 +76,7 @@ void fs_destroy(struct fs *fs)
 		return;
 	fs_close_all_files(fs);
 	pthread_mutex_destroy(&fs->files_lock);
+	pthread_mutex_destroy(&fs->rt_lock);
 	inode_table_free(fs->inodes);
 	free(fs->root);
 	free(fs->root_path);
@@ -92,7 +106,11 @@ void fs_barrier(void *arg)
 		int r = fuse_lowlevel_notify_inval_inode(fs->se, v[i].ino, 0, 0);
 		if (r < 0 && r != -ENOENT)
 			log_debug("invalidating inode %" PRIu64 ": %s", v[i].ino, strerror(-r));
-		if (!v[i].parent || !v[i].name)
+		/* A directory's entry stays: invalidating it unhashes the dentry, and a process
+		 * whose cwd is inside would see getcwd() fail with ENOENT. Its attributes and
+		 * listing were dropped above; a directory the command removed or renamed is
+		 * noticed when its entry times out (or at once through a change watch). */
+		if (!v[i].parent || !v[i].name || S_ISDIR(v[i].type))
 			continue;
 		r = fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent, v[i].name,
 						     strlen(v[i].name));
@@ -115,29 +133,135 @@ static void buf_printf(struct buf *b, const char *fmt, ...)
 		buf_put_bytes(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+static const char *const op_names[FS_OP_COUNT] = {
+    "lookup", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink",
+    "rmdir", "symlink", "rename", "link", "open", "create", "read",
+    "write", "flush", "release", "fsync", "opendir", "readdir", "statfs",
+};
+
+/* The client's counters are per connection: keep a running total across reconnects. */
+uint64_t fs_round_trips(struct fs *fs)
+{
+	struct conn *c = conn_get(fs->conn, 0);
+	if (!c)
+		return fs->rt_base + fs->rt_last;
+	struct sftp_stats st;
+	sftp_client_stats(c->sftp, &st);
+	pthread_mutex_lock(&fs->rt_lock);
+	if (c->generation != fs->rt_generation) {
+		fs->rt_base += fs->rt_last;
+		fs->rt_last = 0;
+		fs->rt_generation = c->generation;
+	}
+	if (st.round_trips > fs->rt_last)
+		fs->rt_last = st.round_trips;
+	uint64_t total = fs->rt_base + fs->rt_last;
+	pthread_mutex_unlock(&fs->rt_lock);
+	conn_put(fs->conn, c);
+	return total;
+}
+
+void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips_before)
+{
+	uint64_t now = fs_round_trips(fs);
+	atomic_fetch_add(&fs->op_count[op], 1);
+	if (now > round_trips_before)
+		atomic_fetch_add(&fs->op_round_trips[op], now - round_trips_before);
+}
+
+static void status_ops(struct fs *fs, struct buf *text)
+{
+	buf_printf(text, "round trips per operation (op: count, round trips, per op):\n");
+	for (int i = 0; i < FS_OP_COUNT; i++) {
+		uint64_t n = atomic_load(&fs->op_count[i]), rt = atomic_load(&fs->op_round_trips[i]);
+		if (n)
+			buf_printf(text, "  %s: %" PRIu64 ", %" PRIu64 ", %.2f\n", op_names[i], n, rt,
+				   (double)rt / (double)n);
+	}
+}
+
 void fs_status(struct fs *fs, struct buf *text)
 {
-	struct sftp_stats st;
-	sftp_client_stats(fs->sftp, &st);
 	buf_printf(text, "inodes: %zu\n", inode_table_count(fs->inodes));
 	buf_printf(text, "open files: %u (directories: %u)\n", atomic_load(&fs->open_files),
 		   atomic_load(&fs->open_dirs));
 	buf_printf(text, "pending write bytes: %" PRIu64 "\n", fs_pending_bytes(fs));
-	buf_printf(text,
-		   "sftp requests: %" PRIu64 ", round trips: %" PRIu64 ", in flight: %" PRIu64
-		   ", timeouts: %" PRIu64 "\n",
-		   st.requests, st.round_trips, st.in_flight, st.timeouts);
-	buf_printf(text, "sftp bytes read: %" PRIu64 ", written: %" PRIu64 "\n", st.bytes_read,
-		   st.bytes_written);
-	if (st.last_rtt_us >= 0)
-		buf_printf(text, "sftp rtt: %.3f ms\n", st.last_rtt_us / 1000.0);
-	else
-		buf_printf(text, "sftp rtt: unknown\n");
+	struct conn *c = conn_get(fs->conn, 0);
+	if (c) {
+		struct sftp_stats st;
+		sftp_client_stats(c->sftp, &st);
+		conn_put(fs->conn, c);
+		buf_printf(text,
+			   "sftp requests: %" PRIu64 ", round trips: %" PRIu64
+			   ", in flight: %" PRIu64 ", timeouts: %" PRIu64 "\n",
+			   st.requests, st.round_trips, st.in_flight, st.timeouts);
+		buf_printf(text, "sftp bytes read: %" PRIu64 ", written: %" PRIu64 "\n",
+			   st.bytes_read, st.bytes_written);
+		if (st.last_rtt_us >= 0)
+			buf_printf(text, "sftp rtt: %.3f ms\n", st.last_rtt_us / 1000.0);
+		else
+			buf_printf(text, "sftp rtt: unknown\n");
+	}
+	status_ops(fs, text);
 }
 
 uint64_t fs_pending_bytes(struct fs *fs)
 {
 	return atomic_load(&fs->pending_bytes);
+}
+
+int fs_call_begin(struct fs *fs, struct fs_call *call)
+{
+	call->fs = fs;
+	call->retried = false;
+	call->deadline = conn_op_deadline(fs->conn);
+	call->c = conn_get(fs->conn, call->deadline);
+	call->sftp = call->c ? call->c->sftp : NULL;
+	return call->c ? 0 : -EIO;
+}
+
+bool fs_call_retry(struct fs_call *call, int *r)
+{
+	if (*r != -EIO || call->retried || !conn_failed(call->fs->conn, call->c))
+		return false;
+	conn_put(call->fs->conn, call->c);
+	call->retried = true;
+	call->c = conn_get(call->fs->conn, call->deadline);
+	call->sftp = call->c ? call->c->sftp : NULL;
+	return call->c != NULL;
+}
+
+void fs_call_end(struct fs_call *call)
+{
+	conn_put(call->fs->conn, call->c);
+	call->c = NULL;
+	call->sftp = NULL;
+}
+
+int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a)
+{
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r < 0)
+		return r;
+	do
+		r = sftp_lstat(call.sftp, path, a);
+	while (fs_call_retry(&call, &r));
+	fs_call_end(&call);
+	return r;
+}
+
+int fs_readlink(struct fs *fs, const char *path, char **target)
+{
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r < 0)
+		return r;
+	do
+		r = sftp_readlink(call.sftp, path, target);
+	while (fs_call_retry(&call, &r));
+	fs_call_end(&call);
+	return r;
 }
 
 void fs_reply_errno(fuse_req_t req, int err)
@@ -150,6 +274,10 @@ void fs_reply_errno(fuse_req_t req, int err)
 
 int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out)
 {
+	/* The kernel does not check name lengths for FUSE; the sandbox's file system would
+	 * refuse the name with an error SFTP cannot express precisely. */
+	if (name && strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
 	char *rel;
 	int r = inode_path(fs->inodes, ino, false, &rel);
 	if (r < 0)
@@ -205,6 +333,8 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
 	if (!e->ino)
 		return -ENOMEM;
 	fs_fill_stat(fs, e->ino, a, &e->attr);
+	if (a->flags & SFTP_ATTR_SIZE)
+		fs_note_size(fs, e->ino, a->size, false);
 	e->attr_timeout = fs->timeout_s;
 	e->entry_timeout = fs->timeout_s;
 	return 0;

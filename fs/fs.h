@@ -13,9 +13,10 @@
 #include "util.h"
 
 struct fs;
+struct conn_mgr;
 
 struct fs_params {
-	struct sftp_client *sftp; /* not owned */
+	struct conn_mgr *conn;    /* the sandbox connection (fs/conn.h), not owned */
 	const char *remote_root;  /* canonical absolute workspace path on the sandbox */
 	const char *remote_root_alias; /* the path as the user gave it, if different; may be NULL */
 	double cache_timeout_s;   /* attr/entry TTL */
@@ -33,6 +34,11 @@ void fs_set_session(struct fs *fs, struct fuse_session *se);
  * everything it may hold, so what a finished command changed is seen. Safe from any thread
  * that is not serving a FUSE request. `fs` is a struct fs *. */
 void fs_barrier(void *fs);
+/* A change the sandbox reported (transport watch): drop the kernel's cached attributes, data
+ * and directory entry of the absolute remote path (and of its parent directory's listing);
+ * path NULL: of everything (as fs_barrier). Any thread that is not serving a FUSE request.
+ * `fs` is a struct fs *. */
+void fs_notify_change(void *fs, const char *remote_path);
 /* Append human-readable status lines (inodes, open files, pending writes, op counters). */
 void fs_status(struct fs *fs, struct buf *text);
 /* Bytes written by local programs but not yet acknowledged by the sandbox. */

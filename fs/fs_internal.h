@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include "conn.h"
 #include "fs.h"
 #include "inode.h"
 
@@ -13,11 +14,69 @@
 #define FS_WRITE_CHUNK_MAX (256 * 1024)
 #define FS_WRITE_CHUNK_MIN 4096
 #define FS_WRITE_WINDOW	   16
+/* Sequential read-ahead: at most this many bytes requested ahead of the reader. */
+#define FS_READAHEAD_BYTES (4 * 1024 * 1024)
+#define FS_READAHEAD_MAX   32
 
-struct fs_file;
+/* A write sent (req set) or waiting to be sent again on a new connection (req NULL). The data is
+ * kept until the sandbox acknowledged it. */
+struct fs_write_req {
+	struct sftp_req *req;
+	uint64_t off;
+	size_t len;
+	uint8_t *data;
+};
+
+/* A read-ahead request: `len` bytes at `off` asked for on the file's connection. */
+struct fs_ra_req {
+	struct sftp_req *req;
+	uint64_t off;
+	size_t len;
+};
+
+/* An open file (fi->fh). Its handle belongs to `conn`; after a reconnect the file is opened
+ * again by path on first use and unacknowledged writes are sent again. */
+struct fs_file {
+	pthread_mutex_t lock; /* guards the fields below up to `refs` */
+	fuse_ino_t ino;
+	uint32_t reopen_flags; /* SFTP open flags without CREAT, TRUNC and EXCL */
+	struct conn *conn;
+	struct sftp_handle handle;
+	bool closed;
+	bool lost; /* the file could not be opened again after a reconnect */
+	int err;   /* first failed write: reported by flush, fsync and close */
+	uint8_t *stage;
+	size_t stage_len;
+	uint64_t stage_off;
+	struct fs_write_req window[FS_WRITE_WINDOW]; /* oldest at `head` */
+	unsigned head, count;
+	struct fs_ra_req ra[FS_READAHEAD_MAX]; /* read-ahead, in file order */
+	unsigned ra_count;
+	uint64_t read_end; /* where the previous read ended: the next one is sequential there */
+
+	uint64_t known_size; /* __atomic: the file is at least this long (reads need not look past) */
+	unsigned refs; /* under fs->files_lock, as the list links */
+	struct fs_file *next, **pprev;
+};
+
+static inline void fs_file_raise_size(struct fs_file *f, uint64_t size)
+{
+	uint64_t cur = __atomic_load_n(&f->known_size, __ATOMIC_RELAXED);
+	while (cur < size && !__atomic_compare_exchange_n(&f->known_size, &cur, size, false,
+							  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+/* FUSE operations counted in the status (round trips per operation). */
+enum fs_op_kind {
+	FS_OP_LOOKUP, FS_OP_GETATTR, FS_OP_SETATTR, FS_OP_READLINK, FS_OP_MKNOD, FS_OP_MKDIR,
+	FS_OP_UNLINK, FS_OP_RMDIR, FS_OP_SYMLINK, FS_OP_RENAME, FS_OP_LINK, FS_OP_OPEN,
+	FS_OP_CREATE, FS_OP_READ, FS_OP_WRITE, FS_OP_FLUSH, FS_OP_RELEASE, FS_OP_FSYNC,
+	FS_OP_OPENDIR, FS_OP_READDIR, FS_OP_STATFS, FS_OP_COUNT
+};
 
 struct fs {
-	struct sftp_client *sftp;
+	struct conn_mgr *conn;
 	char *root;	 /* remote workspace, as given (absolute) */
 	char *root_path; /* prefix for remote paths: root without trailing '/' ("" for "/") */
 	char *alias;	 /* NULL if none */
@@ -33,7 +92,34 @@ struct fs {
 	atomic_uint open_files;
 	atomic_uint open_dirs;
 	atomic_uint_fast64_t pending_bytes;
+	atomic_uint_fast64_t op_count[FS_OP_COUNT], op_round_trips[FS_OP_COUNT];
+	pthread_mutex_t rt_lock; /* the round trips counted so far, across reconnects; root_attrs */
+	uint64_t rt_base, rt_last;
+	unsigned rt_generation;
+	struct sftp_attrs root_attrs; /* last seen; shown while reconnecting (unmount stats it) */
+	bool have_root_attrs;
 };
+
+/* One operation's use of the connection: begin takes a reference to the live connection
+ * (waiting for a reconnect up to op_timeout), retry tells whether an idempotent call that failed
+ * because the connection died goes again on the new one (once), end drops the reference. */
+struct fs_call {
+	struct fs *fs;
+	struct conn *c;
+	struct sftp_client *sftp;
+	int64_t deadline;
+	bool retried;
+};
+
+int fs_call_begin(struct fs *fs, struct fs_call *call);
+bool fs_call_retry(struct fs_call *call, int *r);
+void fs_call_end(struct fs_call *call);
+/* Idempotent calls with the retry built in. */
+int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a);
+int fs_readlink(struct fs *fs, const char *path, char **target);
+/* Round trips of the SFTP client so far (summed over reconnects); for the op counters. */
+uint64_t fs_round_trips(struct fs *fs);
+void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips_before);
 
 static inline struct fs *fs_of(fuse_req_t req)
 {
@@ -63,6 +149,14 @@ bool fs_inode_is_open(struct fs *fs, fuse_ino_t ino);
  * fstat into `a`. -ENOENT if it has no open file. */
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,
 			struct sftp_attrs *a);
+/* Attributes of `ino` with this size were handed to the kernel (exact: the size was set, so it
+ * may also shrink): open files of it read up to at least that size. */
+void fs_note_size(struct fs *fs, fuse_ino_t ino, uint64_t size, bool exact);
+/* With f->lock held: make sure f's handle belongs to the live connection (open it again by path
+ * and send unacknowledged writes again after a reconnect), waiting until the deadline. */
+int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline);
+/* With f->lock held: forget the read-ahead (ops_read.c). */
+void fs_readahead_drop(struct fs_file *f);
 /* Close and free whatever the kernel left open (at unmount). */
 void fs_close_all_files(struct fs *fs);
 

@@ -400,6 +400,7 @@ long inode_cached_since(struct inode_table *t, int64_t since_ms, struct inode_ca
 			struct inode_cached *c = &v[n++];
 			c->ino = node->ino;
 			c->parent = node->parent;
+			c->type = node->type;
 			if (node->name && !(c->name = strdup(node->name))) {
 				inode_cached_free(v, n);
 				v = NULL;
@@ -419,4 +420,13 @@ void inode_cached_free(struct inode_cached *v, long n)
 	for (long i = 0; v && i < n; i++)
 		free(v[i].name);
 	free(v);
+}
+
+uint64_t inode_lookup(struct inode_table *t, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_name(t, parent, name);
+	uint64_t ino = n ? n->ino : 0;
+	pthread_mutex_unlock(&t->lock);
+	return ino;
 }

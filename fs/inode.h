@@ -19,6 +19,7 @@ struct inode_cached {
 	uint64_t ino;
 	uint64_t parent;
 	char *name;
+	mode_t type; /* S_IFMT bits */
 };
 
 struct inode_table *inode_table_new(void);
@@ -58,5 +59,8 @@ bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, ui
  * Returns the count (or -ENOMEM) and a malloc'd array; free it with inode_cached_free. */
 long inode_cached_since(struct inode_table *t, int64_t since_ms, struct inode_cached **out);
 void inode_cached_free(struct inode_cached *v, long n);
+
+/* The inode of `name` in `parent` if the table has one, else 0. Creates nothing (notify.c). */
+uint64_t inode_lookup(struct inode_table *t, uint64_t parent, const char *name);
 
 #endif

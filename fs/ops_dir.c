@@ -46,6 +46,23 @@ static int snapshot_add(void *ctx, const char *name, const struct sftp_attrs *a)
 	return 0;
 }
 
+/* Listing is idempotent: after a lost connection, list again from the start. */
+static int list_dir(struct fs *fs, const char *path, struct dir_snapshot *d)
+{
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r < 0)
+		return r;
+	do {
+		for (size_t i = 0; i < d->n; i++)
+			free(d->v[i].name);
+		d->n = 0;
+		r = sftp_list_dir(call.sftp, path, snapshot_add, d);
+	} while (fs_call_retry(&call, &r));
+	fs_call_end(&call);
+	return r;
+}
+
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -54,7 +71,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r = d ? fs_remote_path(fs, ino, NULL, &path) : -ENOMEM;
 	if (r == 0) {
 		d->ino = ino;
-		r = sftp_list_dir(fs->sftp, path, snapshot_add, d);
+		r = list_dir(fs, path, d);
 	}
 	free(path);
 	if (r < 0) {

@@ -21,7 +21,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int r = fs_remote_path(fs, parent, name, &path);
 	struct sftp_attrs a;
 	if (r == 0) {
-		r = sftp_lstat(fs->sftp, path, &a);
+		r = fs_lstat(fs, path, &a);
 		free(path);
 	}
 	struct fuse_entry_param e;
@@ -30,7 +30,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r == 0 && fs_drain_inode(fs, e.ino) > 0 &&
 	    fs_remote_path(fs, e.ino, NULL, &path) == 0) {
 		/* Writes of open files just landed: report the size they made. */
-		if (sftp_lstat(fs->sftp, path, &a) == 0)
+		if (fs_lstat(fs, path, &a) == 0)
 			fs_fill_stat(fs, e.ino, &a, &e.attr);
 		free(path);
 	}
@@ -63,7 +63,7 @@ static int stat_inode(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
 		return fs_open_inode_attrs(fs, ino, NULL, a);
 	if (r < 0)
 		return r;
-	r = sftp_lstat(fs->sftp, path, a);
+	r = fs_lstat(fs, path, a);
 	free(path);
 	return r;
 }
@@ -73,8 +73,35 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *
 	struct fs *fs = fs_of(req);
 	struct stat st;
 	fs_fill_stat(fs, ino, a, &st);
+	if (a->flags & SFTP_ATTR_SIZE)
+		fs_note_size(fs, ino, a->size, false);
 	inode_touch(fs->inodes, ino, now_ms());
 	fuse_reply_attr(req, &st, fs->timeout_s);
+}
+
+/* The root is a directory whatever happens: while the sandbox is unreachable, its last known
+ * attributes keep `sandmount -u` and `cd` from waiting for the reconnect. */
+static bool root_attrs_offline(struct fs *fs, struct sftp_attrs *a)
+{
+	struct conn *c = conn_get(fs->conn, 0);
+	conn_put(fs->conn, c);
+	if (c)
+		return false;
+	pthread_mutex_lock(&fs->rt_lock);
+	if (fs->have_root_attrs)
+		*a = fs->root_attrs;
+	else
+		*a = (struct sftp_attrs){.flags = SFTP_ATTR_PERM, .perm = S_IFDIR | 0755};
+	pthread_mutex_unlock(&fs->rt_lock);
+	return true;
+}
+
+static void root_attrs_seen(struct fs *fs, const struct sftp_attrs *a)
+{
+	pthread_mutex_lock(&fs->rt_lock);
+	fs->root_attrs = *a;
+	fs->have_root_attrs = true;
+	pthread_mutex_unlock(&fs->rt_lock);
 }
 
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -82,8 +109,14 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)fi;
 	struct fs *fs = fs_of(req);
 	struct sftp_attrs a;
+	if (ino == INODE_ROOT && root_attrs_offline(fs, &a)) {
+		reply_attr(req, ino, &a);
+		return;
+	}
 	fs_drain_inode(fs, ino);
 	int r = stat_inode(fs, ino, &a);
+	if (r == 0 && ino == INODE_ROOT)
+		root_attrs_seen(fs, &a);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
@@ -130,6 +163,20 @@ static bool owner_change_refused(struct fs *fs, const struct stat *attr, int to_
 	       ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid);
 }
 
+/* Setting the same attributes again is harmless: retried like a lookup. */
+static int setstat_path(struct fs *fs, const char *path, const struct sftp_attrs *set)
+{
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r < 0)
+		return r;
+	do
+		r = sftp_setstat(call.sftp, path, set);
+	while (fs_call_retry(&call, &r));
+	fs_call_end(&call);
+	return r;
+}
+
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		   struct fuse_file_info *fi)
 {
@@ -142,7 +189,10 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	(void)fi; /* every open file of the inode is drained, then the path is used */
 	if (owner_change_refused(fs, attr, to_set))
 		r = -EPERM;
-	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+	/* Buffered writes go first: sent later, they would undo a truncate, or set the mtime
+	 * a futimens() before close() asked for (tar, cp -p) back to "now". */
+	if (r == 0 && (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+				 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
 		r = fs_drain_inode(fs, ino);
 		r = r > 0 ? 0 : r;
 	}
@@ -152,7 +202,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	if (r == 0 && set.flags && inode_type(fs->inodes, ino) != S_IFLNK) {
 		r = fs_remote_path(fs, ino, NULL, &path);
 		if (r == 0) {
-			r = sftp_setstat(fs->sftp, path, &set);
+			r = setstat_path(fs, path, &set);
 		} else if (r == -ENOENT) {
 			/* Unlinked but open (ftruncate of a temporary file). */
 			r = fs_open_inode_attrs(fs, ino, &set, &a);
@@ -162,6 +212,8 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	}
 	if (r == 0 && !have_attrs)
 		r = stat_inode(fs, ino, &a);
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		fs_note_size(fs, ino, a.size, true);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
@@ -176,7 +228,7 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	if (r == 0)
 		r = inode_path(fs->inodes, ino, true, &dir);
 	if (r == 0)
-		r = sftp_readlink(fs->sftp, path, &target);
+		r = fs_readlink(fs, path, &target);
 	if (r == 0) {
 		shown = linkpath_local_target(fs->root, fs->alias, dir, target);
 		if (!shown)
@@ -200,7 +252,7 @@ void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	int r = fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
-		r = sftp_lstat(fs->sftp, path, &a);
+		r = fs_lstat(fs, path, &a);
 		free(path);
 	}
 	if (r == 0)
@@ -209,6 +261,43 @@ void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_reply_errno(req, r);
 	else
 		fuse_reply_entry(req, &e);
+}
+
+/* Changes of names. Not retried after a lost connection: the first try may have happened. */
+enum mutation { MUT_MKDIR, MUT_RMDIR, MUT_REMOVE, MUT_SYMLINK, MUT_RENAME, MUT_RENAME_OVER,
+		MUT_HARDLINK };
+
+static int fs_mutate(struct fs *fs, enum mutation m, const char *a, const char *b, uint32_t mode)
+{
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r < 0)
+		return r;
+	switch (m) {
+	case MUT_MKDIR:
+		r = sftp_mkdir(call.sftp, a, mode);
+		break;
+	case MUT_RMDIR:
+		r = sftp_rmdir(call.sftp, a);
+		break;
+	case MUT_REMOVE:
+		r = sftp_remove(call.sftp, a);
+		break;
+	case MUT_SYMLINK:
+		r = sftp_symlink(call.sftp, a, b);
+		break;
+	case MUT_RENAME:
+	case MUT_RENAME_OVER:
+		r = sftp_rename(call.sftp, a, b, m == MUT_RENAME_OVER);
+		break;
+	case MUT_HARDLINK:
+		r = sftp_hardlink(call.sftp, a, b);
+		break;
+	}
+	if (r == -EIO)
+		conn_failed(fs->conn, call.c); /* reconnect at once if that was the cause */
+	fs_call_end(&call);
+	return r;
 }
 
 /* The remote path for a new name; the containment name can never be made. */
@@ -228,10 +317,14 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	if (r == 0) {
 		struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
 		struct sftp_handle h;
-		r = sftp_open(fs->sftp, path, SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_EXCL,
-			      &a, &h);
+		struct fs_call call;
+		r = fs_call_begin(fs, &call);
 		if (r == 0)
-			r = sftp_close(fs->sftp, &h);
+			r = sftp_open(call.sftp, path,
+				      SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_EXCL, &a, &h);
+		if (r == 0)
+			r = sftp_close(call.sftp, &h);
+		fs_call_end(&call);
 	}
 	free(path);
 	if (r < 0)
@@ -246,7 +339,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	char *path;
 	int r = new_name_path(fs, parent, name, &path);
 	if (r == 0) {
-		r = sftp_mkdir(fs->sftp, path, mode & 07777);
+		r = fs_mutate(fs, MUT_MKDIR, path, NULL, mode & 07777);
 		free(path);
 	}
 	if (r < 0)
@@ -261,7 +354,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 	char *path;
 	int r = fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
-		r = dir ? sftp_rmdir(fs->sftp, path) : sftp_remove(fs->sftp, path);
+		r = fs_mutate(fs, dir ? MUT_RMDIR : MUT_REMOVE, path, NULL, 0);
 		free(path);
 	}
 	if (r == 0)
@@ -285,7 +378,7 @@ void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const ch
 	char *path;
 	int r = new_name_path(fs, parent, name, &path);
 	if (r == 0) {
-		r = sftp_symlink(fs->sftp, link, path);
+		r = fs_mutate(fs, MUT_SYMLINK, link, path, 0);
 		free(path);
 	}
 	if (r < 0)
@@ -309,9 +402,9 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		r = new_name_path(fs, newparent, newname, &to);
 	if (r == 0) {
 		bool overwrite = !(flags & RENAME_NOREPLACE);
-		r = sftp_rename(fs->sftp, from, to, overwrite);
+		r = fs_mutate(fs, overwrite ? MUT_RENAME_OVER : MUT_RENAME, from, to, 0);
 		if (r == -ENOTSUP && overwrite)
-			r = sftp_rename(fs->sftp, from, to, false);
+			r = fs_mutate(fs, MUT_RENAME, from, to, 0);
 	}
 	if (r == 0)
 		r = inode_rename(fs->inodes, parent, name, newparent, newname);
@@ -328,7 +421,7 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 	if (r == 0)
 		r = new_name_path(fs, newparent, newname, &to);
 	if (r == 0)
-		r = sftp_hardlink(fs->sftp, from, to);
+		r = fs_mutate(fs, MUT_HARDLINK, from, to, 0);
 	free(from);
 	free(to);
 	/* Without the server's hardlink extension the file system cannot make links. */

@@ -1,7 +1,12 @@
-/* ops_file.c: FUSE operations on open files (open, create, read, write, flush, release, fsync)
- * and the per-file write buffer (DESIGN decisions 5 and 8): contiguous writes are coalesced
- * into a staging chunk, full chunks go out asynchronously within a bounded window, and
- * flush/fsync/release wait for every acknowledgement and report the first failure. */
+/* ops_file.c: FUSE operations on open files (open, create, write, flush, release, fsync) and the
+ * per-file write buffer (DESIGN decisions 5 and 8): contiguous writes are coalesced into a
+ * staging chunk, full chunks go out asynchronously within a bounded window, and
+ * flush/fsync/release wait for every acknowledgement and report the first failure.
+ *
+ * Every write keeps its data until the sandbox acknowledged it. When the connection dies, the
+ * file is opened again by path on the new connection (fs_file_revive) and the unacknowledged
+ * writes are sent again in order, so a close() after a reconnect still means "on the sandbox".
+ * Reads are in ops_read.c. */
 #include "fs_internal.h"
 #include "log.h"
 
@@ -9,27 +14,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct fs_write_req {
-	struct sftp_req *req;
-	size_t len;
-};
-
-struct fs_file {
-	pthread_mutex_t lock; /* guards the fields below up to `refs` */
-	fuse_ino_t ino;
-	struct sftp_handle handle;
-	bool closed;
-	int err; /* first failed write: reported by flush, fsync and close */
-	uint8_t *stage;
-	size_t stage_len;
-	uint64_t stage_off;
-	struct fs_write_req window[FS_WRITE_WINDOW]; /* in flight, oldest at `head` */
-	unsigned head, count;
-
-	unsigned refs; /* under fs->files_lock, as the list links */
-	struct fs_file *next, **pprev;
-};
 
 static struct fs_file *file_of(struct fuse_file_info *fi)
 {
@@ -39,35 +23,87 @@ static struct fs_file *file_of(struct fuse_file_info *fi)
 static void record_error(struct fs_file *f, int r)
 {
 	if (r < 0 && f->err == 0)
-		f->err = r;
+		f->err = r == -ETIMEDOUT ? -EIO : r;
 }
 
-static void wait_oldest(struct fs *fs, struct fs_file *f)
+/* ---- the write window ---- */
+
+static struct fs_write_req *window_at(struct fs_file *f, unsigned i)
 {
-	struct fs_write_req *w = &f->window[f->head];
-	record_error(f, sftp_req_wait(w->req));
+	return &f->window[(f->head + i) % FS_WRITE_WINDOW];
+}
+
+static void send_entry(struct fs_file *f, struct fs_write_req *w)
+{
+	if (sftp_write_async(f->conn->sftp, &f->handle, w->off, w->data, w->len, &w->req) < 0)
+		w->req = NULL; /* the connection is over: sent again after the reconnect */
+}
+
+static void pop_oldest(struct fs *fs, struct fs_file *f)
+{
+	struct fs_write_req *w = window_at(f, 0);
 	atomic_fetch_sub(&fs->pending_bytes, w->len);
+	free(w->data);
+	*w = (struct fs_write_req){0};
 	f->head = (f->head + 1) % FS_WRITE_WINDOW;
 	f->count--;
 }
 
-static void send_stage(struct fs *fs, struct fs_file *f)
+/* Settle the oldest write: 0 when it is done with (acknowledged, or failed for good with the
+ * error recorded), -EIO when the connection died under it: it stays, to be sent again. */
+static int settle_oldest(struct fs *fs, struct fs_file *f)
+{
+	struct fs_write_req *w = window_at(f, 0);
+	if (!w->req)
+		return -EIO;
+	int r = sftp_req_wait(w->req);
+	w->req = NULL;
+	if ((r == -EIO || r == -ETIMEDOUT) && conn_failed(fs->conn, f->conn))
+		return -EIO;
+	record_error(f, r);
+	pop_oldest(fs, f);
+	return 0;
+}
+
+/* Forget every write still held (the file is lost or being freed). */
+static void window_discard(struct fs *fs, struct fs_file *f)
+{
+	while (f->count > 0) {
+		struct fs_write_req *w = window_at(f, 0);
+		if (w->req)
+			sftp_req_wait(w->req);
+		w->req = NULL;
+		pop_oldest(fs, f);
+	}
+}
+
+/* Room for one more write in the window, reconnecting if the connection died. */
+static int make_room(struct fs *fs, struct fs_file *f, int64_t deadline)
+{
+	while (f->count == FS_WRITE_WINDOW) {
+		if (settle_oldest(fs, f) < 0) {
+			int r = fs_file_revive(fs, f, deadline);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* Move the staging chunk into the window and send it. */
+static int send_stage(struct fs *fs, struct fs_file *f, int64_t deadline)
 {
 	if (f->stage_len == 0)
-		return;
-	if (f->count == FS_WRITE_WINDOW)
-		wait_oldest(fs, f);
-	struct sftp_req *req;
-	int r = sftp_write_async(fs->sftp, &f->handle, f->stage_off, f->stage, f->stage_len, &req);
-	if (r < 0) {
-		record_error(f, r);
-		atomic_fetch_sub(&fs->pending_bytes, f->stage_len);
-	} else {
-		f->window[(f->head + f->count) % FS_WRITE_WINDOW] =
-		    (struct fs_write_req){req, f->stage_len};
-		f->count++;
-	}
+		return 0;
+	int r = make_room(fs, f, deadline);
+	if (r < 0)
+		return r;
+	struct fs_write_req *w = window_at(f, f->count++);
+	*w = (struct fs_write_req){.off = f->stage_off, .len = f->stage_len, .data = f->stage};
+	f->stage = NULL;
 	f->stage_len = 0;
+	send_entry(f, w);
+	return 0;
 }
 
 /* With f->lock held: every write sent and acknowledged. The first error, else 1 if there was
@@ -75,20 +111,97 @@ static void send_stage(struct fs *fs, struct fs_file *f)
 static int drain(struct fs *fs, struct fs_file *f)
 {
 	bool waited = f->stage_len > 0 || f->count > 0;
-	send_stage(fs, f);
-	while (f->count > 0)
-		wait_oldest(fs, f);
+	int64_t deadline = conn_op_deadline(fs->conn);
+	int r = send_stage(fs, f, deadline);
+	while (r == 0 && f->count > 0)
+		if (settle_oldest(fs, f) < 0)
+			r = fs_file_revive(fs, f, deadline);
+	if (r < 0)
+		return r;
 	return f->err ? f->err : waited;
 }
 
-static struct fs_file *file_new(struct fs *fs, fuse_ino_t ino, const struct sftp_handle *h)
+/* ---- surviving a reconnect ---- */
+
+/* Writes that can no longer reach the sandbox: dropped, and the file reports EIO. */
+static void discard_unsent(struct fs *fs, struct fs_file *f)
+{
+	record_error(f, -EIO);
+	window_discard(fs, f);
+	if (f->stage_len)
+		atomic_fetch_sub(&fs->pending_bytes, f->stage_len);
+	f->stage_len = 0;
+}
+
+static void revive_lost(struct fs *fs, struct fs_file *f, int r)
+{
+	log_warn("inode %llu: cannot open the file again after the reconnect (%s); "
+		 "%u unacknowledged writes are lost",
+		 (unsigned long long)f->ino, strerror(-r), f->count + (f->stage_len > 0));
+	f->lost = true;
+	discard_unsent(fs, f);
+}
+
+int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline)
+{
+	if (f->lost)
+		return -EIO;
+	if (conn_current(fs->conn, f->conn))
+		return 0;
+	fs_readahead_drop(f);
+	/* Collect what the old connection answered before it died. */
+	for (unsigned i = 0; i < f->count; i++) {
+		struct fs_write_req *w = window_at(f, i);
+		if (w->req && i == 0) {
+			if (settle_oldest(fs, f) == 0)
+				i = (unsigned)-1; /* the window moved: look at the new oldest */
+		} else if (w->req) {
+			sftp_req_wait(w->req); /* failed: the connection is over */
+			w->req = NULL;
+		}
+	}
+	struct conn *c = conn_get(fs->conn, deadline);
+	if (!c)
+		return -EIO;
+	char *path;
+	struct sftp_handle h;
+	int r = fs_remote_path(fs, f->ino, NULL, &path);
+	if (r == 0) {
+		r = sftp_open(c->sftp, path, f->reopen_flags, NULL, &h);
+		free(path);
+	}
+	if (r == -EIO && conn_failed(fs->conn, c)) {
+		conn_put(fs->conn, c);
+		return -EIO; /* died again: the next try may do better */
+	}
+	if (r < 0) {
+		conn_put(fs->conn, c);
+		revive_lost(fs, f, r);
+		return -EIO;
+	}
+	log_info("inode %llu opened again after the reconnect; sending %u writes again",
+		 (unsigned long long)f->ino, f->count);
+	conn_put(fs->conn, f->conn);
+	f->conn = c;
+	f->handle = h;
+	for (unsigned i = 0; i < f->count; i++)
+		send_entry(f, window_at(f, i));
+	return 0;
+}
+
+/* ---- the list of open files ---- */
+
+static struct fs_file *file_new(struct fs *fs, fuse_ino_t ino, struct conn *c,
+				const struct sftp_handle *h, uint32_t pflags)
 {
 	struct fs_file *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
 	pthread_mutex_init(&f->lock, NULL);
 	f->ino = ino;
+	f->conn = c;
 	f->handle = *h;
+	f->reopen_flags = pflags & ~(SFTP_OPEN_CREAT | SFTP_OPEN_TRUNC | SFTP_OPEN_EXCL);
 	f->refs = 1;
 	pthread_mutex_lock(&fs->files_lock);
 	f->next = fs->files;
@@ -108,6 +221,7 @@ static void file_unref(struct fs *fs, struct fs_file *f)
 	pthread_mutex_unlock(&fs->files_lock);
 	if (!last)
 		return;
+	conn_put(fs->conn, f->conn);
 	pthread_mutex_destroy(&f->lock);
 	free(f->stage);
 	free(f);
@@ -123,8 +237,16 @@ static int file_close(struct fs *fs, struct fs_file *f)
 	pthread_mutex_unlock(&fs->files_lock);
 
 	pthread_mutex_lock(&f->lock);
+	fs_readahead_drop(f);
 	int r = drain(fs, f);
-	int rc = sftp_close(fs->sftp, &f->handle);
+	int rc = 0;
+	if (!f->lost && conn_current(fs->conn, f->conn))
+		rc = sftp_close(f->conn->sftp, &f->handle);
+	if (f->count || f->stage_len) {
+		log_warn("inode %llu closed with %u writes the sandbox never acknowledged",
+			 (unsigned long long)f->ino, f->count + (f->stage_len > 0));
+		discard_unsent(fs, f);
+	}
 	f->closed = true;
 	pthread_mutex_unlock(&f->lock);
 	atomic_fetch_sub(&fs->open_files, 1);
@@ -166,6 +288,22 @@ bool fs_inode_is_open(struct fs *fs, fuse_ino_t ino)
 	return f != NULL;
 }
 
+void fs_note_size(struct fs *fs, fuse_ino_t ino, uint64_t size, bool exact)
+{
+	if (atomic_load(&fs->open_files) == 0)
+		return;
+	pthread_mutex_lock(&fs->files_lock);
+	for (struct fs_file *f = fs->files; f; f = f->next) {
+		if (f->ino != ino)
+			continue;
+		if (exact)
+			__atomic_store_n(&f->known_size, size, __ATOMIC_RELAXED);
+		else
+			fs_file_raise_size(f, size);
+	}
+	pthread_mutex_unlock(&fs->files_lock);
+}
+
 int fs_drain_inode(struct fs *fs, fuse_ino_t ino)
 {
 	if (atomic_load(&fs->open_files) == 0)
@@ -175,7 +313,7 @@ int fs_drain_inode(struct fs *fs, fuse_ino_t ino)
 	int result = n < 0 ? n : 0;
 	for (int i = 0; i < n; i++) {
 		pthread_mutex_lock(&v[i]->lock);
-		int r = drain(fs, v[i]);
+		int r = v[i]->closed ? 0 : drain(fs, v[i]);
 		pthread_mutex_unlock(&v[i]->lock);
 		if (result >= 0 && (r < 0 || r > result))
 			result = r;
@@ -186,6 +324,25 @@ int fs_drain_inode(struct fs *fs, fuse_ino_t ino)
 	return result;
 }
 
+/* With f->lock held: fsetstat (if set) and fstat through f's handle, once more after a
+ * reconnect. */
+static int file_attrs(struct fs *fs, struct fs_file *f, const struct sftp_attrs *set,
+		      struct sftp_attrs *a)
+{
+	int64_t deadline = conn_op_deadline(fs->conn);
+	int r = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		r = fs_file_revive(fs, f, deadline);
+		if (r == 0 && set)
+			r = sftp_fsetstat(f->conn->sftp, &f->handle, set);
+		if (r == 0)
+			r = sftp_fstat(f->conn->sftp, &f->handle, a);
+		if (r != -EIO || !conn_failed(fs->conn, f->conn))
+			break;
+	}
+	return r;
+}
+
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,
 			struct sftp_attrs *a)
 {
@@ -194,11 +351,8 @@ int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *
 	int r = n < 0 ? n : -ENOENT;
 	for (int i = 0; i < n; i++) {
 		pthread_mutex_lock(&v[i]->lock);
-		if (r == -ENOENT && !v[i]->closed) {
-			r = set ? sftp_fsetstat(fs->sftp, &v[i]->handle, set) : 0;
-			if (r == 0)
-				r = sftp_fstat(fs->sftp, &v[i]->handle, a);
-		}
+		if (r == -ENOENT && !v[i]->closed)
+			r = file_attrs(fs, v[i], set, a);
 		pthread_mutex_unlock(&v[i]->lock);
 		file_unref(fs, v[i]);
 	}
@@ -220,6 +374,8 @@ void fs_close_all_files(struct fs *fs)
 			log_warn("closing a file left open at unmount: %s", strerror(-r));
 	}
 }
+
+/* ---- operations ---- */
 
 static uint32_t sftp_open_flags(int flags)
 {
@@ -246,16 +402,22 @@ static uint32_t sftp_open_flags(int flags)
 	return pf;
 }
 
-/* Register the opened handle as fi->fh; keep the page cache if the file did not change since
- * the previous open. On failure the remote handle is closed. */
-static int attach_file(struct fs *fs, fuse_ino_t ino, const struct sftp_handle *h,
-		       const struct sftp_attrs *a, struct fuse_file_info *fi)
+/* Register the opened handle as fi->fh (taking over the call's connection reference); keep the
+ * page cache if the file did not change since the previous open. On failure the remote handle
+ * is closed. */
+static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
+		       const struct sftp_handle *h, uint32_t pflags, const struct sftp_attrs *a,
+		       struct fuse_file_info *fi)
 {
-	struct fs_file *f = file_new(fs, ino, h);
+	struct fs_file *f = file_new(fs, ino, call->c, h, pflags);
 	if (!f) {
-		sftp_close(fs->sftp, h);
+		sftp_close(call->sftp, h);
 		return -ENOMEM;
 	}
+	call->c = NULL;
+	call->sftp = NULL;
+	if (a && (a->flags & SFTP_ATTR_SIZE))
+		f->known_size = a->size;
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = a && inode_open_unchanged(fs->inodes, ino, a->size, a->mtime);
 	return 0;
@@ -267,16 +429,24 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char *path;
 	struct sftp_handle h;
 	struct sftp_attrs a;
+	struct fs_call call = {.fs = fs};
+	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == 0) {
-		r = sftp_open(fs->sftp, path, sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL)),
-			      NULL, &h);
+		r = fs_call_begin(fs, &call);
+		/* Opening again is harmless unless it truncates. */
+		if (r == 0) {
+			do
+				r = sftp_open(call.sftp, path, pflags, NULL, &h);
+			while (!(pflags & SFTP_OPEN_TRUNC) && fs_call_retry(&call, &r));
+		}
 		free(path);
 	}
 	if (r == 0) {
-		bool have_attrs = sftp_fstat(fs->sftp, &h, &a) == 0;
-		r = attach_file(fs, ino, &h, have_attrs ? &a : NULL, fi);
+		bool have_attrs = sftp_fstat(call.sftp, &h, &a) == 0;
+		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fi);
 	}
+	fs_call_end(&call);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_open(req, fi) != 0)
@@ -291,64 +461,56 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	struct sftp_handle h;
 	struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
 	struct fuse_entry_param e;
+	struct fs_call call = {.fs = fs};
+	uint32_t pflags = sftp_open_flags(fi->flags | O_CREAT);
 	int r = fs_hidden_name(parent, name) ? -EPERM : fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
-		r = sftp_open(fs->sftp, path, sftp_open_flags(fi->flags | O_CREAT), &a, &h);
+		r = fs_call_begin(fs, &call);
+		if (r == 0)
+			r = sftp_open(call.sftp, path, pflags, &a, &h);
 		free(path);
 	}
 	if (r == 0) {
-		r = sftp_fstat(fs->sftp, &h, &a);
+		r = sftp_fstat(call.sftp, &h, &a);
 		if (r == 0)
 			r = fs_make_entry(fs, parent, name, &a, &e);
 		if (r < 0)
-			sftp_close(fs->sftp, &h);
-		else if ((r = attach_file(fs, e.ino, &h, &a, fi)) < 0)
+			sftp_close(call.sftp, &h);
+		else if ((r = attach_file(fs, e.ino, &call, &h, pflags, &a, fi)) < 0)
 			inode_forget(fs->inodes, e.ino, 1);
 	}
+	fs_call_end(&call);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_create(req, &e, fi) != 0)
 		file_close(fs, file_of(fi));
 }
 
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
-{
-	struct fs *fs = fs_of(req);
-	struct fs_file *f = file_of(fi);
-	/* Unsent writes of this inode must be visible to the read. */
-	fs_drain_inode(fs, ino);
-	char *buf = malloc(size ? size : 1);
-	size_t got = 0;
-	int r = buf ? sftp_read(fs->sftp, &f->handle, (uint64_t)off, buf, size, &got) : -ENOMEM;
-	if (r < 0)
-		fs_reply_errno(req, r);
-	else
-		fuse_reply_buf(req, buf, got);
-	free(buf);
-}
-
 /* With f->lock held: append to the staging chunk, sending it whenever it is full. */
 static int stage_write(struct fs *fs, struct fs_file *f, const char *buf, size_t size, uint64_t off)
 {
-	if (!f->stage && !(f->stage = malloc(fs->write_chunk)))
-		return -ENOMEM;
+	int64_t deadline = conn_op_deadline(fs->conn);
+	int r = 0;
 	if (f->stage_len > 0 && off != f->stage_off + f->stage_len)
-		send_stage(fs, f);
-	atomic_fetch_add(&fs->pending_bytes, size);
-	while (size > 0) {
+		r = send_stage(fs, f, deadline);
+	while (r == 0 && size > 0) {
+		if (!f->stage && !(f->stage = malloc(fs->write_chunk)))
+			return -ENOMEM;
 		if (f->stage_len == 0)
 			f->stage_off = off;
 		size_t n = fs->write_chunk - f->stage_len;
 		n = n < size ? n : size;
 		memcpy(f->stage + f->stage_len, buf, n);
+		atomic_fetch_add(&fs->pending_bytes, n);
 		f->stage_len += n;
 		buf += n;
 		off += n;
 		size -= n;
+		fs_file_raise_size(f, off);
 		if (f->stage_len == fs->write_chunk)
-			send_stage(fs, f);
+			r = send_stage(fs, f, deadline);
 	}
-	return 0;
+	return r;
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -358,6 +520,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	struct fs *fs = fs_of(req);
 	struct fs_file *f = file_of(fi);
 	pthread_mutex_lock(&f->lock);
+	fs_readahead_drop(f);
 	int r = f->err ? f->err : stage_write(fs, f, buf, size, (uint64_t)off);
 	pthread_mutex_unlock(&f->lock);
 	if (r < 0)
@@ -395,8 +558,13 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 	(void)datasync;
 	struct fs *fs = fs_of(req);
 	struct fs_file *f = file_of(fi);
-	int r = drain_file(fs, f);
-	if (r == 0 && (sftp_client_extensions(fs->sftp) & SFTP_EXT_FSYNC))
-		r = sftp_fsync(fs->sftp, &f->handle);
+	pthread_mutex_lock(&f->lock);
+	int r = drain(fs, f);
+	r = r > 0 ? 0 : r;
+	if (r == 0)
+		r = fs_file_revive(fs, f, conn_op_deadline(fs->conn));
+	if (r == 0 && (sftp_client_extensions(f->conn->sftp) & SFTP_EXT_FSYNC))
+		r = sftp_fsync(f->conn->sftp, &f->handle);
+	pthread_mutex_unlock(&f->lock);
 	fs_reply_errno(req, r);
 }

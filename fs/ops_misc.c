@@ -25,9 +25,16 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct fs *fs = fs_of(req);
 	struct statvfs st;
 	memset(&st, 0, sizeof(st));
-	int r = -ENOTSUP;
-	if (sftp_client_extensions(fs->sftp) & SFTP_EXT_STATVFS)
-		r = sftp_statvfs(fs->sftp, fs->root, &st);
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r == 0) {
+		r = -ENOTSUP;
+		do
+			if (sftp_client_extensions(call.sftp) & SFTP_EXT_STATVFS)
+				r = sftp_statvfs(call.sftp, fs->root, &st);
+		while (fs_call_retry(&call, &r));
+	}
+	fs_call_end(&call);
 	if (r == -ENOTSUP) {
 		/* Nothing known: a large, empty file system, so tools do not refuse to write. */
 		st.f_bsize = st.f_frsize = 4096;
@@ -42,35 +49,91 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &st);
 }
 
+/* Each counted operation runs through a wrapper that adds the round trips it took to its
+ * counters (a difference of the client's total, so exact when operations do not overlap). */
+#define COUNTED(name, kind, params, args)                                                      \
+	static void counted_##name params                                                      \
+	{                                                                                      \
+		struct fs *fs = fs_of(req);                                                    \
+		uint64_t before = fs_round_trips(fs);                                          \
+		fs_op_##name args;                                                             \
+		fs_count_op(fs, kind, before);                                                 \
+	}
+
+COUNTED(lookup, FS_OP_LOOKUP, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+COUNTED(getattr, FS_OP_GETATTR, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi),
+	(req, i, fi))
+COUNTED(setattr, FS_OP_SETATTR,
+	(fuse_req_t req, fuse_ino_t i, struct stat *a, int s, struct fuse_file_info *fi),
+	(req, i, a, s, fi))
+COUNTED(readlink, FS_OP_READLINK, (fuse_req_t req, fuse_ino_t i), (req, i))
+COUNTED(mknod, FS_OP_MKNOD, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d),
+	(req, p, n, m, d))
+COUNTED(mkdir, FS_OP_MKDIR, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m),
+	(req, p, n, m))
+COUNTED(unlink, FS_OP_UNLINK, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+COUNTED(rmdir, FS_OP_RMDIR, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+COUNTED(symlink, FS_OP_SYMLINK, (fuse_req_t req, const char *l, fuse_ino_t p, const char *n),
+	(req, l, p, n))
+COUNTED(rename, FS_OP_RENAME,
+	(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn,
+	 unsigned int f),
+	(req, p, n, np, nn, f))
+COUNTED(link, FS_OP_LINK, (fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn),
+	(req, i, np, nn))
+COUNTED(open, FS_OP_OPEN, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi), (req, i, fi))
+COUNTED(create, FS_OP_CREATE,
+	(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi),
+	(req, p, n, m, fi))
+COUNTED(read, FS_OP_READ,
+	(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info *fi),
+	(req, i, s, o, fi))
+COUNTED(write, FS_OP_WRITE,
+	(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o,
+	 struct fuse_file_info *fi),
+	(req, i, b, s, o, fi))
+COUNTED(flush, FS_OP_FLUSH, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi),
+	(req, i, fi))
+COUNTED(release, FS_OP_RELEASE, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi),
+	(req, i, fi))
+COUNTED(fsync, FS_OP_FSYNC, (fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info *fi),
+	(req, i, d, fi))
+COUNTED(opendir, FS_OP_OPENDIR, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi),
+	(req, i, fi))
+COUNTED(readdirplus, FS_OP_READDIR,
+	(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info *fi),
+	(req, i, s, o, fi))
+COUNTED(statfs, FS_OP_STATFS, (fuse_req_t req, fuse_ino_t i), (req, i))
+
 static const struct fuse_lowlevel_ops fs_ops = {
     .init = fs_op_init,
     .destroy = fs_op_destroy,
-    .lookup = fs_op_lookup,
+    .lookup = counted_lookup,
     .forget = fs_op_forget,
     .forget_multi = fs_op_forget_multi,
-    .getattr = fs_op_getattr,
-    .setattr = fs_op_setattr,
-    .readlink = fs_op_readlink,
-    .mknod = fs_op_mknod,
-    .mkdir = fs_op_mkdir,
-    .unlink = fs_op_unlink,
-    .rmdir = fs_op_rmdir,
-    .symlink = fs_op_symlink,
-    .rename = fs_op_rename,
-    .link = fs_op_link,
-    .open = fs_op_open,
-    .create = fs_op_create,
-    .read = fs_op_read,
-    .write = fs_op_write,
-    .flush = fs_op_flush,
-    .release = fs_op_release,
-    .fsync = fs_op_fsync,
-    .opendir = fs_op_opendir,
+    .getattr = counted_getattr,
+    .setattr = counted_setattr,
+    .readlink = counted_readlink,
+    .mknod = counted_mknod,
+    .mkdir = counted_mkdir,
+    .unlink = counted_unlink,
+    .rmdir = counted_rmdir,
+    .symlink = counted_symlink,
+    .rename = counted_rename,
+    .link = counted_link,
+    .open = counted_open,
+    .create = counted_create,
+    .read = counted_read,
+    .write = counted_write,
+    .flush = counted_flush,
+    .release = counted_release,
+    .fsync = counted_fsync,
+    .opendir = counted_opendir,
     .readdir = fs_op_readdir,
-    .readdirplus = fs_op_readdirplus,
+    .readdirplus = counted_readdirplus,
     .releasedir = fs_op_releasedir,
     .fsyncdir = fs_op_fsyncdir,
-    .statfs = fs_op_statfs,
+    .statfs = counted_statfs,
 };
 
 const struct fuse_lowlevel_ops *fs_lowlevel_ops(void)

@@ -157,11 +157,12 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 	if (!strcmp(key, "accept_new_host_key"))
 		return parse_bool(key, v, &cfg->accept_new_host_key, e);
 	if (!strcmp(key, "agent")) {
-		if (v && (!strcmp(v, "off") || !strcmp(v, "on"))) {
+		if (v && (!strcmp(v, "off") || !strcmp(v, "on") || !strcmp(v, "auto"))) {
 			cfg->agent_off = !strcmp(v, "off");
+			cfg->agent_on = !strcmp(v, "on");
 			return 0;
 		}
-		err_set(e, "option agent: use agent=on or agent=off");
+		err_set(e, "option agent: use agent=auto, agent=on or agent=off");
 		return -1;
 	}
 	if (!strcmp(key, "allow_other"))

@@ -29,6 +29,7 @@ struct sandbox_cfg {
 	char *docker_context;
 	char *agent_dir;  /* agent_dir=: where to place sandmount-agent in the container */
 	bool agent_off;   /* agent=off: serve files with the image's sftp-server */
+	bool agent_on;    /* agent=on: use sandmount-agent or fail (default auto: fall back) */
 
 	/* behaviour */
 	int connect_timeout_s; /* default 10 */

@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_locate.h"
 #include "log.h"
 
-#define AGENT_MAX_SIZE (64u << 20)
 #define HIDDEN_DIR ".sandmount-agent"
 #define PROBE_OUTPUT_MAX 8192
 
@@ -31,60 +30,10 @@ struct agent_bin {
 
 /* ---- the local binary ---- */
 
-static bool is_file(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* $SANDMOUNT_AGENT, the build tree next to this binary, the install locations. */
-static bool find_local_agent(char *out, size_t size)
-{
-	const char *env = getenv("SANDMOUNT_AGENT");
-	if (env && *env) {
-		snprintf(out, size, "%s", env);
-		return is_file(out);
-	}
-	char self[4096];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		snprintf(out, size, "%s/../agent/sandmount-agent", dirname(self));
-		if (is_file(out))
-			return true;
-	}
-	static const char *const installed[] = {"/usr/local/libexec/sandmount/sandmount-agent",
-						"/usr/libexec/sandmount/sandmount-agent"};
-	for (size_t i = 0; i < sizeof(installed) / sizeof(installed[0]); i++) {
-		snprintf(out, size, "%s", installed[i]);
-		if (is_file(out))
-			return true;
-	}
-	return false;
-}
-
 static int load_agent(struct agent_bin *a, struct err *e)
 {
-	if (!find_local_agent(a->path, sizeof(a->path))) {
-		err_set(e, "sandmount-agent was not found on this machine (set SANDMOUNT_AGENT)");
+	if (agent_read_local(a->path, sizeof(a->path), &a->data, &a->size, e) < 0)
 		return -1;
-	}
-	int fd = open(a->path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > AGENT_MAX_SIZE) {
-		err_set(e, "%s: cannot read the agent binary", a->path);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	a->size = (size_t)st.st_size;
-	a->data = malloc(a->size);
-	int rc = a->data ? fd_read_full(fd, a->data, a->size, 0) : -ENOMEM;
-	close(fd);
-	if (rc < 0) {
-		err_set(e, "%s: %s", a->path, strerror(-rc));
-		return -1;
-	}
 	uint64_t h = 14695981039346656037ull;
 	for (size_t i = 0; i < a->size; i++)
 		h = (h ^ a->data[i]) * 1099511628211ull;

@@ -4,7 +4,7 @@
  * 2 stderr, big-endian length) which are demultiplexed here. The exit code comes from exec inspect
  * once the stream ended. The API cannot kill an exec, so commands run under a wrapper that prints
  * "SMPID:<pid>" first (an exec's process is a session leader, so the pid names its process group)
- * and signals are a second, detached exec running `kill -SIG -- -PID`.
+ * and signals are a second, detached exec running `kill -SIG -PID` (no "--": dash rejects it).
  * Stdin EOF is a half-close of the raw connection (a TLS close_notify on tcp+TLS). */
 #include "docker_internal.h"
 
@@ -582,7 +582,7 @@ static int proc_signal(struct exec_proc *p, int sig)
 	long pid = wait_pid(x, deadline_in(2000));
 	if (!pid)
 		return -ESRCH;
-	char *script = str_printf("kill -%d -- -%ld 2>/dev/null || kill -%d %ld", sig, pid, sig, pid);
+	char *script = str_printf("kill -%d -%ld 2>/dev/null || kill -%d %ld", sig, pid, sig, pid);
 	struct err e;
 	int rc = script ? exec_detached(x->tr, script, &e) : -1;
 	free(script);

@@ -15,6 +15,7 @@
 #include "transport.h"
 
 struct dexec;
+struct agent_mux;
 
 struct docker_tr {
 	struct transport base;
@@ -27,6 +28,10 @@ struct docker_tr {
 	pthread_mutex_t place_lock; /* serializes finding the SFTP server */
 	char server_path[4096]; /* the SFTP server found by docker_sftp_server; "" until then */
 	bool server_is_agent;
+	struct agent_mux *mux;	   /* `sandmount-agent serve`, under place_lock; NULL: none */
+	bool mux_failed;	   /* serve did not start: exec API and `agent sftp` instead */
+	struct agent_mux **retired; /* muxes that died (their exec_procs may still be held) */
+	size_t nretired;
 	int op_timeout_s;
 	int keepalive_s;
 

@@ -1,13 +1,16 @@
 /* docker_transport.c: the "docker" transport — a container reached through the Docker Engine API.
  * Opening resolves the endpoint as the docker CLI does, negotiates the API version and checks
  * that the container runs; a small thread pings the daemon every keepalive_s for stats().
- * Files: an SFTP server (the placed agent or the image's sftp-server) on an exec stream. */
+ * With the agent placed, one `sandmount-agent serve` started through an exec carries files,
+ * commands and the change watch (agent_mux.c); without it (agent=off, or it cannot run), files
+ * come from the image's sftp-server and commands from the exec API. */
 #include "docker_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_mux.h"
 #include "log.h"
 
 static void cond_wait_ms(struct docker_tr *tr, int64_t ms)
@@ -49,14 +52,68 @@ static void *keepalive_main(void *arg)
 	return NULL;
 }
 
+/* Find the SFTP server once (placing the agent). place_lock held. */
+static int find_server(struct docker_tr *tr, struct err *e)
+{
+	if (tr->server_path[0])
+		return 0;
+	return docker_sftp_server(tr, tr->server_path, sizeof(tr->server_path),
+				  &tr->server_is_agent, e);
+}
+
+/* Start `sandmount-agent serve` (again, after the previous one died). place_lock held. */
+static void start_mux(struct docker_tr *tr)
+{
+	if (tr->mux) {
+		struct agent_mux **v = realloc(tr->retired, (tr->nretired + 1) * sizeof(*v));
+		if (!v)
+			return;
+		tr->retired = v;
+		tr->retired[tr->nretired++] = tr->mux;
+		tr->mux = NULL;
+	}
+	char *argv[] = {tr->server_path, "serve", "-d", tr->remote_dir, NULL};
+	struct dexec_req req = {.argv = argv, .attach_stdin = true, .stderr_to_log = true,
+				.label = "agent"};
+	struct dexec *x;
+	struct err e;
+	int fd = -1;
+	int timeout_ms = tr->op_timeout_s * 1000;
+	if (dexec_start(tr, &req, &x, &fd, NULL, &e) < 0 ||
+	    agent_mux_start(fd, tr->container_name, timeout_ms, &tr->mux, &e) < 0) {
+		log_warn("agent: `serve` did not start (%s): commands use the exec API", e.msg);
+		tr->mux_failed = true;
+		return;
+	}
+	log_info("agent: serving %s through sandmount-agent %s", tr->container_name,
+		 agent_mux_version(tr->mux));
+}
+
+/* The agent's mux when the agent serves this container; NULL otherwise (e set). */
+static struct agent_mux *get_mux(struct docker_tr *tr, struct err *e)
+{
+	pthread_mutex_lock(&tr->place_lock);
+	struct agent_mux *m = NULL;
+	if (find_server(tr, e) == 0 && tr->server_is_agent && !tr->mux_failed) {
+		if (!tr->mux || !agent_mux_alive(tr->mux))
+			start_mux(tr);
+		m = tr->mux;
+	}
+	if (!m && tr->server_path[0])
+		err_set(e, "%s: the sandbox agent does not run in this container",
+			tr->container_name);
+	pthread_mutex_unlock(&tr->place_lock);
+	return m;
+}
+
 static int docker_open_sftp(struct transport *t, int *fd, struct err *e)
 {
 	struct docker_tr *tr = (struct docker_tr *)t;
+	struct agent_mux *m = get_mux(tr, e);
+	if (m)
+		return agent_mux_open_sftp(m, fd, e);
 	pthread_mutex_lock(&tr->place_lock);
-	int rc = 0;
-	if (!tr->server_path[0])
-		rc = docker_sftp_server(tr, tr->server_path, sizeof(tr->server_path),
-					&tr->server_is_agent, e);
+	int rc = find_server(tr, e);
 	char path[sizeof(tr->server_path)];
 	snprintf(path, sizeof(path), "%s", tr->server_path);
 	bool agent = tr->server_is_agent;
@@ -71,6 +128,31 @@ static int docker_open_sftp(struct transport *t, int *fd, struct err *e)
 	return dexec_start(tr, &req, &x, fd, NULL, e);
 }
 
+/* Through the agent when it runs (~1 ms a command), else the exec API (~50 ms). */
+static int docker_exec(struct transport *t, const struct exec_spec *spec, struct exec_proc **out,
+		       struct err *e)
+{
+	struct docker_tr *tr = (struct docker_tr *)t;
+	struct err why;
+	struct agent_mux *m = tr->agent_off ? NULL : get_mux(tr, &why);
+	if (m)
+		return agent_mux_exec_start(m, spec, out, e);
+	return docker_exec_start(t, spec, out, e);
+}
+
+static int docker_watch(struct transport *t, const char *dir,
+			void (*changed)(void *ctx, const char *path), void *ctx, struct err *e)
+{
+	struct docker_tr *tr = (struct docker_tr *)t;
+	struct agent_mux *m = tr->agent_off ? NULL : get_mux(tr, e);
+	if (!m) {
+		if (tr->agent_off)
+			err_set(e, "agent=off: this sandbox cannot report changes");
+		return -ENOTSUP;
+	}
+	return agent_mux_watch(m, dir, changed, ctx, e);
+}
+
 static void docker_stats(struct transport *t, struct transport_stats *st)
 {
 	struct docker_tr *tr = (struct docker_tr *)t;
@@ -80,6 +162,12 @@ static void docker_stats(struct transport *t, struct transport_stats *st)
 	st->rtt_us = tr->rtt_us;
 	st->channels = tr->nlive;
 	pthread_mutex_unlock(&tr->lock);
+	/* Placing the agent may hold the lock for seconds: stats do not wait for it. */
+	if (pthread_mutex_trylock(&tr->place_lock) == 0) {
+		if (tr->mux)
+			st->channels += agent_mux_channels(tr->mux);
+		pthread_mutex_unlock(&tr->place_lock);
+	}
 	st->bytes_in = atomic_load(&tr->bytes_in);
 	st->bytes_out = atomic_load(&tr->bytes_out);
 	snprintf(st->detail, sizeof(st->detail), "docker %s %s", tr->api.ep.host,
@@ -95,6 +183,11 @@ static void docker_close(struct transport *t)
 	pthread_mutex_unlock(&tr->lock);
 	if (tr->ka_started)
 		pthread_join(tr->ka_thread, NULL);
+	/* The agent sees its stream close and ends what it still runs. */
+	agent_mux_close(tr->mux);
+	for (size_t i = 0; i < tr->nretired; i++)
+		agent_mux_close(tr->retired[i]);
+	free(tr->retired);
 	dexec_stop_all(tr);
 	if (tr->live)
 		log_warn("docker transport closed with %u exec(s) not freed", tr->nlive);
@@ -112,8 +205,9 @@ static void docker_close(struct transport *t)
 static const struct transport_ops docker_ops = {
 	.name = "docker",
 	.open_sftp = docker_open_sftp,
-	.exec_start = docker_exec_start,
+	.exec_start = docker_exec,
 	.stats = docker_stats,
+	.watch = docker_watch,
 	.close = docker_close,
 };
 

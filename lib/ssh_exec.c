@@ -41,15 +41,14 @@ char *ssh_kill_command(int sig, long pid)
 {
 	for (size_t i = 0; i < sizeof(signal_names) / sizeof(signal_names[0]); i++)
 		if (signal_names[i].num == sig)
-			return str_printf("kill -%s -- -%ld 2>/dev/null", signal_names[i].name,
-					  pid);
-	return str_printf("kill -%d -- -%ld 2>/dev/null", sig, pid);
+			return str_printf("kill -%s -%ld 2>/dev/null", signal_names[i].name, pid);
+	return str_printf("kill -%d -%ld 2>/dev/null", sig, pid);
 }
 
 char *ssh_reap_command(long pid)
 {
-	return str_printf("kill -TERM -- -%ld 2>/dev/null; sleep 1; kill -KILL -- -%ld 2>/dev/null",
-			  pid, pid);
+	return str_printf("kill -TERM -%ld 2>/dev/null; sleep 1; kill -KILL -%ld 2>/dev/null", pid,
+			  pid);
 }
 
 static bool valid_env_name(const char *s, size_t n)

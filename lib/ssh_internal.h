@@ -16,6 +16,8 @@
 
 #include "transport.h"
 
+struct agent_mux;
+
 /* Who the session talks to, after ~/.ssh/config was applied. */
 struct ssh_peer {
 	char user[128];
@@ -115,6 +117,10 @@ struct ssh_tr {
 	int64_t rtt_us;
 	uint64_t bytes_in, bytes_out;
 
+	/* sandmount-agent (ssh_agent.c): set at open, NULL without it */
+	struct agent_mux *mux;
+	struct exec_proc *agent_proc;
+
 	/* pump-only */
 	struct ssh_counter_struct wire; /* bytes libssh moved on the socket */
 	uint64_t seen_in_bytes;
@@ -134,6 +140,11 @@ int pump_open(struct ssh_tr *tr, struct pump_chan *c, int *io_fd, int *err_fd, s
 struct pump_chan *pump_chan_new(enum chan_kind kind, const char *request);
 /* Give a channel to the pump for disposal (an exec still running is killed). */
 void pump_release(struct pump_chan *c);
+
+/* ssh_agent.c: upload (if needed) and start `sandmount-agent serve`; tr->mux is set on success.
+ * ssh_agent_stop ends it. */
+int ssh_agent_start(struct ssh_tr *tr, const char *remote_dir, int timeout_ms, struct err *e);
+void ssh_agent_stop(struct ssh_tr *tr);
 
 /* ssh_exec.c */
 int ssh_exec_start(struct transport *t, const struct exec_spec *spec, struct exec_proc **out,

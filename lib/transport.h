@@ -7,6 +7,7 @@
 #ifndef SANDMOUNT_TRANSPORT_H
 #define SANDMOUNT_TRANSPORT_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "config.h"
@@ -58,6 +59,12 @@ struct transport_ops {
 	int (*exec_start)(struct transport *t, const struct exec_spec *spec, struct exec_proc **out,
 			  struct err *e);
 	void (*stats)(struct transport *t, struct transport_stats *st);
+	/* Optional (NULL, or -ENOTSUP at run time, when the sandbox cannot report changes): call
+	 * changed(ctx, path) from any thread for every file or directory created, written,
+	 * removed or renamed under the absolute remote directory dir, for as long as the transport
+	 * lives; path NULL means "events were lost: assume everything changed". */
+	int (*watch)(struct transport *t, const char *dir,
+		     void (*changed)(void *ctx, const char *path), void *ctx, struct err *e);
 	void (*close)(struct transport *t);
 };
 
@@ -80,6 +87,16 @@ static inline int transport_exec_start(struct transport *t, const struct exec_sp
 static inline void transport_stats(struct transport *t, struct transport_stats *st)
 {
 	t->ops->stats(t, st);
+}
+static inline int transport_watch(struct transport *t, const char *dir,
+				  void (*changed)(void *ctx, const char *path), void *ctx,
+				  struct err *e)
+{
+	if (!t->ops->watch) {
+		err_set(e, "this sandbox cannot report changes");
+		return -ENOTSUP;
+	}
+	return t->ops->watch(t, dir, changed, ctx, e);
 }
 static inline void transport_close(struct transport *t)
 {

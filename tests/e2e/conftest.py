@@ -1,7 +1,14 @@
 """conftest: the end-to-end test bed. One private temp dir per session holds the throwaway sshd
 (scripts/testbed), a fake $HOME and $XDG_RUNTIME_DIR, the mount points and the sanitizer logs;
 every mount and daemon the suite starts lives under it and is swept away at the end, even when
-tests fail. Tests get a `mnt` (a fresh remote workspace subdir mounted at a fresh mount point)."""
+tests fail. Tests get a `mnt` (a fresh remote workspace subdir mounted at a fresh mount point).
+
+Backends: a test that uses `sandbox` (directly or through `mnt`/`mounter`) runs once per backend —
+"ssh" (the testbed's sshd), "docker" (a container of a private dockerd, scripts/dockerbed) and
+"podman" (the same against Podman's Docker-compatible API). `@pytest.mark.backends("ssh", ...)`
+narrows that list; SM_E2E_BACKENDS=ssh,docker narrows it for a whole run. A backend whose daemon
+is not installed is skipped, not failed. A container's workspace is a bind mount of a directory
+of this machine, so tests check the sandbox side by reading that directory."""
 
 import atexit
 import glob
@@ -17,7 +24,10 @@ from pathlib import Path
 import pytest
 
 import helpers as h
-from helpers import SANDEXEC, SANDMOUNT, TESTBED, run
+from helpers import DOCKERBED, SANDEXEC, SANDMOUNT, TESTBED, run
+
+ALL_BACKENDS = ("ssh", "docker", "podman")
+CONTAINER_UID = 1000  # the user the suite's containers run as (--user 1000:1000)
 
 
 class Suite:
@@ -51,6 +61,8 @@ class Suite:
         self.tb = None
         self.swept = False
         self._counter = 0
+        self.backends = {}  # name -> backend object or the reason it is unavailable (str)
+        self.beds_started = []  # dockerbed dirs this session started (and stops)
 
     def start_testbed(self, dirname="testbed"):
         d = self.tmp / dirname
@@ -60,6 +72,43 @@ class Suite:
             k, _, v = line.partition("=")
             env[k] = v
         return env
+
+    def start_dockerbed(self, engine):
+        """The engine's daemon: the one scripts/test brought up (SM_DOCKERBED_DIR,
+        SM_PODMANBED_DIR), else one of our own. Returns its env (a dict)."""
+        given = os.environ.get("SM_PODMANBED_DIR" if engine == "podman" else "SM_DOCKERBED_DIR")
+        if given and (Path(given) / "env").exists():
+            d = Path(given)
+        else:
+            d = self.tmp / "beds" / engine
+            d.parent.mkdir(exist_ok=True)
+            p = run([DOCKERBED, "up", d, engine], timeout=180)
+            if p.returncode != 0:
+                raise RuntimeError(f"dockerbed up {engine}: {p.stderr.decode(errors='replace')}")
+            self.beds_started.append(d)
+        env = {}
+        for line in (d / "env").read_text().splitlines():
+            k, _, v = line.partition("=")
+            env[k] = v
+        env["dir"] = str(d)
+        return env
+
+    def backend(self, name):
+        """The backend object for name (made once); pytest.skip when it cannot run here."""
+        if name not in self.backends:
+            try:
+                self.backends[name] = SSHBackend(self) if name == "ssh" else \
+                    ContainerBackend(self, name)
+            except Unavailable as ex:
+                self.backends[name] = ("skip", str(ex))
+            except Exception as ex:  # installed but broken: every test of it fails
+                self.backends[name] = ("fail", f"{type(ex).__name__}: {ex}")
+        b = self.backends[name]
+        if isinstance(b, tuple):
+            if b[0] == "skip":
+                pytest.skip(f"{name} backend unavailable: {b[1]}")
+            pytest.fail(f"{name} backend could not be set up: {b[1]}", pytrace=False)
+        return b
 
     def unique(self, stem):
         self._counter += 1
@@ -125,13 +174,114 @@ class Suite:
             h.kill_pids(h.pids_of(SANDMOUNT, str(self.tmp)))
         for env in self.tmp.glob("*/env"):
             subprocess.run([str(TESTBED), "down", str(env.parent)], timeout=60)
+        for d in self.beds_started:
+            subprocess.run([str(DOCKERBED), "down", str(d)], timeout=120)
+
+
+class Unavailable(Exception):
+    """A backend cannot run on this machine (no dockerd/podman, not root)."""
+
+
+class Remote:
+    """A workspace dir on the sandbox: `path` as the sandbox sees it, `host` where this machine
+    reads and writes it directly (the same for SSH: the sandbox is a local user)."""
+
+    def __init__(self, path, host):
+        self.path, self.host = Path(path), Path(host)
+
+
+class SSHBackend:
+    """The testbed's sshd; the sandbox user is the local user `sandbox`."""
+    name = "ssh"
+    user = h.SANDBOX_USER
+    is_container = False
+    has_git = True
+
+    def __init__(self, suite):
+        self.suite = suite
+        self.ids = h.sandbox_ids()
+        self.status_needle = "127.0.0.1"
+
+    def new_remote(self, name):
+        r = Path(self.suite.tb["SM_REMOTE_DIR"]) / self.suite.unique(name)
+        h.remote_mkdir(r, self.ids)
+        return Remote(r, r)
+
+    def url(self, rem):
+        return self.suite.url(rem.path if isinstance(rem, Remote) else rem)
+
+    def opt_dict(self, **extra):
+        tb = self.suite.tb
+        opts = {"identity": tb["SM_SSH_KEY"], "known_hosts": tb["SM_KNOWN_HOSTS"],
+                "ssh_config": "none", "connect_timeout": "10"}
+        opts.update(extra)
+        return opts
+
+    def opts(self, **extra):
+        return ",".join(k if v is True else f"{k}={v}"
+                        for k, v in self.opt_dict(**extra).items() if v is not None)
+
+    def pgrep(self, pattern):
+        return h.sandbox_pgrep(pattern, self.ids[0])
+
+
+class ContainerBackend:
+    """A long-lived container of a private dockerd (or Podman service) running as 1000:1000 with
+    its /workspace bind-mounted from a directory of this machine."""
+    user = "user"  # uid 1000 in the test image's /etc/passwd
+    is_container = True
+    has_git = False  # the busybox test image has no git
+
+    def __init__(self, suite, engine):
+        if os.geteuid() != 0:
+            raise Unavailable("needs root")
+        daemon = "podman" if engine == "podman" else "dockerd"
+        if not shutil.which(daemon):
+            raise Unavailable(f"{daemon} is not installed")
+        self.suite, self.name = suite, engine
+        self.bed = suite.start_dockerbed(engine)
+        self.api = h.EngineAPI(self.bed["SM_DOCKER_SOCK"])
+        self.host = self.bed["SM_DOCKER_HOST"]
+        self.ids = (CONTAINER_UID, CONTAINER_UID)
+        self.status_needle = self.host
+        self.ws = suite.tmp / f"{engine}-ws"
+        h.remote_mkdir(self.ws, self.ids)
+        self.container = f"sm-e2e-{os.getpid()}"
+        self.cid = self.api.create(self.container, self.bed["SM_DOCKER_IMAGE"],
+                                   user="1000:1000", binds=[f"{self.ws}:/workspace"])
+
+    def new_remote(self, name):
+        u = self.suite.unique(name)
+        h.remote_mkdir(self.ws / u, self.ids)
+        return Remote(Path("/workspace") / u, self.ws / u)
+
+    def url(self, rem, container=None):
+        path = rem.path if isinstance(rem, Remote) else rem
+        return f"docker://{container or self.container}{path}"
+
+    def opt_dict(self, **extra):
+        opts = {"docker_host": self.host, "connect_timeout": "10"}
+        opts.update(extra)
+        return opts
+
+    def opts(self, **extra):
+        return ",".join(k if v is True else f"{k}={v}"
+                        for k, v in self.opt_dict(**extra).items() if v is not None)
+
+    def pgrep(self, pattern):
+        return h.sandbox_pgrep(pattern, CONTAINER_UID)
 
 
 class Mount:
-    """A live sandmount mount of remote dir `remote` at local `mp`."""
+    """A live sandmount mount of remote dir `rem` (a Remote) of backend `sb` at local `mp`.
+    `remote` is the dir as the sandbox sees it, `host` where this machine reads it directly."""
 
-    def __init__(self, suite, mp, remote, url, opts):
-        self.suite, self.mp, self.remote, self.url, self.opts = suite, Path(mp), Path(remote), url, opts
+    def __init__(self, suite, mp, rem, url, opts, sb=None):
+        if not isinstance(rem, Remote):
+            rem = Remote(rem, rem)
+        self.suite, self.mp, self.rem, self.url, self.opts = suite, Path(mp), rem, url, opts
+        self.sb = sb
+        self.remote, self.host = rem.path, rem.host
         self.unmounted = False
 
     def __truediv__(self, rel):
@@ -139,7 +289,20 @@ class Mount:
 
     def r(self, rel):
         """The same path on the sandbox side (read directly, not through the mount)."""
-        return self.remote / rel
+        return self.host / rel
+
+    def rpath(self, rel):
+        """The same path as the sandbox sees it (for absolute symlinks, cwd checks)."""
+        return str(self.remote / rel)
+
+    def rwrite(self, rel, data, mode=0o644):
+        h.remote_write(self.r(rel), data, mode, self.sb.ids)
+
+    def rmkdir(self, rel):
+        h.remote_mkdir(self.r(rel), self.sb.ids)
+
+    def rsymlink(self, target, rel):
+        h.remote_symlink(target, self.r(rel), self.sb.ids)
 
     def exec(self, *args, cwd=None, timeout=60, input=None, env=None):
         return self.suite.sandexec(*args, cwd=cwd or self.mp, timeout=timeout, input=input,
@@ -176,15 +339,20 @@ class Mount:
             raise AssertionError("; ".join(problems) + "\n" + self.suite.daemon_logs(self.mp))
 
 
-def do_mount(suite, remote, mp, opts=None, extra=()):
-    opts = opts if opts is not None else suite.ssh_opts()
-    url = suite.url(remote)
-    p = suite.sandmount("-o", opts, *extra, url, mp, timeout=90)
+def do_mount(suite, remote, mp, opts=None, extra=(), sb=None, url=None, env=None):
+    """Mount Remote `remote` of backend sb (default: SSH) at mp; asserts it worked."""
+    sb = sb or suite.backend("ssh")
+    if not isinstance(remote, Remote):
+        remote = Remote(remote, remote)
+    opts = opts if opts is not None else sb.opts()
+    url = url or sb.url(remote)
+    args = ["-o", opts] if opts else []
+    p = suite.sandmount(*args, *extra, url, mp, timeout=90, env=env)
     assert p.returncode == 0, (f"sandmount {url} {mp} failed ({p.returncode}): "
                                f"{p.stderr.decode(errors='replace')}\n{suite.daemon_logs(mp)}")
     assert h.is_mounted(mp), "sandmount returned 0 but the mount is not live"
     assert h.mount_fstype(mp) == "fuse.sandmount", h.mount_fstype(mp)
-    return Mount(suite, mp, remote, url, opts)
+    return Mount(suite, mp, remote, url, opts, sb)
 
 
 _suite = None
@@ -211,11 +379,34 @@ def suite():
         s.sweep()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only against these backends")
+
+
+def pytest_generate_tests(metafunc):
+    if "sandbox" not in metafunc.fixturenames:
+        return
+    names = list(ALL_BACKENDS)
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker:
+        names = [n for n in names if n in marker.args]
+    only = os.environ.get("SM_E2E_BACKENDS")
+    if only:
+        names = [n for n in names if n in only.split(",")]
+    metafunc.parametrize("sandbox", names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def sandbox(suite, request):
+    """The backend this test runs against (see the module docstring)."""
+    return suite.backend(request.param)
+
+
 @pytest.fixture
-def mnt(suite, request):
-    remote = suite.new_remote_dir(request.node.name)
+def mnt(suite, sandbox, request):
+    remote = sandbox.new_remote(request.node.name)
     mp = suite.new_mountpoint(request.node.name)
-    m = do_mount(suite, remote, mp)
+    m = do_mount(suite, remote, mp, sb=sandbox)
     try:
         yield m
     finally:
@@ -223,14 +414,14 @@ def mnt(suite, request):
 
 
 @pytest.fixture
-def mounter(suite, request):
+def mounter(suite, sandbox, request):
     """Factory for tests that mount with their own options; everything is cleaned up after."""
     made = []
 
-    def make(opts=None, remote=None, extra=()):
-        remote = remote or suite.new_remote_dir(request.node.name)
+    def make(opts=None, remote=None, extra=(), url=None, env=None):
+        remote = remote or sandbox.new_remote(request.node.name)
         mp = suite.new_mountpoint(request.node.name)
-        m = do_mount(suite, remote, mp, opts, extra)
+        m = do_mount(suite, remote, mp, opts, extra, sb=sandbox, url=url, env=env)
         made.append(m)
         return m
 

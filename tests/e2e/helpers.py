@@ -1,6 +1,8 @@
 """helpers: shared plumbing of the end-to-end suite — paths of the binaries under test, running
 them with deadlines, the mounts table, the processes the suite started, and remote-side access
-(the sandbox is this machine's `sandbox` user, so its workspace is read directly as root)."""
+(the sandbox is this machine's `sandbox` user, so its workspace is read directly as root; a
+container's workspace is a bind mount of a directory of this machine), and a minimal Docker Engine
+API client."""
 
 import hashlib
 import os
@@ -17,6 +19,7 @@ BUILD = Path(os.environ.get("SM_E2E_BUILD", REPO / "build-asan")).resolve()
 SANDMOUNT = BUILD / "fs" / "sandmount"
 SANDEXEC = BUILD / "exec" / "sandexec"
 TESTBED = REPO / "scripts" / "testbed"
+DOCKERBED = REPO / "scripts" / "dockerbed"
 SANDBOX_USER = "sandbox"
 
 # Every subprocess the suite starts gets a deadline: nothing may hang.
@@ -150,34 +153,35 @@ def sandbox_ids():
     return pw.pw_uid, pw.pw_gid
 
 
-def remote_chown(path):
-    uid, gid = sandbox_ids()
+def remote_chown(path, ids=None):
+    uid, gid = ids or sandbox_ids()
     os.lchown(path, uid, gid)
 
 
-def remote_write(path, data, mode=0o644):
+def remote_write(path, data, mode=0o644, ids=None):
     """Create a file on the sandbox side (owned by the sandbox user), not through the mount."""
     path = Path(path)
     with open(path, "wb") as f:
         f.write(data)
     os.chmod(path, mode)
-    remote_chown(path)
+    remote_chown(path, ids)
 
 
-def remote_mkdir(path):
+def remote_mkdir(path, ids=None):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    remote_chown(path)
+    remote_chown(path, ids)
 
 
-def remote_symlink(target, path):
+def remote_symlink(target, path, ids=None):
     os.symlink(target, path)
-    remote_chown(path)
+    remote_chown(path, ids)
 
 
-def sandbox_pgrep(pattern):
-    """Pids of the sandbox user's processes whose full command line matches pattern."""
-    p = run(["pgrep", "-u", SANDBOX_USER, "-f", pattern], timeout=10)
+def sandbox_pgrep(pattern, user=SANDBOX_USER):
+    """Pids of the sandbox user's processes whose full command line matches pattern (a
+    container's processes are this machine's processes too, with the container's uid)."""
+    p = run(["pgrep", "-u", str(user), "-f", pattern], timeout=10)
     return [int(x) for x in p.stdout.split()]
 
 
@@ -192,3 +196,87 @@ def one_line_error(p):
 
 def rmtree_quiet(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+class EngineAPI:
+    """A minimal Docker Engine API client on a unix socket (dockerd or Podman's compatible
+    service): the suite creates, stops and inspects its containers with it."""
+
+    def __init__(self, sock):
+        self.sock = str(sock)
+
+    def request(self, method, path, body=None, ctype="application/json", timeout=60):
+        """(status, response bytes)."""
+        import http.client
+        import json as _json
+        import socket as _socket
+
+        class Conn(http.client.HTTPConnection):
+            def connect(c):
+                c.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                c.sock.settimeout(timeout)
+                c.sock.connect(self.sock)
+
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            body = _json.dumps(body).encode()
+        conn = Conn("localhost", timeout=timeout)
+        try:
+            headers = {"Content-Type": ctype} if body is not None else {}
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def json(self, method, path, body=None, ok=(200, 201, 204, 304), timeout=60):
+        import json as _json
+        status, data = self.request(method, path, body, timeout=timeout)
+        if status not in ok:
+            raise AssertionError(f"{method} {path}: {status} {data[:500]!r}")
+        return _json.loads(data) if data.strip() else None
+
+    def create(self, name, image, cmd=("sleep", "1000000"), user=None, binds=(), read_only=False,
+               tmpfs=None, cap_drop=(), security_opt=(), network="none", start=True):
+        """Create (and start) container `name`; returns its id."""
+        host = {"Binds": list(binds), "ReadonlyRootfs": read_only, "NetworkMode": network,
+                "CapDrop": list(cap_drop), "SecurityOpt": list(security_opt)}
+        if tmpfs:
+            host["Tmpfs"] = dict(tmpfs)
+        body = {"Image": image, "Cmd": list(cmd), "HostConfig": host}
+        if user:
+            body["User"] = user
+        cid = self.json("POST", f"/containers/create?name={name}", body)["Id"]
+        if start:
+            self.start(cid)
+        return cid
+
+    def start(self, cid):
+        self.json("POST", f"/containers/{cid}/start")
+
+    def stop(self, cid, t=0):
+        self.json("POST", f"/containers/{cid}/stop?t={t}", timeout=t + 60)
+
+    def remove(self, cid):
+        self.json("DELETE", f"/containers/{cid}?force=1", ok=(200, 204, 404))
+
+    def inspect(self, cid):
+        return self.json("GET", f"/containers/{cid}/json")
+
+    def pause(self, cid):
+        self.json("POST", f"/containers/{cid}/pause")
+
+    def unpause(self, cid):
+        self.json("POST", f"/containers/{cid}/unpause")
+
+    def exec(self, cid, cmd, user=None, timeout=60):
+        """Run cmd (a list) in the container with a TTY (so the output is not framed);
+        returns (exit code, output bytes)."""
+        body = {"Cmd": list(cmd), "AttachStdout": True, "AttachStderr": True, "Tty": True}
+        if user:
+            body["User"] = user
+        eid = self.json("POST", f"/containers/{cid}/exec", body)["Id"]
+        status, out = self.request("POST", f"/exec/{eid}/start", {"Detach": False, "Tty": True},
+                                   timeout=timeout)
+        assert status == 200, (status, out)
+        info = self.json("GET", f"/exec/{eid}/json")
+        return info["ExitCode"], out.replace(b"\r\n", b"\n")

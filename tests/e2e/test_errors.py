@@ -94,6 +94,7 @@ def test_not_an_ssh_server(suite):
         srv.close()
 
 
+@pytest.mark.backends("ssh")
 def test_unknown_host_key_refused_then_accepted_when_asked(suite, mounter):
     kh = suite.tmp / "kh-empty"
     kh.write_text("")
@@ -154,31 +155,31 @@ def test_identity_that_is_not_a_key(suite):
     attempt(suite, suite.url(remote), mp, suite.ssh_opts(identity=junk), 20)
 
 
-def test_nonexistent_remote_dir(suite):
+def test_nonexistent_remote_dir(suite, sandbox):
     mp = suite.new_mountpoint("nodir")
-    line = attempt(suite, suite.url(suite.tb["SM_REMOTE_DIR"] + "/does/not/exist"), mp,
-                   suite.ssh_opts(), 20)
+    base = sandbox.new_remote("nodir").path
+    line = attempt(suite, sandbox.url(base / "does/not/exist"), mp, sandbox.opts(), 20)
     assert "does/not/exist" in line or "no such" in line.lower(), line
 
 
-def test_remote_path_is_a_file(suite):
-    remote = suite.new_remote_dir("isfile")
-    h.remote_write(remote / "plain", b"x")
+def test_remote_path_is_a_file(suite, sandbox):
+    remote = sandbox.new_remote("isfile")
+    h.remote_write(remote.host / "plain", b"x", ids=sandbox.ids)
     mp = suite.new_mountpoint("isfile")
-    attempt(suite, suite.url(remote / "plain"), mp, suite.ssh_opts(), 20)
+    attempt(suite, sandbox.url(remote.path / "plain"), mp, sandbox.opts(), 20)
 
 
-def test_mountpoint_missing(suite):
-    remote = suite.new_remote_dir("nomp")
+def test_mountpoint_missing(suite, sandbox):
+    remote = sandbox.new_remote("nomp")
     mp = suite.tmp / "mnt" / "no-such-mountpoint"
-    line = attempt(suite, suite.url(remote), mp, suite.ssh_opts(), 20)
+    line = attempt(suite, sandbox.url(remote), mp, sandbox.opts(), 20)
     assert not mp.exists(), "sandmount must not create a missing mountpoint silently"
     assert "no-such-mountpoint" in line or "mount" in line.lower(), line
 
 
 def test_mountpoint_busy(suite, mnt):
     (mnt / "keep").write_bytes(b"first")
-    p = suite.sandmount("-o", suite.ssh_opts(), mnt.url, mnt.mp, timeout=60)
+    p = suite.sandmount("-o", mnt.opts, mnt.url, mnt.mp, timeout=60)
     h.one_line_error(p)
     # the first mount is intact and still served by one daemon
     assert h.is_mounted(mnt.mp)

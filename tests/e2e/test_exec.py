@@ -94,7 +94,7 @@ def test_stdin_eof_reaches_command(mnt):
 def test_runs_as_sandbox_user_in_remote_dir(mnt):
     p = mnt.exec("-c", "id -un; pwd")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.decode().splitlines() == ["sandbox", str(mnt.remote)]
+    assert p.stdout.decode().splitlines() == [mnt.sb.user, str(mnt.remote)]
 
 
 def test_cwd_mapping(mnt):
@@ -129,22 +129,23 @@ def test_kill_propagation(suite, mnt):
     p = sx_popen(suite, ["--", "sh", "-c", marker], mnt.mp, stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        assert h.wait_until(lambda: h.sandbox_pgrep(marker), 15), "remote sleep never started"
+        assert h.wait_until(lambda: mnt.sb.pgrep(marker), 15), "remote sleep never started"
         p.kill()
         p.wait(5)
         t0 = time.monotonic()
-        gone = h.wait_until(lambda: not h.sandbox_pgrep(marker), 2.0)
+        gone = h.wait_until(lambda: not mnt.sb.pgrep(marker), 2.0)
         assert gone, f"remote process still running {time.monotonic() - t0:.1f}s after SIGKILL"
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-        for pid in h.sandbox_pgrep(marker):  # our own leftover: the command this test started
+        for pid in mnt.sb.pgrep(marker):  # our own leftover: the command this test started
             h.kill_pids([pid])
 
 
 def test_sigint_and_sigterm_forwarded(suite, mnt):
-    script = ('trap "echo got-int; exit 42" INT; trap "echo got-term; exit 43" TERM; '
+    marker = f"sigtest-{os.getpid()}-{suite.unique('s')}"
+    script = (f': {marker}; trap "echo got-int; exit 42" INT; trap "echo got-term; exit 43" TERM; '
               'echo ready; while :; do sleep 0.1; done')
     for sig, code, word in [(signal.SIGINT, 42, b"got-int"), (signal.SIGTERM, 43, b"got-term")]:
         p = sx_popen(suite, ["--", "sh", "-c", script], mnt.mp, stdout=subprocess.PIPE,
@@ -164,6 +165,9 @@ def test_sigint_and_sigterm_forwarded(suite, mnt):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            # if the signal was lost, the remote loop this test started still runs: stop it
+            for pid in mnt.sb.pgrep(marker):
+                h.kill_pids([pid])
 
 
 def run_in_pty(suite, args, cwd, rows=33, cols=97, timeout=20, stdin_data=None):
@@ -295,7 +299,7 @@ def private_mount(suite, name, **opts):
     mp = suite.new_mountpoint(name)
     p = suite.sandmount("-o", o, suite.url(remote, tb=tb), mp, timeout=60)
     assert p.returncode == 0, p.stderr
-    return Mount(suite, mp, remote, suite.url(remote, tb=tb), o), tb
+    return Mount(suite, mp, remote, suite.url(remote, tb=tb), o, suite.backend("ssh")), tb
 
 
 def cut_connections(suite, tb, name, stop_listener):
@@ -358,3 +362,46 @@ def test_reconnects_after_connection_loss(suite):
         assert (p.returncode, p.stdout) == (0, b"beforeafter"), p.stderr
     finally:
         m.cleanup()
+
+
+def test_tty_input_resize_and_ctrl_c(suite, mnt):
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    script = ('read line; echo "got:$line"; stty size; echo waiting; '
+              'while [ "$(stty size)" = "24 80" ]; do sleep 0.1; done; stty size; '
+              'echo sleeping; sleep 300')
+    p = subprocess.Popen([str(SANDEXEC), "-t", "--", "sh", "-c", script], cwd=mnt.mp,
+                         env=dict(suite.env, TERM="xterm"), stdin=slave, stdout=slave,
+                         stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+
+    def read_until(token, timeout=15):
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while token not in out and time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:
+                    break
+        return token in out
+
+    try:
+        os.write(master, b"hello tty\r")
+        assert read_until(b"got:hello tty"), out
+        assert read_until(b"waiting"), out
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+        p.send_signal(signal.SIGWINCH)
+        assert read_until(b"50 132"), f"window size change not forwarded: {out!r}"
+        assert read_until(b"sleeping"), out
+        time.sleep(0.3)
+        os.write(master, b"\x03")  # ^C typed at the terminal
+        rc = p.wait(15)
+        assert rc == 130, (rc, out)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)

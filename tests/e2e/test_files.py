@@ -1,5 +1,6 @@
 """File round trips through the mount, each checked on the sandbox side by reading the remote
-workspace directly (it is on this machine), and the reverse direction."""
+workspace directly (it is on this machine: the SSH sandbox's home, or the directory bind-mounted
+as the container's workspace), and the reverse direction. Every test runs on every backend."""
 
 import errno
 import multiprocessing
@@ -43,7 +44,7 @@ def test_write_through_mount_lands_on_sandbox(mnt, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_remote_file_read_through_mount(mnt, size):
     data = payload(size, 2)
-    h.remote_write(mnt.r(f"r-{size}.bin"), data)
+    mnt.rwrite(f"r-{size}.bin", data)
     f = mnt / f"r-{size}.bin"
     assert os.stat(f).st_size == size
     assert h.sha256_file(f) == h.sha256(data)
@@ -56,7 +57,7 @@ def test_text_file_roundtrip_and_remote_owner(mnt):
     assert mnt.r("notes.txt").read_bytes() == text.encode()
     with open(mnt / "notes.txt", encoding="utf-8", newline="") as f:
         assert f.read() == text
-    uid, _ = h.sandbox_ids()
+    uid, _ = mnt.sb.ids
     assert os.stat(mnt.r("notes.txt")).st_uid == uid, "remote file should belong to the sandbox user"
 
 
@@ -111,12 +112,12 @@ def test_odd_names_roundtrip(mnt, name):
     (mnt / name).write_bytes(data)
     assert mnt.r(name).read_bytes() == data
     assert name in os.listdir(mnt.mp)
-    assert name in os.listdir(mnt.remote)
+    assert name in os.listdir(mnt.host)
     # and a name created on the sandbox side is listed and readable through the mount
     other = "r-" + name
     while len(other.encode()) > 255:
         other = other[:-1]
-    h.remote_write(mnt.r(other), b"remote")
+    mnt.rwrite(other, b"remote")
     assert other in os.listdir(mnt.mp)
     assert (mnt / other).read_bytes() == b"remote"
 
@@ -128,7 +129,7 @@ def test_256_byte_name_is_enametoolong(mnt):
     with pytest.raises(OSError) as ex:
         os.mkdir(mnt / ("d" * 256))
     assert ex.value.errno == errno.ENAMETOOLONG
-    assert os.listdir(mnt.remote) == []
+    assert os.listdir(mnt.host) == []
 
 
 def test_rename_over_existing(mnt):
@@ -149,7 +150,7 @@ def test_rename_over_existing(mnt):
         os.replace(tmp, mnt / "b")
         assert (mnt / "b").read_bytes() == f"version {i}".encode()
     assert mnt.r("b").read_bytes() == b"version 19"
-    assert sorted(os.listdir(mnt.remote)) == ["b"]
+    assert sorted(os.listdir(mnt.host)) == ["b"]
 
 
 def test_rename_directory_and_into_subdir(mnt):
@@ -207,7 +208,7 @@ def test_o_excl_race_exactly_one_wins(mnt):
 
 
 def test_o_excl_on_existing_file(mnt):
-    h.remote_write(mnt.r("exists"), b"x")
+    mnt.rwrite("exists", b"x")
     with pytest.raises(FileExistsError):
         os.open(mnt / "exists", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
@@ -255,7 +256,7 @@ def test_append(mnt):
     # appending to a file that grew on the sandbox side
     with open(mnt.r("log.txt"), "ab") as fh:
         fh.write(b"remote\n")
-    h.remote_write(mnt.r("fresh.txt"), b"remote start\n")
+    mnt.rwrite("fresh.txt", b"remote start\n")
     with open(mnt / "fresh.txt", "ab") as fh:
         fh.write(b"local end\n")
     assert mnt.r("fresh.txt").read_bytes() == b"remote start\nlocal end\n"
@@ -280,14 +281,14 @@ def test_mkdir_p_tree_and_walk(mnt):
                 out[os.path.relpath(p, root)] = open(p, "rb").read()
         return out
 
-    assert tree(mnt.remote) == expect
+    assert tree(mnt.host) == expect
     assert tree(mnt.mp) == expect
     with pytest.raises(OSError) as ex:
         os.rmdir(mnt / "a")
     assert ex.value.errno == errno.ENOTEMPTY
     h.rmtree_quiet(mnt / "a")
     assert not (mnt / "a").exists()
-    assert os.listdir(mnt.remote) == []
+    assert os.listdir(mnt.host) == []
 
 
 def test_unlink_and_errors(mnt):
@@ -326,7 +327,7 @@ def test_statvfs(mnt):
 def test_readdir_large_directory(mnt):
     names = {f"entry-{i:04d}" for i in range(1500)}
     for n in names:
-        h.remote_write(mnt.r(n), n.encode())
+        mnt.rwrite(n, n.encode())
     listed = set(os.listdir(mnt.mp))
     assert listed == names
     for n in list(names)[:20]:
@@ -372,12 +373,25 @@ def test_parallel_readers_and_writers(mnt):
         assert h.sha256_file(mnt.r(name)) == h.sha256(data), name
 
 
-def test_remote_change_visible_after_cache_timeout(mounter, suite):
-    m = mounter(opts=suite.ssh_opts(cache_timeout=1))
-    h.remote_write(m.r("f"), b"first version")
+def test_remote_change_visible_after_cache_timeout(mounter, sandbox):
+    m = mounter(opts=sandbox.opts(cache_timeout=1))
+    m.rwrite("f", b"first version")
     assert (m / "f").read_bytes() == b"first version"
-    h.remote_write(m.r("f"), b"second, longer version")
-    h.remote_write(m.r("g"), b"new file")
+    m.rwrite("f", b"second, longer version")
+    m.rwrite("g", b"new file")
     assert h.wait_until(lambda: (m / "f").read_bytes() == b"second, longer version", 5), \
         (m / "f").read_bytes()
     assert "g" in os.listdir(m.mp)
+
+
+def test_futimens_before_close_sticks(mnt):
+    """tar, cp -p and rsync set the times on the open descriptor, then close it: buffered data
+    written back at close must not overwrite those times."""
+    fd = os.open(mnt / "timed", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"x" * 100)
+        os.utime(fd, (1_650_000_000, 1_650_000_000))
+    finally:
+        os.close(fd)
+    assert int(os.stat(mnt.r("timed")).st_mtime) == 1_650_000_000
+    assert int(os.stat(mnt / "timed").st_mtime) == 1_650_000_000

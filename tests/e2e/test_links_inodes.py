@@ -45,11 +45,11 @@ def assert_does_not_read(link, secret_path, secret):
 
 
 def test_absolute_link_inside_workspace_resolves_inside_mount(mnt):
-    h.remote_mkdir(mnt.r("sub/deeper"))
-    h.remote_write(mnt.r("sub/target.txt"), b"target content")
-    h.remote_symlink(str(mnt.r("sub/target.txt")), mnt.r("abs-link"))
-    h.remote_symlink(str(mnt.r("sub/target.txt")), mnt.r("sub/deeper/abs-link2"))
-    h.remote_symlink(str(mnt.r("sub")), mnt.r("abs-dirlink"))
+    mnt.rmkdir("sub/deeper")
+    mnt.rwrite("sub/target.txt", b"target content")
+    mnt.rsymlink(mnt.rpath("sub/target.txt"), "abs-link")
+    mnt.rsymlink(mnt.rpath("sub/target.txt"), "sub/deeper/abs-link2")
+    mnt.rsymlink(mnt.rpath("sub"), "abs-dirlink")
     assert (mnt / "abs-link").read_bytes() == b"target content"
     assert (mnt / "sub/deeper/abs-link2").read_bytes() == b"target content"
     assert (mnt / "abs-dirlink" / "target.txt").read_bytes() == b"target content"
@@ -60,10 +60,10 @@ def test_absolute_link_inside_workspace_resolves_inside_mount(mnt):
 
 
 def test_relative_links_inside_workspace(mnt):
-    h.remote_mkdir(mnt.r("a/b"))
-    h.remote_write(mnt.r("a/file"), b"in a")
-    h.remote_symlink("../file", mnt.r("a/b/up"))
-    h.remote_symlink("a/file", mnt.r("down"))
+    mnt.rmkdir("a/b")
+    mnt.rwrite("a/file", b"in a")
+    mnt.rsymlink("../file", "a/b/up")
+    mnt.rsymlink("a/file", "down")
     assert (mnt / "a/b/up").read_bytes() == b"in a"
     assert (mnt / "down").read_bytes() == b"in a"
     assert os.readlink(mnt / "down") == "a/file"
@@ -78,7 +78,7 @@ def test_relative_links_inside_workspace(mnt):
 
 def test_absolute_link_to_local_secret_is_not_followed(mnt, local_secret):
     secret_path, secret = local_secret
-    h.remote_symlink(str(secret_path), mnt.r("evil-abs"))
+    mnt.rsymlink(str(secret_path), "evil-abs")
     assert_does_not_read(str(mnt / "evil-abs"), secret_path, secret)
     p = h.run(["cat", str(mnt / "evil-abs")], timeout=30)
     assert secret not in p.stdout
@@ -87,10 +87,10 @@ def test_absolute_link_to_local_secret_is_not_followed(mnt, local_secret):
 def test_dotdot_link_to_local_secret_is_not_followed(mnt, local_secret):
     secret_path, secret = local_secret
     up = "../" * 20
-    h.remote_symlink(up + str(secret_path).lstrip("/"), mnt.r("evil-rel"))
-    h.remote_mkdir(mnt.r("d1/d2"))
-    h.remote_symlink("../../../../../../../../../../root/" + secret_path.name, mnt.r("d1/d2/evil2"))
-    h.remote_symlink("../../../..", mnt.r("evil-dir"))
+    mnt.rsymlink(up + str(secret_path).lstrip("/"), "evil-rel")
+    mnt.rmkdir("d1/d2")
+    mnt.rsymlink("../../../../../../../../../../root/" + secret_path.name, "d1/d2/evil2")
+    mnt.rsymlink("../../../..", "evil-dir")
     assert_does_not_read(str(mnt / "evil-rel"), secret_path, secret)
     assert_does_not_read(str(mnt / "d1/d2/evil2"), secret_path, secret)
     try:
@@ -104,7 +104,7 @@ def test_dotdot_link_to_local_secret_is_not_followed(mnt, local_secret):
 
 def test_absolute_link_elsewhere_on_sandbox_does_not_lead_out(mnt):
     # /etc/passwd exists on both sides: the mount must serve neither through a workspace link
-    h.remote_symlink("/etc/passwd", mnt.r("etc-link"))
+    mnt.rsymlink("/etc/passwd", "etc-link")
     try:
         got = (mnt / "etc-link").read_bytes()
     except OSError:
@@ -154,9 +154,9 @@ def test_inode_kept_across_rename(mnt):
         assert os.fstat(fh.fileno()).st_ino == ino
 
 
-def test_inode_stable_after_cache_expiry(mounter, suite):
-    m = mounter(opts=suite.ssh_opts(cache_timeout=1))
-    h.remote_write(m.r("f"), b"1")
+def test_inode_stable_after_cache_expiry(mounter, sandbox):
+    m = mounter(opts=sandbox.opts(cache_timeout=1))
+    m.rwrite("f", b"1")
     first = os.stat(m / "f")
     dfirst = os.stat(m.mp)
     time.sleep(2.5)
@@ -164,7 +164,7 @@ def test_inode_stable_after_cache_expiry(mounter, suite):
     assert same_identity(first, second)
     assert same_identity(dfirst, os.stat(m.mp))
     # a remote change after expiry is seen, with the same inode
-    h.remote_write(m.r("f"), b"22222")
+    m.rwrite("f", b"22222")
     time.sleep(1.5)
     third = os.stat(m / "f")
     assert third.st_size == 5
@@ -172,10 +172,10 @@ def test_inode_stable_after_cache_expiry(mounter, suite):
 
 
 def test_files_show_local_uid_though_owned_by_sandbox(mnt):
-    uid, gid = h.sandbox_ids()
+    uid, gid = mnt.sb.ids
     assert uid != os.getuid()
     (mnt / "made-local").write_bytes(b"a")
-    h.remote_write(mnt.r("made-remote"), b"b")
+    mnt.rwrite("made-remote", b"b")
     os.mkdir(mnt / "dir-local")
     for name in ["made-local", "made-remote", "dir-local"]:
         st = os.lstat(mnt / name)
@@ -184,7 +184,7 @@ def test_files_show_local_uid_though_owned_by_sandbox(mnt):
     st = os.stat(mnt.mp)
     assert st.st_uid == os.getuid()
     # and the local owner can write a file the sandbox user owns with mode 0600
-    h.remote_write(mnt.r("private"), b"p", mode=0o600)
+    mnt.rwrite("private", b"p", mode=0o600)
     with open(mnt / "private", "ab") as f:
         f.write(b"q")
     assert mnt.r("private").read_bytes() == b"pq"

@@ -1,0 +1,241 @@
+/* mux_spawn.c: the children of `sandmount-agent serve`. A command runs as `sh -c COMMAND` in a
+ * session of its own (so its whole process group can be signalled), with pipes for stdin, stdout
+ * and stderr, or with a PTY (opened without libutil: posix_openpt, grantpt, unlockpt, ptsname).
+ * An SFTP channel is a forked copy of the agent running its SFTP server loop on pipes. */
+#include "mux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "sftp_server.h"
+
+#define MAX_NOTED_FDS 4096
+
+/* Descriptors of the agent a forked child must not keep (they carry no O_CLOEXEC for the SFTP
+ * child, which does not exec). A bitmap indexed by fd. */
+static uint8_t noted[MAX_NOTED_FDS / 8];
+
+void spawn_note_fd(int fd)
+{
+	if (fd >= 0 && fd < MAX_NOTED_FDS)
+		noted[fd / 8] |= (uint8_t)(1u << (fd % 8));
+}
+
+void spawn_forget_fd(int fd)
+{
+	if (fd >= 0 && fd < MAX_NOTED_FDS)
+		noted[fd / 8] &= (uint8_t)~(1u << (fd % 8));
+}
+
+int spawn_status(int wstatus)
+{
+	if (WIFEXITED(wstatus))
+		return WEXITSTATUS(wstatus);
+	if (WIFSIGNALED(wstatus))
+		return 128 + WTERMSIG(wstatus);
+	return 255;
+}
+
+int spawn_resize(int master_fd, unsigned rows, unsigned cols)
+{
+	struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+	return ioctl(master_fd, TIOCSWINSZ, &ws);
+}
+
+/* In a child: the dispositions the agent changed back to their defaults, nothing blocked. */
+static void child_reset_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+}
+
+static void child_close_noted(void)
+{
+	for (int fd = 3; fd < MAX_NOTED_FDS; fd++)
+		if (noted[fd / 8] & (1u << (fd % 8)))
+			close(fd);
+}
+
+static void child_fail(const char *what, const char *detail, int status)
+{
+	dprintf(STDERR_FILENO, "sandmount: %s %s: %s\n", what, detail, strerror(errno));
+	_exit(status);
+}
+
+static bool has_name(char **env, const char *name)
+{
+	size_t n = strlen(name);
+	for (; env && *env; env++)
+		if (!strncmp(*env, name, n) && (*env)[n] == '=')
+			return true;
+	return false;
+}
+
+static char *env_entry(const char *name, const char *value)
+{
+	char *s = malloc(strlen(name) + strlen(value) + 2);
+	if (s)
+		sprintf(s, "%s=%s", name, value);
+	return s;
+}
+
+/* The given environment, plus PATH and HOME from the agent's own when not given (PATH: a
+ * default), plus TERM with a tty. Built in the child, which execs or exits right after. */
+static char **child_env(const struct spawn_req *r)
+{
+	size_t n = 0;
+	while (r->env && r->env[n])
+		n++;
+	char **env = calloc(n + 4, sizeof(*env));
+	if (!env)
+		return NULL;
+	memcpy(env, r->env, n * sizeof(*env));
+	const char *path = getenv("PATH"), *home = getenv("HOME");
+	if (!has_name(env, "PATH"))
+		env[n++] = env_entry("PATH", path ? path : "/usr/local/bin:/usr/bin:/bin");
+	if (!has_name(env, "HOME") && home)
+		env[n++] = env_entry("HOME", home);
+	if (r->tty && !has_name(env, "TERM"))
+		env[n++] = env_entry("TERM", r->term && *r->term ? r->term : "xterm");
+	/* A failed allocation leaves a NULL that ends the list early: the rest is dropped. */
+	return env;
+}
+
+static void child_exec(const struct spawn_req *r)
+{
+	if (r->cwd && *r->cwd && chdir(r->cwd) < 0)
+		child_fail("cannot change to remote directory", r->cwd, 125);
+	char **env = child_env(r);
+	char *argv[] = {"sh", "-c", (char *)r->command, NULL};
+	if (env)
+		execve("/bin/sh", argv, env);
+	child_fail("cannot run", "/bin/sh", 127);
+}
+
+/* A pipe whose parent end (index `parent`) is non-blocking; both ends close-on-exec. */
+static int make_pipe(int p[2], int parent)
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	fcntl(p[parent], F_SETFL, O_NONBLOCK);
+	return 0;
+}
+
+static void close_pair(int p[2])
+{
+	for (int i = 0; i < 2; i++)
+		if (p[i] >= 0)
+			close(p[i]);
+}
+
+static pid_t spawn_pipes(const struct spawn_req *r, bool sftp, struct child_fds *fds, char *msg,
+			 size_t size)
+{
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+	if (make_pipe(in, 1) < 0 || make_pipe(out, 0) < 0 || (!sftp && make_pipe(err, 0) < 0)) {
+		snprintf(msg, size, "pipe: %s", strerror(errno));
+		close_pair(in);
+		close_pair(out);
+		close_pair(err);
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		child_reset_signals();
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || (!sftp && dup2(err[1], 2) < 0))
+			_exit(126);
+		if (sftp) {
+			child_close_noted();
+			close_pair(in);
+			close_pair(out);
+			signal(SIGPIPE, SIG_IGN);
+			_exit(sftp_server_run());
+		}
+		setsid();
+		child_exec(r);
+	}
+	int saved = errno;
+	close(in[0]);
+	close(out[1]);
+	if (err[1] >= 0)
+		close(err[1]);
+	if (pid < 0) {
+		snprintf(msg, size, "fork: %s", strerror(saved));
+		close(in[1]);
+		close(out[0]);
+		if (err[0] >= 0)
+			close(err[0]);
+		return -1;
+	}
+	fds->in_fd = in[1];
+	fds->out_fd = out[0];
+	fds->err_fd = err[0];
+	return pid;
+}
+
+static pid_t spawn_pty(const struct spawn_req *r, struct child_fds *fds, char *msg, size_t size)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	char name[128];
+	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+	    ptsname_r(master, name, sizeof(name)) != 0) {
+		snprintf(msg, size, "cannot allocate a pseudo-terminal: %s", strerror(errno));
+		if (master >= 0)
+			close(master);
+		return -1;
+	}
+	spawn_resize(master, r->rows ? r->rows : 24, r->cols ? r->cols : 80);
+	int second = fcntl(master, F_DUPFD_CLOEXEC, 0);
+	if (second < 0) {
+		snprintf(msg, size, "dup: %s", strerror(errno));
+		close(master);
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		child_reset_signals();
+		setsid();
+		int slave = open(name, O_RDWR);
+		if (slave < 0)
+			child_fail("cannot open", name, 126);
+		ioctl(slave, TIOCSCTTY, 0);
+		if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+			_exit(126);
+		if (slave > 2)
+			close(slave);
+		child_exec(r);
+	}
+	if (pid < 0) {
+		snprintf(msg, size, "fork: %s", strerror(errno));
+		close(master);
+		close(second);
+		return -1;
+	}
+	fcntl(master, F_SETFL, O_NONBLOCK);
+	fds->in_fd = second;
+	fds->out_fd = master;
+	fds->err_fd = -1;
+	return pid;
+}
+
+pid_t spawn_command(const struct spawn_req *r, struct child_fds *fds, char *msg, size_t size)
+{
+	return r->tty ? spawn_pty(r, fds, msg, size) : spawn_pipes(r, false, fds, msg, size);
+}
+
+pid_t spawn_sftp(struct child_fds *fds, char *msg, size_t size)
+{
+	return spawn_pipes(NULL, true, fds, msg, size);
+}

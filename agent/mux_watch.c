@@ -1,0 +1,270 @@
+/* mux_watch.c: the change watcher of `sandmount-agent serve` (DESIGN decision 5). inotify watches
+ * every directory under the watched one; a directory created or moved in is watched too, and
+ * what it already holds is reported (it may have been filled before its watch existed). Paths
+ * are relative to the watched directory. Events are gathered for MUX_WATCH_COALESCE_MS and sent
+ * once per path; a queue overflow, or more paths than we keep, becomes one OVERFLOW. */
+#include "mux.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HIDDEN_DIR ".sandmount-agent"
+#define MAX_PENDING 2048
+#define EVENT_MASK                                                                              \
+	(IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |       \
+	 IN_MOVED_TO | IN_DONT_FOLLOW | IN_EXCL_UNLINK | IN_ONLYDIR)
+#define PATHS_PER_FRAME_BYTES (MUX_FRAME_MAX / 2)
+
+struct watch {
+	int fd;
+	char *root;
+	char **wd_path; /* indexed by watch descriptor: relative path ("" = root), NULL = none */
+	int nwd;
+	char *pending[MAX_PENDING];
+	int npending;
+	bool overflow;
+	int64_t first_at; /* when the oldest gathered event arrived */
+};
+
+static void note(struct watch *w)
+{
+	if (w->npending == 0 && !w->overflow)
+		w->first_at = mono_ms();
+}
+
+static void mark_overflow(struct watch *w)
+{
+	note(w);
+	w->overflow = true;
+}
+
+static void mark_changed(struct watch *w, const char *rel)
+{
+	if (w->overflow)
+		return;
+	for (int i = 0; i < w->npending; i++)
+		if (!strcmp(w->pending[i], rel))
+			return;
+	char *copy = w->npending < MAX_PENDING ? strdup(rel) : NULL;
+	if (!copy) {
+		mark_overflow(w);
+		return;
+	}
+	note(w);
+	w->pending[w->npending++] = copy;
+}
+
+static char *join(const char *rel, const char *name)
+{
+	size_t a = strlen(rel), b = strlen(name);
+	char *s = malloc(a + b + 2);
+	if (!s)
+		return NULL;
+	if (a) {
+		memcpy(s, rel, a);
+		s[a++] = '/';
+	}
+	memcpy(s + a, name, b + 1);
+	return s;
+}
+
+static bool set_wd_path(struct watch *w, int wd, const char *rel)
+{
+	if (wd >= w->nwd) {
+		int n = wd + 64;
+		char **v = realloc(w->wd_path, (size_t)n * sizeof(*v));
+		if (!v)
+			return false;
+		memset(v + w->nwd, 0, (size_t)(n - w->nwd) * sizeof(*v));
+		w->wd_path = v;
+		w->nwd = n;
+	}
+	char *copy = strdup(rel);
+	if (!copy)
+		return false;
+	/* The same directory watched again (moved): the wd is reused, its path is updated. */
+	free(w->wd_path[wd]);
+	w->wd_path[wd] = copy;
+	return true;
+}
+
+/* Watch rel and every directory below it. With `report`, every entry found is reported. */
+static void add_tree(struct watch *w, const char *rel, bool report)
+{
+	char *abs = join(w->root, rel);
+	int wd = abs ? inotify_add_watch(w->fd, abs, EVENT_MASK) : -1;
+	if (wd < 0 || !set_wd_path(w, wd, rel)) {
+		if (abs && errno != ENOENT && errno != ENOTDIR && errno != EACCES)
+			fprintf(stderr, "sandmount-agent: watch %s: %s\n", abs, strerror(errno));
+		if (errno == ENOSPC || errno == ENOMEM)
+			mark_overflow(w);
+		free(abs);
+		return;
+	}
+	DIR *d = opendir(abs);
+	free(abs);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!*rel && !strcmp(de->d_name, HIDDEN_DIR))
+			continue;
+		char *child = join(rel, de->d_name);
+		if (!child) {
+			mark_overflow(w);
+			break;
+		}
+		if (report)
+			mark_changed(w, child);
+		bool dir = de->d_type == DT_DIR;
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat st;
+			dir = fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			      S_ISDIR(st.st_mode);
+		}
+		if (dir)
+			add_tree(w, child, report);
+		free(child);
+	}
+	closedir(d);
+}
+
+struct watch *watch_open(const char *dir, char *msg, size_t size)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+	if (!w) {
+		snprintf(msg, size, "out of memory");
+		return NULL;
+	}
+	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	w->root = strdup(dir);
+	struct stat st;
+	if (w->fd < 0 || !w->root || stat(dir, &st) < 0) {
+		snprintf(msg, size, "cannot watch %s: %s", dir, strerror(errno));
+		watch_free(w);
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(msg, size, "cannot watch %s: not a directory", dir);
+		watch_free(w);
+		return NULL;
+	}
+	spawn_note_fd(w->fd);
+	add_tree(w, "", false);
+	return w;
+}
+
+void watch_free(struct watch *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0) {
+		spawn_forget_fd(w->fd);
+		close(w->fd);
+	}
+	for (int i = 0; i < w->nwd; i++)
+		free(w->wd_path[i]);
+	for (int i = 0; i < w->npending; i++)
+		free(w->pending[i]);
+	free(w->wd_path);
+	free(w->root);
+	free(w);
+}
+
+int watch_fd(const struct watch *w)
+{
+	return w->fd;
+}
+
+static void handle_event(struct watch *w, const struct inotify_event *ev)
+{
+	if (ev->mask & IN_Q_OVERFLOW) {
+		mark_overflow(w);
+		return;
+	}
+	if (ev->wd < 0 || ev->wd >= w->nwd || !w->wd_path[ev->wd])
+		return;
+	const char *dir = w->wd_path[ev->wd];
+	if (ev->mask & IN_IGNORED) {
+		free(w->wd_path[ev->wd]);
+		w->wd_path[ev->wd] = NULL;
+		return;
+	}
+	if (!ev->len) {
+		mark_changed(w, dir);
+		return;
+	}
+	if (!*dir && !strcmp(ev->name, HIDDEN_DIR))
+		return;
+	char *rel = join(dir, ev->name);
+	if (!rel) {
+		mark_overflow(w);
+		return;
+	}
+	mark_changed(w, rel);
+	/* The directory holding it changed too (its listing, its mtime). */
+	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
+		mark_changed(w, dir);
+	if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+		add_tree(w, rel, true);
+	free(rel);
+}
+
+void watch_read(struct watch *w)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(w->fd, buf, sizeof(buf));
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return;
+		}
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+			const struct inotify_event *ev = (const void *)(buf + off);
+			handle_event(w, ev);
+			off += (ssize_t)sizeof(*ev) + ev->len;
+		}
+	}
+}
+
+int watch_due_in(const struct watch *w, int64_t now)
+{
+	if (!w->npending && !w->overflow)
+		return -1;
+	int64_t left = w->first_at + MUX_WATCH_COALESCE_MS - now;
+	return left > 0 ? (int)left : 0;
+}
+
+void watch_flush(struct watch *w, struct abuf *out, uint32_t ch)
+{
+	if (w->overflow) {
+		frame_end(out, frame_begin(out, MUX_OVERFLOW, ch));
+	} else {
+		for (int i = 0; i < w->npending;) {
+			size_t start = frame_begin(out, MUX_CHANGED, ch);
+			size_t count_at = out->len, bytes = 0;
+			uint32_t count = 0;
+			abuf_put_u32(out, 0);
+			for (; i < w->npending && (count == 0 || bytes < PATHS_PER_FRAME_BYTES); i++) {
+				abuf_put_cstring(out, w->pending[i]);
+				bytes += strlen(w->pending[i]) + 4;
+				count++;
+			}
+			abuf_set_u32_at(out, count_at, count);
+			frame_end(out, start);
+		}
+	}
+	for (int i = 0; i < w->npending; i++)
+		free(w->pending[i]);
+	w->npending = 0;
+	w->overflow = false;
+}

@@ -1,0 +1,70 @@
+/* notify.c: changes the sandbox reported (the transport's watch; DESIGN decision 5) become kernel
+ * cache invalidations, so cached attributes, data and entries can be trusted for long. The path
+ * is walked down the inode table without creating anything: what the table does not know, the
+ * kernel cannot hold, except a negative entry in the last known directory, which is dropped too.
+ * The notify calls run with no lock held: the kernel may call back into lookup or forget while
+ * it handles them. */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void inval_inode(struct fs *fs, uint64_t ino)
+{
+	int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating inode %" PRIu64 ": %s", ino, strerror(-r));
+}
+
+static void inval_entry(struct fs *fs, uint64_t parent, const char *name)
+{
+	int r = fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating entry %s: %s", name, strerror(-r));
+}
+
+/* The path below the workspace root ("" for the root), or NULL for a path outside it. */
+static const char *relative(const struct fs *fs, const char *path)
+{
+	size_t n = strlen(fs->root_path);
+	if (strncmp(path, fs->root_path, n) != 0 || (path[n] && path[n] != '/'))
+		return NULL;
+	path += n;
+	while (*path == '/')
+		path++;
+	return path;
+}
+
+void fs_notify_change(void *arg, const char *remote_path)
+{
+	struct fs *fs = arg;
+	if (!remote_path) {
+		fs_barrier(fs);
+		return;
+	}
+	const char *rel = fs->se ? relative(fs, remote_path) : NULL;
+	char *copy = rel ? strdup(rel) : NULL;
+	if (!copy)
+		return;
+	/* Walk down: `dir` is the deepest known directory, `name` the component in it. */
+	uint64_t dir = INODE_ROOT, ino = INODE_ROOT;
+	char *name = NULL, *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		dir = ino;
+		name = c;
+		ino = inode_lookup(fs->inodes, dir, c);
+		if (!ino)
+			break;
+	}
+	if (ino)
+		inval_inode(fs, ino); /* attributes and data of the object itself */
+	if (name) {
+		inval_entry(fs, dir, name); /* its name, or a cached "does not exist" */
+		inval_inode(fs, dir);	    /* the listing of the directory holding it */
+	}
+	free(copy);
+}

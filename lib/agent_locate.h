@@ -1,0 +1,15 @@
+/* agent_locate.h: where the local sandmount-agent binary is, for the transports that place it in
+ * a sandbox (docker_agent.c, ssh_agent.c). */
+#ifndef SANDMOUNT_AGENT_LOCATE_H
+#define SANDMOUNT_AGENT_LOCATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* Read the agent binary: $SANDMOUNT_AGENT, else the build tree next to this program, else the
+ * install locations. *data is malloc'd; path receives where it was found. 0 or -1 with e set. */
+int agent_read_local(char *path, size_t path_size, uint8_t **data, size_t *size, struct err *e);
+
+#endif
