@@ -34,6 +34,7 @@ extern char **environ;
 struct options {
 	const char *workdir;  /* -w */
 	const char *mount;    /* --mount */
+	const char *sandbox;  /* --sandbox */
 	const char *command;  /* -c STRING */
 	char **argv;          /* CMD ARG... (or $0 $1... after -c) */
 	int argc;
@@ -73,8 +74,8 @@ static void fail(int code, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-	fputs("usage: sandexec [-w DIR] [-e K=V]... [-i] [-t|-T] [--mount MOUNTPOINT] [--] CMD "
-	      "[ARG...]\n"
+	fputs("usage: sandexec [-w DIR] [-e K=V]... [-i] [-t|-T] [--mount MOUNTPOINT|--sandbox SANDBOX]"
+	      " [--] CMD [ARG...]\n"
 	      "       sandexec [-l] -c 'STRING' [NAME [ARG...]]\n"
 	      "Runs a command in the sandbox whose sandmount mount holds the current directory.\n",
 	      f);
@@ -83,7 +84,8 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"mount", required_argument, NULL, 'm'}, {"login", no_argument, NULL, 'l'},
+		{"mount", required_argument, NULL, 'm'}, {"sandbox", required_argument, NULL, 's'},
+		{"login", no_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
@@ -96,6 +98,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		switch (c) {
 		case 'w': o->workdir = optarg; break;
 		case 'm': o->mount = optarg; break;
+		case 's': o->sandbox = optarg; break;
 		case 'c': o->command = optarg; break;
 		case 't': o->force_tty = true; break;
 		case 'T': o->no_tty = true; break;
@@ -112,8 +115,30 @@ static void parse_args(int argc, char **argv, struct options *o)
 		default: usage(stderr); exit(EXIT_USAGE);
 		}
 	}
+	if (o->mount && o->sandbox)
+		fail(EXIT_USAGE, "--mount and --sandbox name the sandbox twice: give one");
 	o->argv = argv + optind;
 	o->argc = argc - optind;
+}
+
+/* The mountpoint of the sandbox named as sandmount was given it (config name or URL). */
+static const char *sandbox_mountpoint(const char *sandbox)
+{
+	char *name = xstrdup(sandbox), **mps = NULL;
+	for (char *c = name; *c; c++)
+		if (*c == ',')
+			*c = '_'; /* as the daemon writes it into the mount's source */
+	int n = mounts_of_sandbox(name, &mps);
+	free(name);
+	if (n < 0)
+		fail(EXIT_UNREACHABLE, "cannot read /proc/self/mountinfo: %s", strerror(errno));
+	if (n == 0)
+		fail(EXIT_UNREACHABLE, "sandbox %s is not mounted (mount it with: sandmount %s)",
+		     sandbox, sandbox);
+	if (n > 1)
+		fail(EXIT_UNREACHABLE, "sandbox %s is mounted %d times (%s, %s...): use --mount",
+		     sandbox, n, mps[0], mps[1]);
+	return mps[0];
 }
 
 static char *join_quoted(char *const *words, int n, const char *prefix)
@@ -231,9 +256,10 @@ static bool locate(const struct options *o, char *target, char *mountpoint, char
 		if (!realpath(joined, target))
 			fail(EXIT_UNREACHABLE, "-w %s: %s", o->workdir, strerror(errno));
 	}
-	if (o->mount) {
-		if (!realpath(o->mount, mountpoint))
-			fail(EXIT_UNREACHABLE, "--mount %s: %s", o->mount, strerror(errno));
+	const char *mount = o->sandbox ? sandbox_mountpoint(o->sandbox) : o->mount;
+	if (mount) {
+		if (!realpath(mount, mountpoint))
+			fail(EXIT_UNREACHABLE, "--mount %s: %s", mount, strerror(errno));
 		const char *r = path_within(mountpoint, target);
 		if (!r && o->workdir)
 			fail(EXIT_UNREACHABLE, "-w %s: %s is not inside %s", o->workdir, target,

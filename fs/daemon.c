@@ -257,6 +257,11 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 	struct session s = {.cfg = cfg, .mountpoint = mountpoint, .started_ms = now_ms()};
 	struct err e = {{0}};
 	int verdict = o->foreground ? -1 : detach_and_wait();
+	/* A detaching mount says nothing on success: until the log file takes over, only
+	 * warnings reach the terminal. */
+	enum log_level level = log_get_level();
+	if (verdict >= 0 && level < LOG_DEBUG)
+		log_set_level(LOG_WARN);
 
 	if (connect_sandbox(&s, &e) < 0 || mount_fuse(&s, o, &e) < 0 || start_control(&s, &e) < 0) {
 		if (verdict < 0)
@@ -271,6 +276,7 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 		struct err le;
 		if (runtime_log_path(mountpoint, logpath, sizeof(logpath), &le) == 0)
 			log_to_file(logpath);
+		log_set_level(level);
 		leave_terminal();
 		report_verdict(verdict, NULL);
 	}

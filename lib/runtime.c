@@ -149,9 +149,9 @@ static void unescape_octal(char *s)
 	*o = 0;
 }
 
-/* Split one mountinfo line into its mount point and file system type (both point into line,
- * which is modified). Returns 0, or -1 for a malformed line. */
-static int parse_mountinfo_line(char *line, char **mountpoint, char **fstype)
+/* Split one mountinfo line into its mount point, file system type and source (all point into
+ * line, which is modified; source may be NULL). Returns 0, or -1 for a malformed line. */
+static int parse_mountinfo_line(char *line, char **mountpoint, char **fstype, char **source)
 {
 	char *save = NULL;
 	char *f = strtok_r(line, " ", &save);
@@ -164,6 +164,11 @@ static int parse_mountinfo_line(char *line, char **mountpoint, char **fstype)
 		; /* mount options and optional fields, up to the separator */
 	if (!f || !(*fstype = strtok_r(NULL, " ", &save)))
 		return -1;
+	if (source) {
+		if (!(*source = strtok_r(NULL, " ", &save)))
+			return -1;
+		unescape_octal(*source);
+	}
 	unescape_octal(*mountpoint);
 	return 0;
 }
@@ -193,7 +198,7 @@ int mounts_find_in(const char *mountinfo, const char *path, char *mountpoint, si
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *mp, *type;
-		if (parse_mountinfo_line(line, &mp, &type) < 0)
+		if (parse_mountinfo_line(line, &mp, &type, NULL) < 0)
 			continue;
 		long n = contains(mp, path);
 		if (n < 0 || n < best || strlen(mp) >= sizeof(best_mp))
@@ -256,7 +261,8 @@ int mounts_is_sandmount(const char *path)
 	return is_root;
 }
 
-int mounts_list(char ***out)
+/* The sandmount mounts, all of them or those whose source is "sandmount:<sandbox>". */
+static int list_mounts(const char *sandbox, char ***out)
 {
 	char *text = read_mountinfo();
 	if (!text)
@@ -265,8 +271,11 @@ int mounts_list(char ***out)
 	int n = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *mp, *type;
-		if (parse_mountinfo_line(line, &mp, &type) < 0 || strcmp(type, SANDMOUNT_FSTYPE))
+		char *mp, *type, *source;
+		if (parse_mountinfo_line(line, &mp, &type, &source) < 0 ||
+		    strcmp(type, SANDMOUNT_FSTYPE))
+			continue;
+		if (sandbox && (strncmp(source, "sandmount:", 10) || strcmp(source + 10, sandbox)))
 			continue;
 		char **grown = realloc(list, sizeof(*list) * (size_t)(n + 1));
 		if (!grown)
@@ -277,4 +286,14 @@ int mounts_list(char ***out)
 	free(text);
 	*out = list;
 	return n;
+}
+
+int mounts_list(char ***out)
+{
+	return list_mounts(NULL, out);
+}
+
+int mounts_of_sandbox(const char *sandbox, char ***out)
+{
+	return list_mounts(sandbox, out);
 }

@@ -25,6 +25,9 @@ int mounts_find_in(const char *mountinfo, const char *path, char *mountpoint, si
 /* All mount points of type fuse.sandmount: *out is a malloc'd array of malloc'd paths.
  * Returns the count, or -1 if /proc/self/mountinfo cannot be read. */
 int mounts_list(char ***out);
+/* The same for the mounts of one sandbox (the SANDBOX argument sandmount was given: a config
+ * name or a URL; commas in it read as '_'). */
+int mounts_of_sandbox(const char *sandbox, char ***out);
 /* 1 if path is itself a mount point of type fuse.sandmount, 0 if not. */
 int mounts_is_sandmount(const char *path);
 
