@@ -20,6 +20,7 @@
 #define BACKOFF_FIRST_MS  500
 #define BACKOFF_MAX_MS	  30000
 #define SHUTDOWN_WAIT_MS  2000
+#define DEMAND_GAP_MS	  1000 /* a caller may ask for an attempt this long after a failed one */
 
 struct conn_mgr {
 	const struct sandbox_cfg *cfg;
@@ -39,6 +40,8 @@ struct conn_mgr {
 	unsigned attempt;  /* failed reconnect attempts in this outage */
 	unsigned reconnects;
 	int64_t lost_at_ms, next_try_ms;
+	int64_t last_fail_ms;
+	unsigned failures; /* failed attempts ever: waiters learn of one by the change */
 	char last_error[512];
 	unsigned seed;
 };
@@ -155,7 +158,10 @@ static void try_reconnect(struct conn_mgr *m)
 	m->connecting = false;
 	if (r < 0) {
 		m->attempt++;
-		m->next_try_ms = now_ms() + backoff_ms(m);
+		m->failures++;
+		m->last_fail_ms = now_ms();
+		m->next_try_ms = m->last_fail_ms + backoff_ms(m);
+		pthread_cond_broadcast(&m->cond);
 		snprintf(m->last_error, sizeof(m->last_error), "%s", e.msg);
 		log_warn("reconnect attempt %u to %s failed: %s", m->attempt, m->cfg->name, e.msg);
 		return;
@@ -309,16 +315,40 @@ void conn_mgr_free(struct conn_mgr *m)
 	free(m);
 }
 
+/* m->lock held, no connection: should a caller that began waiting when `failures` attempts
+ * had failed stop waiting? Early in an outage callers wait it out (it may be a blip); once it
+ * has lasted op_timeout, the first attempt that fails while they wait ends the wait, so a
+ * sandbox that stays down answers each operation within about a second, not op_timeout. A
+ * caller also brings the next attempt forward (backoff may have grown to 30 s), so a sandbox
+ * that is back is found as soon as someone needs it. */
+static bool give_up_waiting(struct conn_mgr *m, unsigned failures)
+{
+	int64_t now = now_ms();
+	if (m->connecting)
+		return false;
+	if (m->failures != failures && now - m->lost_at_ms >= (int64_t)m->cfg->op_timeout_s * 1000)
+		return true;
+	int64_t soonest = m->last_fail_ms + DEMAND_GAP_MS;
+	if (m->next_try_ms > soonest) {
+		m->next_try_ms = soonest > now ? soonest : now;
+		pthread_cond_broadcast(&m->cond);
+	}
+	return false;
+}
+
 struct conn *conn_get(struct conn_mgr *m, int64_t deadline)
 {
 	pthread_mutex_lock(&m->lock);
 	bool woke = false;
+	unsigned failures = m->failures;
 	while ((!m->cur || sftp_client_dead(m->cur->sftp)) && !m->stop && deadline &&
 	       now_ms() < deadline) {
 		if (m->cur && !woke) {
 			pthread_cond_broadcast(&m->cond); /* the watcher drops it at once */
 			woke = true;
 		}
+		if (!m->cur && give_up_waiting(m, failures))
+			break;
 		cond_wait_until(m, deadline);
 	}
 	struct conn *c = m->cur;

@@ -3,6 +3,8 @@
  * to a name in the mount root that never exists. */
 #include "linkpath.h"
 
+#include "agent_locate.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,5 +180,8 @@ done:
 
 bool linkpath_is_hidden_name(const char *name)
 {
-	return strncmp(name, LINKPATH_OUTSIDE, sizeof(LINKPATH_OUTSIDE) - 1) == 0;
+	/* The containment target, and the directory the Docker backend may place the agent in
+	 * (DESIGN decision 3: it never shows through the mount). */
+	return strncmp(name, LINKPATH_OUTSIDE, sizeof(LINKPATH_OUTSIDE) - 1) == 0 ||
+	       strcmp(name, AGENT_HIDDEN_DIR) == 0;
 }

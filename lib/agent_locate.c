@@ -19,13 +19,21 @@ static bool is_file(const char *p)
 	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-__attribute__((nonnull)) static bool find_local_agent(char *out, size_t size)
+/* Copy path into out when it fits and names a regular file. */
+static bool try_path(char *out, size_t size, const char *path)
+{
+	size_t n = strlen(path);
+	if (n >= size)
+		return false;
+	memcpy(out, path, n + 1);
+	return is_file(out);
+}
+
+static bool find_local_agent(char *out, size_t size)
 {
 	const char *env = getenv("SANDMOUNT_AGENT");
-	if (env && *env) {
-		snprintf(out, size, "%s", env);
-		return is_file(out);
-	}
+	if (env && *env)
+		return try_path(out, size, env);
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
@@ -36,11 +44,9 @@ __attribute__((nonnull)) static bool find_local_agent(char *out, size_t size)
 	}
 	static const char *const installed[] = {"/usr/local/libexec/sandmount/sandmount-agent",
 						"/usr/libexec/sandmount/sandmount-agent"};
-	for (size_t i = 0; i < sizeof(installed) / sizeof(installed[0]); i++) {
-		snprintf(out, size, "%s", installed[i]);
-		if (is_file(out))
+	for (size_t i = 0; i < sizeof(installed) / sizeof(installed[0]); i++)
+		if (try_path(out, size, installed[i]))
 			return true;
-	}
 	return false;
 }
 

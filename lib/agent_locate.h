@@ -8,6 +8,10 @@
 
 #include "util.h"
 
+/* The directory inside the workspace where a transport may place the agent when no other
+ * exec-able place exists; the mount never shows it. */
+#define AGENT_HIDDEN_DIR ".sandmount-agent"
+
 /* Read the agent binary: $SANDMOUNT_AGENT, else the build tree next to this program, else the
  * install locations. *data is malloc'd; path receives where it was found. 0 or -1 with e set. */
 int agent_read_local(char *path, size_t path_size, uint8_t **data, size_t *size, struct err *e);

@@ -18,7 +18,6 @@
 #include "agent_locate.h"
 #include "log.h"
 
-#define HIDDEN_DIR ".sandmount-agent"
 #define PROBE_OUTPUT_MAX 8192
 
 struct agent_bin {
@@ -116,7 +115,7 @@ static int run_script(struct docker_tr *tr, const char *script, struct buf *out,
 static char *candidate_words(struct docker_tr *tr, bool with_hidden)
 {
 	char *agent_dir = tr->agent_dir ? sh_quote(tr->agent_dir) : xstrdup("''");
-	char *hidden = str_printf("%s/" HIDDEN_DIR, tr->remote_dir);
+	char *hidden = str_printf("%s/" AGENT_HIDDEN_DIR, tr->remote_dir);
 	char *qhidden = hidden ? sh_quote(hidden) : NULL;
 	char *words = str_printf("%s /tmp /var/tmp /dev/shm \"$HOME\" %s", agent_dir,
 				 with_hidden && qhidden ? qhidden : "");
@@ -150,13 +149,13 @@ static int probe(struct docker_tr *tr, const struct agent_bin *a, struct buf *ou
 	return rc;
 }
 
-/* PUT the agent into dir (or dir/HIDDEN_DIR) and check that it runs there. */
+/* PUT the agent into dir (or dir/AGENT_HIDDEN_DIR) and check that it runs there. */
 static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char *dir,
 		     bool hidden, unsigned uid, unsigned gid, char *placed, size_t size)
 {
 	struct buf tar;
 	buf_init(&tar);
-	make_tar(&tar, a, hidden ? HIDDEN_DIR : NULL, uid, gid);
+	make_tar(&tar, a, hidden ? AGENT_HIDDEN_DIR : NULL, uid, gid);
 	char *qdir = docker_escape(dir);
 	char *path = str_printf("/containers/%s/archive?path=%s", tr->container_id, qdir);
 	struct err e;
@@ -172,7 +171,7 @@ static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char
 		log_info("agent: cannot place it in %s: %s", dir, st < 0 ? "request failed" : e.msg);
 		return false;
 	}
-	snprintf(placed, size, "%s%s/%s", dir, hidden ? "/" HIDDEN_DIR : "", a->name);
+	snprintf(placed, size, "%s%s/%s", dir, hidden ? "/" AGENT_HIDDEN_DIR : "", a->name);
 	char *qf = sh_quote(placed);
 	char *script = qf ? str_printf("f=%s; " AGENT_OK_TEST, qf, a->size) : NULL;
 	struct buf out;

@@ -61,7 +61,6 @@ class Sshfs(Local):
     def __init__(self, bed, link):
         super().__init__(bed, link)
         self.remote_base = Path(bed.tb["SM_REMOTE_DIR"])
-        self.cm = None
 
     def place(self, template, tag):
         dst = self.remote_base / self.key / tag

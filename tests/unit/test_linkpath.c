@@ -129,6 +129,8 @@ static void test_hidden_name(void)
 	CHECK(linkpath_is_hidden_name(OUT));
 	CHECK(linkpath_is_hidden_name(OUT "-2"));
 	CHECK(!linkpath_is_hidden_name(".sandmount"));
+	CHECK(linkpath_is_hidden_name(".sandmount-agent"));
+	CHECK(!linkpath_is_hidden_name(".sandmount-agent2"));
 	CHECK(!linkpath_is_hidden_name("a" OUT));
 }
 
