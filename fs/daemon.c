@@ -93,13 +93,33 @@ static void leave_terminal(void)
 
 /* ---- connecting ---- */
 
+/* Caches may be trusted this long while the sandbox reports its changes. */
+#define WATCHED_CACHE_TIMEOUT_S 30.0
+
+/* Ask the sandbox to report changes to the workspace (the agent's watch). While it does, cached
+ * attributes and names live longer; without it, the configured cache_timeout applies. */
+static void start_watch(struct session *s, struct conn *c)
+{
+	struct err e = {""};
+	int r = transport_watch(c->transport, s->remote_root, fs_notify_change, s->fs, &e);
+	double ttl = s->cfg->cache_timeout_s;
+	if (r == 0 && ttl < WATCHED_CACHE_TIMEOUT_S)
+		ttl = WATCHED_CACHE_TIMEOUT_S;
+	fs_set_cache_timeout(s->fs, ttl);
+	if (r == 0)
+		log_info("the sandbox reports changes: caching for %.0f s", ttl);
+	else
+		log_info("no change reports (%s): caching for %g s", e.msg, ttl);
+}
+
 static void on_reconnect(void *ctx, struct conn *c)
 {
-	(void)c;
 	struct session *s = ctx;
+	if (!s->fs)
+		return;
+	start_watch(s, c);
 	/* Anything may have changed while we were away. */
-	if (s->fs)
-		fs_barrier(s->fs);
+	fs_barrier(s->fs);
 }
 
 static int connect_sandbox(struct session *s, struct err *e)
@@ -280,6 +300,10 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 		leave_terminal();
 		report_verdict(verdict, NULL);
 	}
+	struct conn *c = conn_get(s.conn, 0);
+	if (c)
+		start_watch(&s, c);
+	conn_put(s.conn, c);
 	log_info("mounted %s (%s) at %s", cfg->name, s.remote_root, mountpoint);
 
 	struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 16};

@@ -89,6 +89,11 @@ void fs_set_session(struct fs *fs, struct fuse_session *se)
 	fs->se = se;
 }
 
+void fs_set_cache_timeout(struct fs *fs, double seconds)
+{
+	fs->timeout_s = seconds;
+}
+
 void fs_barrier(void *arg)
 {
 	struct fs *fs = arg;
@@ -106,16 +111,8 @@ void fs_barrier(void *arg)
 		int r = fuse_lowlevel_notify_inval_inode(fs->se, v[i].ino, 0, 0);
 		if (r < 0 && r != -ENOENT)
 			log_debug("invalidating inode %" PRIu64 ": %s", v[i].ino, strerror(-r));
-		/* A directory's entry stays: invalidating it unhashes the dentry, and a process
-		 * whose cwd is inside would see getcwd() fail with ENOENT. Its attributes and
-		 * listing were dropped above; a directory the command removed or renamed is
-		 * noticed when its entry times out (or at once through a change watch). */
-		if (!v[i].parent || !v[i].name || S_ISDIR(v[i].type))
-			continue;
-		r = fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent, v[i].name,
-						     strlen(v[i].name));
-		if (r < 0 && r != -ENOENT)
-			log_debug("invalidating entry %s: %s", v[i].name, strerror(-r));
+		if (v[i].parent && v[i].name)
+			fs_expire_entry(fs, v[i].parent, v[i].name, S_ISDIR(v[i].type));
 	}
 	inode_cached_free(v, n);
 }

@@ -39,6 +39,8 @@ void fs_barrier(void *fs);
  * path NULL: of everything (as fs_barrier). Any thread that is not serving a FUSE request.
  * `fs` is a struct fs *. */
 void fs_notify_change(void *fs, const char *remote_path);
+/* The attr/entry cache lifetime from now on (longer while a change watch runs). */
+void fs_set_cache_timeout(struct fs *fs, double seconds);
 /* Append human-readable status lines (inodes, open files, pending writes, op counters). */
 void fs_status(struct fs *fs, struct buf *text);
 /* Bytes written by local programs but not yet acknowledged by the sandbox. */

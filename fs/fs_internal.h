@@ -80,7 +80,7 @@ struct fs {
 	char *root;	 /* remote workspace, as given (absolute) */
 	char *root_path; /* prefix for remote paths: root without trailing '/' ("" for "/") */
 	char *alias;	 /* NULL if none */
-	double timeout_s;
+	_Atomic double timeout_s; /* attr/entry TTL: longer while the sandbox reports changes */
 	uid_t uid;
 	gid_t gid;
 	size_t write_chunk;
@@ -128,6 +128,9 @@ static inline struct fs *fs_of(fuse_req_t req)
 
 /* Answer with a negative errno from sftp_* (or a positive one); a timeout is an I/O error. */
 void fs_reply_errno(fuse_req_t req, int err);
+/* Make the kernel revalidate `name` in `parent` at its next use (expire.c); a directory keeps
+ * its dentry when it is still there, so cwds inside it stay valid. */
+void fs_expire_entry(struct fs *fs, uint64_t parent, const char *name, bool is_dir);
 /* The remote path of `name` in directory `ino` (name NULL: of `ino` itself), malloc'd. */
 int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out);
 /* True for a name that never exists (the containment name in the root). */

@@ -20,13 +20,6 @@ static void inval_inode(struct fs *fs, uint64_t ino)
 		log_debug("invalidating inode %" PRIu64 ": %s", ino, strerror(-r));
 }
 
-static void inval_entry(struct fs *fs, uint64_t parent, const char *name)
-{
-	int r = fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
-	if (r < 0 && r != -ENOENT)
-		log_debug("invalidating entry %s: %s", name, strerror(-r));
-}
-
 /* The path below the workspace root ("" for the root), or NULL for a path outside it. */
 static const char *relative(const struct fs *fs, const char *path)
 {
@@ -63,7 +56,8 @@ void fs_notify_change(void *arg, const char *remote_path)
 	if (ino)
 		inval_inode(fs, ino); /* attributes and data of the object itself */
 	if (name) {
-		inval_entry(fs, dir, name); /* its name, or a cached "does not exist" */
+		/* its name, or a cached "does not exist": revalidated at the next use */
+		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
 		inval_inode(fs, dir);	    /* the listing of the directory holding it */
 	}
 	free(copy);

@@ -249,7 +249,7 @@ static void test_signal(struct target *tg)
 	CHECK(p->ops->wait(p, deadline_in(5000), &st, &e) == 0 && st == 130);
 	p->ops->free(p);
 	/* A trap runs, and its exit status is the command's. */
-	struct exec_spec trap = {.command = "sh -c 'trap \"echo got-int; exit 42\" INT; echo ready; "
+	struct exec_spec trap = {.command = "exec sh -c 'trap \"echo got-int; exit 42\" INT; echo ready; "
 					    "while :; do sleep 0.1; done'",
 				 .cwd = tg->dir};
 	int st2 = -1;

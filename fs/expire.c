@@ -1,0 +1,61 @@
+/* expire.c: "revalidate this name" notifications for the kernel's dentry cache.
+ *
+ * libfuse 3.14 can only send a full invalidation of a name (fuse_lowlevel_notify_inval_entry),
+ * which unhashes the dentry: for a directory that is some process's cwd (a gateway's shell sits
+ * in its workspace), getcwd() then fails with ENOENT although nothing changed. Linux 6.2 added
+ * FUSE_EXPIRE_ONLY: the entry only times out, so the next use revalidates it with a LOOKUP and
+ * keeps it when it still names the same inode. libfuse learned it in 3.16; until then the
+ * message is written to /dev/fuse here (it is one writev, like libfuse's own notifications). */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "log.h"
+
+/* Send FUSE_NOTIFY_INVAL_ENTRY with FUSE_EXPIRE_ONLY. 0 or -errno (-EINVAL: kernel too old). */
+static int send_expire(struct fuse_session *se, uint64_t parent, const char *name, size_t len)
+{
+	struct fuse_notify_inval_entry_out arg = {
+		.parent = parent,
+		.namelen = (uint32_t)len,
+		.flags = FUSE_EXPIRE_ONLY,
+	};
+	struct fuse_out_header out = {
+		.len = (uint32_t)(sizeof(out) + sizeof(arg) + len + 1),
+		.error = FUSE_NOTIFY_INVAL_ENTRY,
+		.unique = 0,
+	};
+	struct iovec iov[] = {
+		{&out, sizeof(out)},
+		{&arg, sizeof(arg)},
+		{(void *)name, len + 1},
+	};
+	ssize_t n = writev(fuse_session_fd(se), iov, 3);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == out.len ? 0 : -EIO;
+}
+
+void fs_expire_entry(struct fs *fs, uint64_t parent, const char *name, bool is_dir)
+{
+	static atomic_bool unsupported;
+	size_t len = strlen(name);
+	int r = -EINVAL;
+	if (!unsupported) {
+		r = send_expire(fs->se, parent, name, len);
+		if (r == -EINVAL) {
+			unsupported = true;
+			log_info("the kernel cannot expire entries (before Linux 6.2): directory names "
+				 "are revalidated only when their cache times out");
+		}
+	}
+	if (r == -EINVAL && !is_dir) /* a file's name is never a cwd: invalidate it outright */
+		r = fuse_lowlevel_notify_inval_entry(fs->se, parent, name, len);
+	if (r < 0 && r != -ENOENT && r != -EINVAL)
+		log_debug("expiring entry %s: %s", name, strerror(-r));
+}
