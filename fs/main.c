@@ -30,6 +30,7 @@ static void usage(FILE *out)
 	      "\n"
 	      "SANDBOX   ssh://[USER@]HOST[:PORT]/DIR   an SSH host; DIR is absolute, /~/DIR is\n"
 	      "                                         relative to the remote home\n"
+	      "          docker://CONTAINER/DIR         a container (Docker Engine API or Podman)\n"
 	      "          NAME                           a sandbox from the config file\n"
 	      "MOUNTPOINT may be left out for a named sandbox that has a \"mountpoint\".\n"
 	      "\n"
@@ -51,6 +52,10 @@ static void usage(FILE *out)
 	      "  op_timeout=S           a file operation fails with EIO after S seconds (30)\n"
 	      "  cache_timeout=S        attribute/name cache lifetime in seconds (2)\n"
 	      "  allow_other            let other users use the mount (needs user_allow_other)\n"
+	      "  docker_host=URL        unix://PATH or tcp://HOST:PORT (default: as the docker CLI)\n"
+	      "  docker_context=NAME    a docker context from ~/.docker\n"
+	      "  agent=auto|on|off      sandmount-agent in the sandbox (fast exec, change watch)\n"
+	      "  agent_dir=DIR          where to place the agent in a container\n"
 	      "\n"
 	      "Config: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json or\n"
 	      "/etc/sandmount/config.json. See sandmount(1).\n",
