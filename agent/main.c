@@ -30,7 +30,9 @@ static int run(const char *name, int argc, char **argv, int (*serve)(void))
 			return 2;
 		}
 	}
-	if (dir && chdir(dir) < 0) {
+	/* `serve` takes absolute paths for everything; a workspace that is missing is reported
+	 * by the client when it looks at it, with the agent running. */
+	if (dir && chdir(dir) < 0 && serve != mux_server_run) {
 		fprintf(stderr, "sandmount-agent: %s: cannot change to %s: %s\n", name, dir,
 			strerror(errno));
 		return 1;

@@ -94,9 +94,39 @@ void fs_set_cache_timeout(struct fs *fs, double seconds)
 	fs->timeout_s = seconds;
 }
 
+void fs_set_watched(struct fs *fs, bool watched)
+{
+	inode_mark_all_stale(fs->inodes);
+	atomic_store(&fs->watched, watched);
+}
+
+void fs_mark_stale(struct fs *fs, uint64_t ino)
+{
+	inode_mark_stale(fs->inodes, ino);
+}
+
+uint64_t fs_seq(struct fs *fs)
+{
+	return inode_stale_seq(fs->inodes);
+}
+
+void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq)
+{
+	if (seq == FS_SEQ_NONE || !atomic_load(&fs->watched))
+		return;
+	inode_set_attrs(fs->inodes, ino, a, now_ms() + (int64_t)(fs->timeout_s * 1000), seq);
+}
+
+bool fs_fresh_attrs(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
+{
+	return atomic_load(&fs->watched) && inode_fresh_attrs(fs->inodes, ino, now_ms(), a) &&
+	       !fs_inode_is_open(fs, ino);
+}
+
 void fs_barrier(void *arg)
 {
 	struct fs *fs = arg;
+	inode_mark_all_stale(fs->inodes);
 	if (!fs->se)
 		return;
 	/* What was handed out longer ago than the TTL has expired in the kernel already. */
@@ -323,13 +353,14 @@ void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, str
 }
 
 int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const struct sftp_attrs *a,
-		  struct fuse_entry_param *e)
+		  uint64_t seq, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = inode_enter(fs->inodes, parent, name, fs_attrs_type(a), 1, now_ms());
 	if (!e->ino)
 		return -ENOMEM;
 	fs_fill_stat(fs, e->ino, a, &e->attr);
+	fs_remember_attrs(fs, e->ino, a, seq);
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, e->ino, a->size, false);
 	e->attr_timeout = fs->timeout_s;

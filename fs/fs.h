@@ -41,6 +41,13 @@ void fs_barrier(void *fs);
 void fs_notify_change(void *fs, const char *remote_path);
 /* The attr/entry cache lifetime from now on (longer while a change watch runs). */
 void fs_set_cache_timeout(struct fs *fs, double seconds);
+/* Whether the sandbox reports its changes (the transport watch runs, and every change comes to
+ * fs_notify_change): fresh attributes and listings are then served without asking the sandbox.
+ * Every call (on or off) drops what was known fresh (changes may have been missed meanwhile). */
+void fs_set_watched(struct fs *fs, bool watched);
+/* The sandbox reported a change of inode `ino` (its attributes, data, or listing): not fresh
+ * any more. Call before the kernel invalidation (fs/notify.c). `fs` is a struct fs *. */
+void fs_mark_stale(struct fs *fs, uint64_t ino);
 /* Append human-readable status lines (inodes, open files, pending writes, op counters). */
 void fs_status(struct fs *fs, struct buf *text);
 /* Bytes written by local programs but not yet acknowledged by the sandbox. */

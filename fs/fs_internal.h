@@ -44,6 +44,7 @@ struct fs_file {
 	struct sftp_handle handle;
 	bool closed;
 	bool lost; /* the file could not be opened again after a reconnect */
+	bool wrote; /* written through: its close waits for the reply, its attributes go stale */
 	int err;   /* first failed write: reported by flush, fsync and close */
 	uint8_t *stage;
 	size_t stage_len;
@@ -81,6 +82,7 @@ struct fs {
 	char *root_path; /* prefix for remote paths: root without trailing '/' ("" for "/") */
 	char *alias;	 /* NULL if none */
 	_Atomic double timeout_s; /* attr/entry TTL: longer while the sandbox reports changes */
+	atomic_bool watched;	  /* the sandbox reports its changes: fresh caches are trusted */
 	uid_t uid;
 	gid_t gid;
 	size_t write_chunk;
@@ -136,9 +138,18 @@ int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out);
 /* True for a name that never exists (the containment name in the root). */
 bool fs_hidden_name(fuse_ino_t parent, const char *name);
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st);
-/* Enter `name` in `parent` as one more kernel lookup and fill the entry to hand out. */
+/* Freshness of what was handed out (inode.h), kept only while the sandbox reports changes.
+ * fs_seq() is read before the remote call whose answer is remembered; FS_SEQ_NONE: the
+ * attributes are not remembered (they came from the cache, or are not the server's). */
+#define FS_SEQ_NONE UINT64_MAX
+uint64_t fs_seq(struct fs *fs);
+void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq);
+/* The attributes of `ino` when they are fresh and trusted (watched, not open for writing). */
+bool fs_fresh_attrs(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a);
+/* Enter `name` in `parent` as one more kernel lookup and fill the entry to hand out; `seq` as
+ * for fs_remember_attrs. */
 int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const struct sftp_attrs *a,
-		  struct fuse_entry_param *e);
+		  uint64_t seq, struct fuse_entry_param *e);
 /* lstat the new name and answer with its entry (mkdir, symlink, link, mknod). */
 void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name);
 mode_t fs_attrs_type(const struct sftp_attrs *a);

@@ -20,6 +20,9 @@ struct inode {
 	bool opened;	    /* open_size/open_mtime are valid */
 	uint64_t open_size;
 	uint32_t open_mtime;
+	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
+	int64_t attrs_until, listed_until;
+	uint64_t stale_seq; /* the table's seq when this inode was last marked stale */
 	struct inode *next_by_ino;
 	struct inode *next_by_name;
 };
@@ -34,6 +37,8 @@ struct inode_table {
 	struct hash by_ino, by_name;
 	size_t count;
 	uint64_t next_ino;
+	uint64_t seq;	    /* counts stale marks */
+	uint64_t all_stale; /* seq of the last "everything is stale" */
 };
 
 static size_t hash_ino(uint64_t ino)
@@ -220,6 +225,7 @@ static struct inode *add_node(struct inode_table *t, uint64_t parent, const char
 	n->parent = parent;
 	n->name = copy;
 	n->type = type;
+	n->stale_seq = t->seq; /* data fetched before it existed is not trusted */
 	struct inode **s = by_ino_slot(t, n->ino);
 	n->next_by_ino = *s;
 	*s = n;
@@ -429,4 +435,86 @@ uint64_t inode_lookup(struct inode_table *t, uint64_t parent, const char *name)
 	uint64_t ino = n ? n->ino : 0;
 	pthread_mutex_unlock(&t->lock);
 	return ino;
+}
+
+uint64_t inode_stale_seq(struct inode_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+	uint64_t seq = t->seq;
+	pthread_mutex_unlock(&t->lock);
+	return seq;
+}
+
+/* The node, if data fetched at `seq` may be kept for it (t->lock held). */
+static struct inode *find_current(struct inode_table *t, uint64_t ino, uint64_t seq)
+{
+	struct inode *n = find_ino(t, ino);
+	return n && n->stale_seq <= seq && t->all_stale <= seq ? n : NULL;
+}
+
+void inode_set_attrs(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a,
+		     int64_t until_ms, uint64_t seq)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_current(t, ino, seq);
+	if (n) {
+		n->attrs = *a;
+		n->attrs_until = until_ms;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool inode_fresh_attrs(struct inode_table *t, uint64_t ino, int64_t now_ms, struct sftp_attrs *a)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	bool fresh = n && n->attrs_until > now_ms;
+	if (fresh)
+		*a = n->attrs;
+	pthread_mutex_unlock(&t->lock);
+	return fresh;
+}
+
+void inode_set_listed(struct inode_table *t, uint64_t ino, int64_t until_ms, uint64_t seq)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_current(t, ino, seq);
+	if (n)
+		n->listed_until = until_ms;
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool inode_listing_fresh(struct inode_table *t, uint64_t ino, int64_t now_ms)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	bool fresh = n && n->listed_until > now_ms;
+	pthread_mutex_unlock(&t->lock);
+	return fresh;
+}
+
+void inode_mark_stale(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	t->seq++;
+	if (n) {
+		n->attrs_until = 0;
+		n->listed_until = 0;
+		n->stale_seq = t->seq;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_mark_all_stale(struct inode_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->all_stale = ++t->seq;
+	for (size_t i = 0; i < t->by_ino.cap; i++) {
+		for (struct inode *n = t->by_ino.slot[i]; n; n = n->next_by_ino) {
+			n->attrs_until = 0;
+			n->listed_until = 0;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
 }

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "sftp_client.h"
+
 #define INODE_ROOT 1
 
 struct inode_table;
@@ -62,5 +64,19 @@ void inode_cached_free(struct inode_cached *v, long n);
 
 /* The inode of `name` in `parent` if the table has one, else 0. Creates nothing (notify.c). */
 uint64_t inode_lookup(struct inode_table *t, uint64_t parent, const char *name);
+
+/* Freshness (trusted while a change watch runs): the attributes handed out for an inode and
+ * whether its listing was handed out, each fresh until a deadline unless marked stale since.
+ * `seq` is inode_stale_seq() read before the remote call that produced the data: data older
+ * than a stale mark is not kept. */
+uint64_t inode_stale_seq(struct inode_table *t);
+void inode_set_attrs(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a,
+		     int64_t until_ms, uint64_t seq);
+bool inode_fresh_attrs(struct inode_table *t, uint64_t ino, int64_t now_ms, struct sftp_attrs *a);
+void inode_set_listed(struct inode_table *t, uint64_t ino, int64_t until_ms, uint64_t seq);
+bool inode_listing_fresh(struct inode_table *t, uint64_t ino, int64_t now_ms);
+/* The object (its attributes, and its listing for a directory) may have changed. */
+void inode_mark_stale(struct inode_table *t, uint64_t ino);
+void inode_mark_all_stale(struct inode_table *t);
 
 #endif

@@ -1,6 +1,11 @@
-/* ops_dir.c: FUSE directory operations. opendir lists the whole remote directory once into a
+/* ops_dir.c: FUSE directory operations. The whole remote directory is listed once into a
  * snapshot owned by the open directory; readdir and readdirplus hand it out by index, so
- * offsets stay valid however the remote changes meanwhile. */
+ * offsets stay valid however the remote changes meanwhile.
+ *
+ * While the sandbox reports its changes, the kernel keeps listings (cache_readdir): opendir asks
+ * the sandbox nothing, tells the kernel to keep its cached listing when ours is still fresh, and
+ * the listing is fetched on the first readdir (which a kernel serving its cache never sends).
+ * Without change reports, opendir lists at once, so errors come where programs expect them. */
 #include "fs_internal.h"
 
 #include <errno.h>
@@ -14,6 +19,8 @@ struct dir_entry {
 
 struct dir_snapshot {
 	fuse_ino_t ino;
+	bool listed;
+	uint64_t seq; /* fs_seq() before the listing was asked for */
 	struct dir_entry *v;
 	size_t n, cap;
 };
@@ -47,12 +54,19 @@ static int snapshot_add(void *ctx, const char *name, const struct sftp_attrs *a)
 }
 
 /* Listing is idempotent: after a lost connection, list again from the start. */
-static int list_dir(struct fs *fs, const char *path, struct dir_snapshot *d)
+static int list_dir(struct fs *fs, struct dir_snapshot *d)
 {
+	char *path;
 	struct fs_call call;
-	int r = fs_call_begin(fs, &call);
+	d->seq = fs_seq(fs);
+	int r = fs_remote_path(fs, d->ino, NULL, &path);
 	if (r < 0)
 		return r;
+	r = fs_call_begin(fs, &call);
+	if (r < 0) {
+		free(path);
+		return r;
+	}
 	do {
 		for (size_t i = 0; i < d->n; i++)
 			free(d->v[i].name);
@@ -60,6 +74,11 @@ static int list_dir(struct fs *fs, const char *path, struct dir_snapshot *d)
 		r = sftp_list_dir(call.sftp, path, snapshot_add, d);
 	} while (fs_call_retry(&call, &r));
 	fs_call_end(&call);
+	free(path);
+	d->listed = r == 0;
+	if (r == 0 && atomic_load(&fs->watched))
+		inode_set_listed(fs->inodes, d->ino,
+				 now_ms() + (int64_t)(fs->timeout_s * 1000), d->seq);
 	return r;
 }
 
@@ -67,13 +86,16 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct dir_snapshot *d = calloc(1, sizeof(*d));
-	char *path = NULL;
-	int r = d ? fs_remote_path(fs, ino, NULL, &path) : -ENOMEM;
-	if (r == 0) {
+	bool watched = atomic_load(&fs->watched);
+	int r = d ? 0 : -ENOMEM;
+	if (d)
 		d->ino = ino;
-		r = list_dir(fs, path, d);
+	if (d && watched) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = inode_listing_fresh(fs->inodes, ino, now_ms());
+	} else if (d) {
+		r = list_dir(fs, d);
 	}
-	free(path);
 	if (r < 0) {
 		if (d)
 			snapshot_free(d);
@@ -111,7 +133,7 @@ static size_t add_entry(fuse_req_t req, struct dir_snapshot *d, size_t index, ch
 		/* Files open here may have writes the snapshot's size does not show: for them
 		 * e.ino stays 0, which tells the kernel to take the name only. */
 		if (plus && !fs_inode_is_open(fs, e.attr.st_ino) &&
-		    fs_make_entry(fs, d->ino, name, &de->attrs, &e) < 0)
+		    fs_make_entry(fs, d->ino, name, &de->attrs, d->seq, &e) < 0)
 			return room + 1;
 	} else {
 		return 0;
@@ -127,6 +149,11 @@ static size_t add_entry(fuse_req_t req, struct dir_snapshot *d, size_t index, ch
 static void read_dir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
 	struct dir_snapshot *d = (struct dir_snapshot *)(uintptr_t)fi->fh;
+	int r = d->listed ? 0 : list_dir(fs_of(req), d);
+	if (r < 0) {
+		fs_reply_errno(req, r);
+		return;
+	}
 	char *buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);

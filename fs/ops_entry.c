@@ -17,16 +17,23 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	char *path;
-	int r = fs_remote_path(fs, parent, name, &path);
 	struct sftp_attrs a;
+	struct fuse_entry_param e;
+	uint64_t known = inode_lookup(fs->inodes, parent, name);
+	if (known && fs_fresh_attrs(fs, known, &a) && fs_make_entry(fs, parent, name, &a,
+								   FS_SEQ_NONE, &e) == 0) {
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	char *path;
+	uint64_t seq = fs_seq(fs);
+	int r = fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
 		r = fs_lstat(fs, path, &a);
 		free(path);
 	}
-	struct fuse_entry_param e;
 	if (r == 0)
-		r = fs_make_entry(fs, parent, name, &a, &e);
+		r = fs_make_entry(fs, parent, name, &a, seq, &e);
 	if (r == 0 && fs_drain_inode(fs, e.ino) > 0 &&
 	    fs_remote_path(fs, e.ino, NULL, &path) == 0) {
 		/* Writes of open files just landed: report the size they made. */
@@ -68,11 +75,12 @@ static int stat_inode(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
 	return r;
 }
 
-static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *a)
+static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq)
 {
 	struct fs *fs = fs_of(req);
 	struct stat st;
 	fs_fill_stat(fs, ino, a, &st);
+	fs_remember_attrs(fs, ino, a, seq);
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, ino, a->size, false);
 	inode_touch(fs->inodes, ino, now_ms());
@@ -110,17 +118,22 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_of(req);
 	struct sftp_attrs a;
 	if (ino == INODE_ROOT && root_attrs_offline(fs, &a)) {
-		reply_attr(req, ino, &a);
+		reply_attr(req, ino, &a, FS_SEQ_NONE);
+		return;
+	}
+	if (fs_fresh_attrs(fs, ino, &a)) {
+		reply_attr(req, ino, &a, FS_SEQ_NONE);
 		return;
 	}
 	fs_drain_inode(fs, ino);
+	uint64_t seq = fs_seq(fs);
 	int r = stat_inode(fs, ino, &a);
 	if (r == 0 && ino == INODE_ROOT)
 		root_attrs_seen(fs, &a);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
-		reply_attr(req, ino, &a);
+		reply_attr(req, ino, &a, seq);
 }
 
 /* Build the SFTP attributes for a setattr; times not given keep their current values. */
@@ -187,6 +200,8 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	int r = 0;
 
 	(void)fi; /* every open file of the inode is drained, then the path is used */
+	fs_mark_stale(fs, ino);
+	uint64_t seq = fs_seq(fs);
 	if (owner_change_refused(fs, attr, to_set))
 		r = -EPERM;
 	/* Buffered writes go first: sent later, they would undo a truncate, or set the mtime
@@ -217,7 +232,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
-		reply_attr(req, ino, &a);
+		reply_attr(req, ino, &a, seq);
 }
 
 void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -250,13 +265,14 @@ void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path;
 	struct sftp_attrs a;
 	struct fuse_entry_param e;
+	uint64_t seq = fs_seq(fs);
 	int r = fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
 		r = fs_lstat(fs, path, &a);
 		free(path);
 	}
 	if (r == 0)
-		r = fs_make_entry(fs, parent, name, &a, &e);
+		r = fs_make_entry(fs, parent, name, &a, seq, &e);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
@@ -300,9 +316,19 @@ static int fs_mutate(struct fs *fs, enum mutation m, const char *a, const char *
 	return r;
 }
 
+/* A name in `parent` is about to change: neither the directory nor what the name held is fresh. */
+static void mark_name_stale(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	fs_mark_stale(fs, parent);
+	uint64_t ino = inode_lookup(fs->inodes, parent, name);
+	if (ino)
+		fs_mark_stale(fs, ino);
+}
+
 /* The remote path for a new name; the containment name can never be made. */
 static int new_name_path(struct fs *fs, fuse_ino_t parent, const char *name, char **path)
 {
+	mark_name_stale(fs, parent, name);
 	if (fs_hidden_name(parent, name))
 		return -EPERM;
 	return fs_remote_path(fs, parent, name, path);
@@ -352,6 +378,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 {
 	struct fs *fs = fs_of(req);
 	char *path;
+	mark_name_stale(fs, parent, name);
 	int r = fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
 		r = fs_mutate(fs, dir ? MUT_RMDIR : MUT_REMOVE, path, NULL, 0);
@@ -396,6 +423,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	/* SFTP cannot swap two names atomically. */
 	if (flags & ~RENAME_NOREPLACE)
 		r = -EINVAL;
+	mark_name_stale(fs, parent, name);
 	if (r == 0)
 		r = fs_remote_path(fs, parent, name, &from);
 	if (r == 0)
@@ -417,6 +445,7 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 {
 	struct fs *fs = fs_of(req);
 	char *from = NULL, *to = NULL;
+	fs_mark_stale(fs, ino);
 	int r = fs_remote_path(fs, ino, NULL, &from);
 	if (r == 0)
 		r = new_name_path(fs, newparent, newname, &to);

@@ -240,8 +240,13 @@ static int file_close(struct fs *fs, struct fs_file *f)
 	fs_readahead_drop(f);
 	int r = drain(fs, f);
 	int rc = 0;
-	if (!f->lost && conn_current(fs->conn, f->conn))
+	/* Only a close after writes can report something (a failed flush on the sandbox). */
+	if (!f->lost && conn_current(fs->conn, f->conn) && f->wrote)
 		rc = sftp_close(f->conn->sftp, &f->handle);
+	else if (!f->lost && conn_current(fs->conn, f->conn))
+		sftp_close_async(f->conn->sftp, &f->handle);
+	if (f->wrote)
+		fs_mark_stale(fs, f->ino);
 	if (f->count || f->stage_len) {
 		log_warn("inode %llu closed with %u writes the sandbox never acknowledged",
 			 (unsigned long long)f->ino, f->count + (f->stage_len > 0));
@@ -431,19 +436,26 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sftp_attrs a;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
+	/* Attributes the sandbox vouches for (watched, unchanged since) spare the STAT. */
+	bool fresh = !(pflags & SFTP_OPEN_TRUNC) && fs_fresh_attrs(fs, ino, &a);
+	bool have_attrs = fresh;
+	uint64_t seq = fs_seq(fs);
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == 0) {
 		r = fs_call_begin(fs, &call);
 		/* Opening again is harmless unless it truncates. */
 		if (r == 0) {
 			do
-				r = sftp_open(call.sftp, path, pflags, NULL, &h);
+				r = fresh ? sftp_open(call.sftp, path, pflags, NULL, &h)
+					  : sftp_open_stat(call.sftp, path, pflags, NULL, &h, &a,
+							   &have_attrs);
 			while (!(pflags & SFTP_OPEN_TRUNC) && fs_call_retry(&call, &r));
 		}
 		free(path);
 	}
 	if (r == 0) {
-		bool have_attrs = sftp_fstat(call.sftp, &h, &a) == 0;
+		if (have_attrs && !fresh)
+			fs_remember_attrs(fs, ino, &a, seq);
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fi);
 	}
 	fs_call_end(&call);
@@ -463,17 +475,20 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	struct fuse_entry_param e;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags | O_CREAT);
+	bool have_attrs = false;
+	fs_mark_stale(fs, parent);
 	int r = fs_hidden_name(parent, name) ? -EPERM : fs_remote_path(fs, parent, name, &path);
 	if (r == 0) {
 		r = fs_call_begin(fs, &call);
 		if (r == 0)
-			r = sftp_open(call.sftp, path, pflags, &a, &h);
+			r = sftp_open_stat(call.sftp, path, pflags, &a, &h, &a, &have_attrs);
 		free(path);
 	}
 	if (r == 0) {
-		r = sftp_fstat(call.sftp, &h, &a);
+		if (!have_attrs)
+			r = sftp_fstat(call.sftp, &h, &a);
 		if (r == 0)
-			r = fs_make_entry(fs, parent, name, &a, &e);
+			r = fs_make_entry(fs, parent, name, &a, FS_SEQ_NONE, &e);
 		if (r < 0)
 			sftp_close(call.sftp, &h);
 		else if ((r = attach_file(fs, e.ino, &call, &h, pflags, &a, fi)) < 0)
@@ -521,6 +536,10 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	struct fs_file *f = file_of(fi);
 	pthread_mutex_lock(&f->lock);
 	fs_readahead_drop(f);
+	if (!f->wrote) {
+		f->wrote = true;
+		fs_mark_stale(fs, f->ino);
+	}
 	int r = f->err ? f->err : stage_write(fs, f, buf, size, (uint64_t)off);
 	pthread_mutex_unlock(&f->lock);
 	if (r < 0)

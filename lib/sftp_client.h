@@ -85,7 +85,15 @@ int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const stru
 /* attrs may be NULL; only a->perm (with SFTP_ATTR_PERM) is sent for creation mode. */
 int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const struct sftp_attrs *a,
 	      struct sftp_handle *h);
+/* Open, and STAT the path right after, in one round trip. Returns the open's result; *have_st
+ * tells whether st holds the attributes (a failed STAT does not fail the open). */
+int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
+		   const struct sftp_attrs *a, struct sftp_handle *h, struct sftp_attrs *st,
+		   bool *have_st);
 int sftp_close(struct sftp_client *c, const struct sftp_handle *h);
+/* Send CLOSE without waiting: the reply is dropped when it comes (for handles that have no
+ * unacknowledged writes, whose close cannot report anything worth waiting for). */
+void sftp_close_async(struct sftp_client *c, const struct sftp_handle *h);
 /* Reads up to len bytes (split into server-sized requests sent at once); *got < len only at EOF. */
 int sftp_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, void *p,
 	      size_t len, size_t *got);
@@ -102,7 +110,8 @@ int sftp_read_async(struct sftp_client *c, const struct sftp_handle *h, uint64_t
 int sftp_req_wait(struct sftp_req *r);
 int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got);
 
-/* List a directory: calls cb for every entry except "." and "..". cb returns 0 to go on. */
+/* List a directory: calls cb for every entry except "." and "..". cb returns 0 to go on. Two
+ * READDIRs are kept in flight and the handle is closed without waiting. */
 typedef int (*sftp_dir_cb)(void *ctx, const char *name, const struct sftp_attrs *a);
 int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx);
 

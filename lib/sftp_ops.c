@@ -172,19 +172,22 @@ int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const stru
 
 /* ---- files ---- */
 
-int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const struct sftp_attrs *a,
-	      struct sftp_handle *h)
+static void begin_open(struct buf *b, const char *path, uint32_t pflags,
+		       const struct sftp_attrs *a)
 {
 	struct sftp_attrs mode = {0};
 	if (a && (a->flags & SFTP_ATTR_PERM)) {
 		mode.flags = SFTP_ATTR_PERM;
 		mode.perm = a->perm;
 	}
-	struct buf b;
-	begin_path(&b, SSH_FXP_OPEN, path);
-	buf_put_u32(&b, pflags);
-	sftp_attrs_encode(&b, &mode);
-	int e = call_handle(c, &b, h);
+	begin_path(b, SSH_FXP_OPEN, path);
+	buf_put_u32(b, pflags);
+	sftp_attrs_encode(b, &mode);
+}
+
+/* OpenSSH answers a bare FAILURE for EEXIST and EISDIR: ask which it was. */
+static int open_error(struct sftp_client *c, const char *path, uint32_t pflags, int e)
+{
 	if (e != -EIO)
 		return e;
 	enum kind k = lstat_kind(c, path);
@@ -196,11 +199,68 @@ int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const st
 	return e;
 }
 
+int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const struct sftp_attrs *a,
+	      struct sftp_handle *h)
+{
+	struct buf b;
+	begin_open(&b, path, pflags, a);
+	return open_error(c, path, pflags, call_handle(c, &b, h));
+}
+
+/* Wait for a reply of the given type; 0 with r still to free, else the error (r freed). */
+static int wait_reply(struct sftp_req *r, uint8_t type)
+{
+	int e = sftp_wait(r);
+	if (e < 0)
+		return e;
+	return r->reply_type == type ? 0 : reply_error(r);
+}
+
+int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
+		   const struct sftp_attrs *a, struct sftp_handle *h, struct sftp_attrs *st,
+		   bool *have_st)
+{
+	struct buf b;
+	struct sftp_req *ro = NULL, *rs = NULL;
+	*have_st = false;
+	begin_open(&b, path, pflags, a);
+	int e = sftp_send(c, &b, NULL, 0, &ro);
+	if (e < 0)
+		return e;
+	begin_path(&b, SSH_FXP_STAT, path);
+	if (sftp_send(c, &b, NULL, 0, &rs) < 0)
+		rs = NULL;
+	e = wait_reply(ro, SSH_FXP_HANDLE);
+	if (e == 0) {
+		e = sftp_parse_handle(&ro->reply, h);
+		sftp_req_free(ro);
+	}
+	if (e < 0) {
+		if (rs)
+			sftp_req_abandon(rs);
+		return open_error(c, path, pflags, e);
+	}
+	if (rs && wait_reply(rs, SSH_FXP_ATTRS) == 0) {
+		*have_st = sftp_attrs_decode(&rs->reply, st) == 0;
+		sftp_req_free(rs);
+	}
+	return 0;
+}
+
 int sftp_close(struct sftp_client *c, const struct sftp_handle *h)
 {
 	struct buf b;
 	begin_handle(&b, SSH_FXP_CLOSE, h);
 	return call_status(c, &b);
+}
+
+void sftp_close_async(struct sftp_client *c, const struct sftp_handle *h)
+{
+	struct buf b;
+	struct sftp_req *r = NULL;
+	begin_handle(&b, SSH_FXP_CLOSE, h);
+	if (sftp_send(c, &b, NULL, 0, &r) == 0)
+		sftp_req_abandon(r);
 }
 
 int sftp_fsync(struct sftp_client *c, const struct sftp_handle *h)
@@ -400,14 +460,21 @@ int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got)
 
 /* ---- directories ---- */
 
-/* One READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
-static int read_dir_batch(struct sftp_client *c, const struct sftp_handle *h, sftp_dir_cb cb,
-			  void *ctx, int *stop)
+/* READDIR requests kept in flight while listing: a directory that fits in one batch is listed
+ * in one round trip (the second request's EOF comes back with the first batch). */
+#define READDIR_AHEAD 2
+
+static int send_readdir(struct sftp_client *c, const struct sftp_handle *h, struct sftp_req **out)
 {
 	struct buf b;
-	struct sftp_req *r = NULL;
 	begin_handle(&b, SSH_FXP_READDIR, h);
-	int e = call(c, &b, &r);
+	return sftp_send(c, &b, NULL, 0, out);
+}
+
+/* Collect one READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
+static int finish_readdir(struct sftp_req *r, sftp_dir_cb cb, void *ctx, int *stop)
+{
+	int e = sftp_wait(r);
 	if (e < 0)
 		return e;
 	if (r->reply_type == SSH_FXP_STATUS) {
@@ -437,6 +504,33 @@ static int read_dir_batch(struct sftp_client *c, const struct sftp_handle *h, sf
 	return e;
 }
 
+/* READDIR until EOF with READDIR_AHEAD requests in flight; 1 never comes back. */
+static int read_dir_all(struct sftp_client *c, const struct sftp_handle *h, sftp_dir_cb cb,
+			void *ctx, int *stop)
+{
+	struct sftp_req *q[READDIR_AHEAD];
+	unsigned head = 0, n = 0;
+	int e = 1;
+	while (e == 1 && !*stop) {
+		while (n < READDIR_AHEAD && e == 1) {
+			e = send_readdir(c, h, &q[(head + n) % READDIR_AHEAD]);
+			if (e == 0) {
+				n++;
+				e = 1;
+			}
+		}
+		if (e != 1)
+			break;
+		struct sftp_req *r = q[head];
+		head = (head + 1) % READDIR_AHEAD;
+		n--;
+		e = finish_readdir(r, cb, ctx, stop);
+	}
+	for (; n > 0; n--, head = (head + 1) % READDIR_AHEAD)
+		sftp_req_abandon(q[head]);
+	return e;
+}
+
 int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx)
 {
 	struct buf b;
@@ -448,13 +542,11 @@ int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void 
 	if (e < 0)
 		return e;
 	int stop = 0;
-	do
-		e = read_dir_batch(c, &h, cb, ctx, &stop);
-	while (e == 1 && !stop);
-	int closed = sftp_close(c, &h);
+	e = read_dir_all(c, &h, cb, ctx, &stop);
+	sftp_close_async(c, &h);
 	if (e < 0)
 		return e;
-	return stop ? stop : closed;
+	return stop;
 }
 
 int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)

@@ -118,7 +118,8 @@ def test_odd_names_roundtrip(mnt, name):
     while len(other.encode()) > 255:
         other = other[:-1]
     mnt.rwrite(other, b"remote")
-    assert other in os.listdir(mnt.mp)
+    # with the agent's change watch, a cached listing learns of the change within moments
+    assert h.wait_until(lambda: other in os.listdir(mnt.mp), 2), os.listdir(mnt.mp)
     assert (mnt / other).read_bytes() == b"remote"
 
 
@@ -382,6 +383,46 @@ def test_remote_change_visible_after_cache_timeout(mounter, sandbox):
     assert h.wait_until(lambda: (m / "f").read_bytes() == b"second, longer version", 5), \
         (m / "f").read_bytes()
     assert "g" in os.listdir(m.mp)
+
+
+def test_watched_listing_and_data_follow_remote_changes(mounter, sandbox):
+    """With the agent's change watch, listings, attributes and data are served from caches; a
+    change made on the sandbox side must still show within a second."""
+    m = mounter(opts=sandbox.opts(agent="on"))
+    m.rmkdir("d")
+    m.rwrite("d/a", b"one")
+    assert sorted(os.listdir(m / "d")) == ["a"]
+    assert sorted(os.listdir(m / "d")) == ["a"]  # warm: the kernel's cached listing
+    assert (m / "d" / "a").read_bytes() == b"one"
+    assert (m / "d" / "a").read_bytes() == b"one"
+    m.rwrite("d/b", b"two")
+    assert h.wait_until(lambda: sorted(os.listdir(m / "d")) == ["a", "b"], 1.5), \
+        os.listdir(m / "d")
+    os.unlink(m.r("d/a"))
+    assert h.wait_until(lambda: sorted(os.listdir(m / "d")) == ["b"], 1.5), os.listdir(m / "d")
+    assert h.wait_until(lambda: not (m / "d" / "a").exists(), 1.5)
+    m.rwrite("d/b", b"two, changed remotely")
+    assert h.wait_until(lambda: (m / "d" / "b").read_bytes() == b"two, changed remotely", 1.5)
+    assert os.stat(m / "d" / "b").st_size == len(b"two, changed remotely")
+
+
+def test_watched_own_writes_seen_at_once(mounter, sandbox):
+    """Cached attributes must never hide what the mount itself just wrote or renamed."""
+    m = mounter(opts=sandbox.opts(agent="on"))
+    (m / "f").write_bytes(b"short")
+    assert (m / "f").read_bytes() == b"short"
+    for i in range(5):
+        data = b"longer content %d " % i * (i + 1)
+        (m / "f").write_bytes(data)
+        assert (m / "f").read_bytes() == data
+        assert os.stat(m / "f").st_size == len(data)
+    (m / "f").rename(m / "g")
+    assert sorted(os.listdir(m.mp)) == ["g"]
+    os.mkdir(m / "sub")
+    (m / "sub" / "x").write_bytes(b"x")
+    assert sorted(os.listdir(m / "sub")) == ["x"]
+    os.unlink(m / "sub" / "x")
+    assert os.listdir(m / "sub") == []
 
 
 def test_futimens_before_close_sticks(mnt):
