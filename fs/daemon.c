@@ -106,6 +106,7 @@ static void start_watch(struct session *s, struct conn *c)
 	if (r == 0 && ttl < WATCHED_CACHE_TIMEOUT_S)
 		ttl = WATCHED_CACHE_TIMEOUT_S;
 	fs_set_cache_timeout(s->fs, ttl);
+	fs_set_watched(s->fs, r == 0);
 	if (r == 0)
 		log_info("the sandbox reports changes: caching for %.0f s", ttl);
 	else

@@ -15,6 +15,7 @@
 
 static void inval_inode(struct fs *fs, uint64_t ino)
 {
+	fs_mark_stale(fs, ino);
 	int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 	if (r < 0 && r != -ENOENT)
 		log_debug("invalidating inode %" PRIu64 ": %s", ino, strerror(-r));
