@@ -16,6 +16,11 @@
  * leave its buffers (written to the child or to the local socket). So neither side buffers more
  * than MUX_WINDOW per channel, and a slow reader stalls only its own channel.
  *
+ * Changes before exits: before the agent sends EXIT for a command it reads every inotify event
+ * already queued and sends every gathered change (CHANGED / OVERFLOW on the watch channels), so
+ * a client that delivers the changes it received before it reports the exit never shows a file
+ * as it was before the command changed it.
+ *
  * Output ordering: the agent sends EOF for each output stream once the child's end of it
  * closed, and EXIT only after those EOFs, so everything printed is delivered before the status.
  * When the stream closes, the agent kills every process group it started (TERM, KILL after
@@ -23,13 +28,13 @@
 #ifndef SANDMOUNT_MUX_PROTO_H
 #define SANDMOUNT_MUX_PROTO_H
 
-#define MUX_PROTO_VERSION 1
+#define MUX_PROTO_VERSION 2
 
 #define MUX_HEADER_SIZE 9	     /* u32 length + u8 type + u32 channel */
 #define MUX_FRAME_MIN 5		     /* type + channel */
 #define MUX_FRAME_MAX (256 * 1024)   /* largest length value accepted */
-#define MUX_DATA_MAX (32 * 1024)     /* largest DATA payload sent */
-#define MUX_WINDOW (256 * 1024)	     /* per channel, per direction */
+#define MUX_DATA_MAX (128 * 1024)    /* largest DATA payload sent */
+#define MUX_WINDOW (4 * 1024 * 1024) /* per channel, per direction: >= bandwidth x RTT */
 #define MUX_KILL_GRACE_MS 1000	     /* TERM, then KILL after this long */
 #define MUX_WATCH_COALESCE_MS 10     /* events are gathered this long before they are sent */
 

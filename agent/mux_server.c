@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IN_CHUNK (64 * 1024)
+#define IN_CHUNK (256 * 1024)
 #define OUT_HIGH (1024 * 1024) /* children are not read while this much output waits */
-#define CREDIT_STEP (MUX_WINDOW / 8)
+#define CREDIT_STEP (MUX_WINDOW / 16)
 #define ERRMSG_MAX 512
 
 enum chan_kind { CK_SFTP, CK_SPAWN, CK_WATCH };
@@ -272,10 +272,23 @@ static int on_data(struct chan *c, struct abuf *req)
 		give_credit(c, n); /* nobody reads it: discarded */
 		return 0;
 	}
-	abuf_compact(&c->in);
+	const uint8_t *data = abuf_cursor(req);
+	if (abuf_remaining(&c->in) == 0) {
+		/* Nothing waits: straight to the child, keeping only what it did not take. */
+		ssize_t w = write(c->fds.in_fd, data, n);
+		if (w > 0) {
+			data += w;
+			n -= (size_t)w;
+			give_credit(c, (size_t)w);
+		}
+	}
+	if (n == 0)
+		return 0;
+	if (c->in.off && c->in.off >= abuf_remaining(&c->in))
+		abuf_compact(&c->in); /* amortised: at most as many bytes moved as consumed */
 	uint8_t *p = abuf_put_space(&c->in, n);
 	if (p)
-		memcpy(p, abuf_cursor(req), n);
+		memcpy(p, data, n);
 	return 0;
 }
 
@@ -409,7 +422,21 @@ static void write_child(struct chan *c)
 		return;
 	}
 	c->in.off += (size_t)n;
+	if (c->in.off == c->in.len)
+		abuf_compact(&c->in);
 	give_credit(c, (size_t)n);
+}
+
+/* Before an EXIT: every change already made is sent first (see mux_proto.h). */
+static void flush_watches(void)
+{
+	for (struct chan *w = chans; w; w = w->next) {
+		if (!w->watch)
+			continue;
+		watch_read(w->watch);
+		if (watch_due_in(w->watch, 0) >= 0)
+			watch_flush(w->watch, &outq, w->id);
+	}
 }
 
 /* Close stdin after EOF, send EXIT once the outputs ended, free what the client closed. */
@@ -419,6 +446,7 @@ static void chan_progress(struct chan *c, int64_t now)
 		close_fd(&c->fds.in_fd);
 	if (c->kind != CK_WATCH && !c->closed && c->exited && !c->exit_sent &&
 	    c->fds.out_fd < 0 && c->fds.err_fd < 0) {
+		flush_watches();
 		send_u32(MUX_EXIT, c->id, (uint32_t)c->status);
 		c->exit_sent = true;
 	}

@@ -1,7 +1,12 @@
 /* mux_spawn.c: the children of `sandmount-agent serve`. A command runs as `sh -c COMMAND` in a
  * session of its own (so its whole process group can be signalled), with pipes for stdin, stdout
  * and stderr, or with a PTY (opened without libutil: posix_openpt, grantpt, unlockpt, ptsname).
- * An SFTP channel is a forked copy of the agent running its SFTP server loop on pipes. */
+ * An SFTP channel is a forked copy of the agent running its SFTP server loop on pipes.
+ *
+ * sandexec sends `exec 'WORD' 'WORD'...` for a plain argument vector. Such a command is run
+ * without the shell (it would only search PATH and exec, costing a second exec): the words are
+ * unquoted and the program is exec'd directly, with PWD set as the shell would export it. When
+ * that exec fails for any reason the child falls back to `sh -c`, so errors read as usual. */
 #include "mux.h"
 
 #include <errno.h>
@@ -18,6 +23,7 @@
 #include "sftp_server.h"
 
 #define MAX_NOTED_FDS 4096
+#define PIPE_SIZE (1024 * 1024) /* fewer wake-ups per MiB moved; best effort */
 
 /* Descriptors of the agent a forked child must not keep (they carry no O_CLOEXEC for the SFTP
  * child, which does not exec). A bitmap indexed by fd. */
@@ -113,14 +119,102 @@ static char **child_env(const struct spawn_req *r)
 	return env;
 }
 
+/* The words of `exec 'A' 'B'...` (each quoted as sh_quote does: '\'' for a quote), or NULL
+ * when the command is anything else. */
+static char **plain_argv(const char *cmd)
+{
+	if (strncmp(cmd, "exec '", 6) != 0)
+		return NULL;
+	size_t max = 1;
+	for (const char *c = cmd; *c; c++)
+		max += *c == ' ';
+	char **argv = calloc(max + 1, sizeof(*argv));
+	char *words = malloc(strlen(cmd) + 1), *o = words;
+	size_t n = 0;
+	const char *p = cmd + 5;
+	while (argv && words && *p == '\'') {
+		argv[n++] = o;
+		for (p++;; p++) {
+			if (*p == '\'' && !strncmp(p, "'\\''", 4)) {
+				*o++ = '\'';
+				p += 3;
+			} else if (*p == '\'') {
+				break;
+			} else if (!*p) {
+				goto not_plain;
+			} else {
+				*o++ = *p;
+			}
+		}
+		*o++ = 0;
+		p++; /* the closing quote */
+		if (!*p)
+			return argv; /* argv[0] owns `words` */
+		if (*p++ != ' ')
+			break;
+	}
+not_plain:
+	free(argv);
+	free(words);
+	return NULL;
+}
+
+/* Search PATH (from env) for name, as the shell would; returns the path in out or NULL. */
+static const char *find_program(const char *name, char **env, char *out, size_t size)
+{
+	if (strchr(name, '/'))
+		return name;
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	for (char **e = env; e && *e; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			path = *e + 5;
+	for (const char *d = path;; d++) {
+		size_t len = strcspn(d, ":");
+		int n = snprintf(out, size, "%.*s%s%s", (int)len, len ? d : ".", "/", name);
+		if (n > 0 && (size_t)n < size && access(out, X_OK) == 0)
+			return out;
+		d += len;
+		if (!*d)
+			return NULL;
+	}
+}
+
+/* Exec a plain argument vector directly; returns only when that is not possible. */
+static void exec_plain(const struct spawn_req *r, char **env)
+{
+	char **argv = plain_argv(r->command);
+	char prog[4096], cwd[4096], *pwd = NULL;
+	const char *file = argv ? find_program(argv[0], env, prog, sizeof(prog)) : NULL;
+	if (!file)
+		goto out;
+	size_t n = 0;
+	while (env[n])
+		n++;
+	char **full = calloc(n + 2, sizeof(*full));
+	if (!full)
+		goto out;
+	memcpy(full, env, n * sizeof(*full));
+	if (!has_name(env, "PWD") && getcwd(cwd, sizeof(cwd)))
+		full[n] = pwd = env_entry("PWD", cwd);
+	execve(file, argv, full);
+	free(pwd);
+	free(full);
+out:
+	if (argv)
+		free(argv[0]);
+	free(argv);
+}
+
 static void child_exec(const struct spawn_req *r)
 {
 	if (r->cwd && *r->cwd && chdir(r->cwd) < 0)
 		child_fail("cannot change to remote directory", r->cwd, 125);
 	char **env = child_env(r);
 	char *argv[] = {"sh", "-c", (char *)r->command, NULL};
-	if (env)
+	if (env) {
+		exec_plain(r, env);
 		execve("/bin/sh", argv, env);
+	}
 	child_fail("cannot run", "/bin/sh", 127);
 }
 
@@ -130,6 +224,7 @@ static int make_pipe(int p[2], int parent)
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
 	fcntl(p[parent], F_SETFL, O_NONBLOCK);
+	fcntl(p[parent], F_SETPIPE_SZ, PIPE_SIZE);
 	return 0;
 }
 

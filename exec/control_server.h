@@ -16,7 +16,9 @@ struct control_hooks {
 	struct transport *(*get_transport)(void *ctx);
 	void (*put_transport)(void *ctx, struct transport *t);
 	const char *remote_root;             /* commands run in remote_root/<cwd_rel> */
-	void (*barrier)(void *ctx);          /* called after each command, before CTL_EXIT */
+	/* Called after each command, before CTL_EXIT, unless the transport reported a
+	 * coherent exit (exec_proc.coherent_exit: its watch delivered the command's changes). */
+	void (*barrier)(void *ctx);
 	void (*status)(void *ctx, struct buf *text); /* fills the --status text */
 	void *ctx;
 };

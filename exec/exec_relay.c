@@ -335,13 +335,16 @@ void exec_relay_run(int sock, struct buf *req, int fds[3], const struct control_
 		err_set(&e, "out of memory");
 	free(pumps);
 	switch (end) {
-	case RELAY_EXITED:
+	case RELAY_EXITED: {
+		/* The watch already told the caches what the command changed: no barrier. */
+		bool coherent = proc->coherent_exit;
 		proc->ops->free(proc);
-		if (hooks->barrier)
+		if (hooks->barrier && !coherent)
 			hooks->barrier(hooks->ctx);
 		close_fds(fds);
 		reply_exit(sock, status);
 		break;
+	}
 	case RELAY_CLIENT_GONE:
 		log_debug("exec client gone; killing: %s", rq.command);
 		proc->ops->free(proc);

@@ -8,7 +8,9 @@
  * except while it sleeps in poll(). Other threads append a frame to
  * m->tx, wake the pump through m->wake_fd and wait on m->cond, which the pump broadcasts after
  * every round. Watch events go to a notifier thread of their own: a callback that invalidates
- * kernel caches may wait for a FUSE request that itself waits for the pump. */
+ * kernel caches may wait for a FUSE request that itself waits for the pump. The agent sends a
+ * command's changes before its EXIT; a command's wait returns only once the notifier has run
+ * every event queued before that EXIT (events_delivered), so its caller sees what it changed. */
 #include "agent_mux_internal.h"
 
 #include <errno.h>
@@ -180,6 +182,7 @@ static void queue_event(struct agent_mux *m, struct mchan *c, char *path)
 	*m->events_tail = ev;
 	m->events_tail = &ev->next;
 	m->nevents++;
+	m->events_queued++;
 	pthread_cond_signal(&m->events_cond);
 }
 
@@ -213,11 +216,31 @@ static int on_data(struct agent_mux *m, struct mchan *c, struct buf *f)
 	bool to_err = stream == MUX_STREAM_STDERR && !c->tty;
 	struct buf *b = to_err ? &c->err : &c->out;
 	bool broken = to_err ? c->err_broken || c->err_fd < 0 : c->out_broken || c->io_fd < 0;
-	if (broken)
+	if (broken) {
 		consumed(m, c, n);
-	else
-		buf_put_bytes(b, buf_cursor(f), n);
+		return 0;
+	}
+	const uint8_t *data = buf_cursor(f);
+	if (!buf_remaining(b)) {
+		/* Nothing waits: straight to the local end, buffering only what it did not take. */
+		ssize_t w = write(to_err ? c->err_fd : c->io_fd, data, n);
+		if (w > 0) {
+			data += w;
+			n -= (size_t)w;
+			consumed(m, c, (size_t)w);
+		}
+	}
+	if (n)
+		buf_put_bytes(b, data, n);
 	return 0;
+}
+
+static bool watch_running(struct agent_mux *m)
+{
+	for (struct mchan *c = m->chans; c; c = c->next)
+		if (c->kind == MK_WATCH && c->state == MS_OPEN && !c->released)
+			return true;
+	return false;
 }
 
 static int on_frame(struct agent_mux *m, uint8_t type, uint32_t id, struct buf *f)
@@ -270,6 +293,9 @@ static int on_frame(struct agent_mux *m, uint8_t type, uint32_t id, struct buf *
 			return -1;
 		c->exited = true;
 		c->status = (int)v;
+		/* The agent sent the command's changes before this: they are queued. */
+		c->events_before_exit = m->events_queued;
+		c->coherent = watch_running(m);
 		return 0;
 	case MUX_CHANGED:
 		return c->kind == MK_WATCH ? on_changed(m, c, f) : -1;
@@ -465,6 +491,7 @@ static void *notifier_main(void *arg)
 			continue;
 		}
 		struct event *ev = m->events;
+		uint64_t taken = m->events_queued;
 		m->events = NULL;
 		m->events_tail = &m->events;
 		m->nevents = 0;
@@ -473,6 +500,8 @@ static void *notifier_main(void *arg)
 			e->changed(e->ctx, e->path);
 		free_events(ev);
 		pthread_mutex_lock(&m->lock);
+		m->events_delivered = taken;
+		pthread_cond_broadcast(&m->cond); /* exec waits for the changes before the exit */
 	}
 	pthread_mutex_unlock(&m->lock);
 	return NULL;

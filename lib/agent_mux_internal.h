@@ -14,8 +14,8 @@
 
 #define OPEN_TIMEOUT_MS 15000
 #define TX_HIGH (1024 * 1024) /* local input is not read while this much waits for the agent */
-#define RX_CHUNK (64 * 1024)
-#define CREDIT_STEP (MUX_WINDOW / 8)
+#define RX_CHUNK (256 * 1024)
+#define CREDIT_STEP (MUX_WINDOW / 16)
 #define EVENTS_MAX 10000 /* undelivered events beyond this become one "everything changed" */
 
 enum mkind { MK_SFTP, MK_EXEC, MK_WATCH };
@@ -50,6 +50,8 @@ struct mchan {
 	long pid;
 	bool exited;
 	int status;
+	uint64_t events_before_exit; /* m->events_queued when EXIT arrived */
+	bool coherent;		     /* a watch ran when EXIT arrived (see exec_proc.coherent_exit) */
 	bool finished; /* exited and every byte of output delivered */
 	bool released; /* the owner is gone: the pump closes and frees it */
 };
@@ -81,6 +83,8 @@ struct agent_mux {
 
 	struct event *events, **events_tail; /* for the notifier */
 	size_t nevents;
+	uint64_t events_queued;	   /* events ever queued */
+	uint64_t events_delivered; /* of those, the ones whose callbacks returned */
 
 	/* pump-only */
 	struct buf rx;

@@ -97,8 +97,11 @@ static int exec_wait(struct exec_proc *p, int64_t deadline, int *status, struct 
 	int rc;
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
-		if (c->finished) {
+		/* Finished, and the changes that came before the exit went to the callbacks. */
+		bool delivered = m->events_delivered >= c->events_before_exit;
+		if (c->finished && (delivered || m->dead)) {
 			*status = c->status;
+			p->coherent_exit = c->coherent && delivered;
 			rc = 0;
 			break;
 		}

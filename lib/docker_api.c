@@ -1,5 +1,6 @@
-/* docker_api.c: the Docker Engine API client — libcurl easy handles on a unix socket, tcp or
- * tcp+TLS; the version negotiated with /_ping; errors that quote the daemon's "message"; and the
+/* docker_api.c: the Docker Engine API client — libcurl easy handles on a unix socket, tcp,
+ * tcp+TLS or ssh (libcurl connects to ssh_forward's local socket, each connection a channel to
+ * the daemon's socket on the SSH host); the version negotiated with /_ping; errors that quote the daemon's "message"; and the
  * hijacked connection of exec start (a connect-only handle on which we write the HTTP request and
  * parse the response head ourselves, then keep the socket as a raw stream). */
 #include "docker_api.h"
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include "ssh_forward.h"
 
 #define MAX_RESPONSE (16u << 20) /* inspect/list answers are small; bounded anyway */
 #define MAX_HEAD 65536
@@ -59,22 +62,32 @@ static size_t collect_version(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* A handle for url with the endpoint's transport and TLS settings; errbuf receives curl's text. */
-static CURL *easy_new(struct docker_api *api, const char *url, char *errbuf)
+/* One transfer's error texts: curl's, and the SSH hop's when it could not carry a connection. */
+struct call {
+	char errbuf[CURL_ERROR_SIZE];
+	unsigned fwd_failures; /* ssh_forward_failures() before the transfer */
+};
+
+/* A handle for url with the endpoint's transport and TLS settings; call receives the errors
+ * and must outlive the transfer. */
+static CURL *easy_new(struct docker_api *api, const char *url, struct call *call)
 {
 	pthread_once(&curl_once, curl_init_once);
 	CURL *h = curl_easy_init();
 	if (!h)
 		return NULL;
 	const struct docker_endpoint *ep = &api->ep;
-	errbuf[0] = 0;
+	call->errbuf[0] = 0;
+	call->fwd_failures = api->fwd ? ssh_forward_failures(api->fwd) : 0;
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, call->errbuf);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)api->connect_timeout_s * 1000);
 	curl_easy_setopt(h, CURLOPT_PROXY, "");
 	if (ep->socket_path)
 		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ep->socket_path);
+	if (api->fwd)
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ssh_forward_local_path(api->fwd));
 	if (ep->tls) {
 		if (ep->ca_file)
 			curl_easy_setopt(h, CURLOPT_CAINFO, ep->ca_file);
@@ -96,14 +109,20 @@ static bool is_tls_error(CURLcode rc)
 }
 
 /* One clear line for a transfer that failed below HTTP. */
-static void set_curl_error(struct docker_api *api, CURL *h, CURLcode rc, const char *errbuf,
+static void set_curl_error(struct docker_api *api, CURL *h, CURLcode rc, const struct call *call,
 			   struct err *e)
 {
-	const char *why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	const char *why = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
 	const struct docker_endpoint *ep = &api->ep;
 	long os_errno = 0;
+	struct err fwd;
+	if (api->fwd && ssh_forward_failures(api->fwd) != call->fwd_failures) {
+		/* the SSH hop closed the connection at once: its reason is the one */
+		ssh_forward_last_error(api->fwd, &fwd);
+		why = fwd.msg;
+	}
 	/* curl names "localhost port 80" for a unix socket: the OS error says more */
-	if (ep->socket_path && rc == CURLE_COULDNT_CONNECT &&
+	else if (ep->socket_path && rc == CURLE_COULDNT_CONNECT &&
 	    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno)
 		why = strerror((int)os_errno);
 	if (is_tls_error(rc))
@@ -143,8 +162,8 @@ long docker_api_request(struct docker_api *api, const char *method, const char *
 		return -1;
 	}
 	char *url = str_printf("%s/v%s%s", api->ep.url_base, api->version, path);
-	char errbuf[CURL_ERROR_SIZE];
-	CURL *h = url ? easy_new(api, url, errbuf) : NULL;
+	struct call call;
+	CURL *h = url ? easy_new(api, url, &call) : NULL;
 	free(url);
 	if (!h) {
 		err_set(e, "out of memory");
@@ -173,7 +192,7 @@ long docker_api_request(struct docker_api *api, const char *method, const char *
 	long status = -1;
 	CURLcode rc = curl_easy_perform(h);
 	if (rc != CURLE_OK) {
-		set_curl_error(api, h, rc, errbuf, e);
+		set_curl_error(api, h, rc, &call, e);
 	} else {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		if (status >= 400)
@@ -219,8 +238,8 @@ static int ping(struct docker_api *api, int64_t deadline, int64_t *rtt_us, char 
 		struct err *e)
 {
 	char *url = str_printf("%s/_ping", api->ep.url_base);
-	char errbuf[CURL_ERROR_SIZE];
-	CURL *h = url ? easy_new(api, url, errbuf) : NULL;
+	struct call call;
+	CURL *h = url ? easy_new(api, url, &call) : NULL;
 	free(url);
 	if (!h) {
 		err_set(e, "out of memory");
@@ -238,7 +257,7 @@ static int ping(struct docker_api *api, int64_t deadline, int64_t *rtt_us, char 
 	int rv = 0;
 	long status = 0;
 	if (rc != CURLE_OK) {
-		set_curl_error(api, h, rc, errbuf, e);
+		set_curl_error(api, h, rc, &call, e);
 		rv = -1;
 	} else if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status), status != 200) {
 		err_set(e, "%s does not look like a Docker daemon (/_ping answered HTTP %ld)%s",
@@ -263,13 +282,32 @@ int docker_api_ping(struct docker_api *api, int64_t deadline, int64_t *rtt_us, s
 	return ping(api, deadline, rtt_us, NULL, e);
 }
 
-int docker_api_connect(struct docker_api *api, struct docker_endpoint *ep, int timeout_s,
-		       struct err *e)
+/* The SSH session of an ssh:// endpoint, with the sandbox's SSH options. */
+static int open_forward(struct docker_api *api, const struct sandbox_cfg *cfg, struct err *e)
+{
+	const struct docker_endpoint *ep = &api->ep;
+	struct sandbox_cfg hop = *cfg;
+	hop.host = ep->ssh_host;
+	hop.user = ep->ssh_user;
+	hop.port = ep->ssh_port;
+	struct err why;
+	if (ssh_forward_open(&hop, ep->remote_socket, &api->fwd, &why) < 0) {
+		err_set(e, "cannot reach the Docker daemon at %s: %s", ep->host, why.msg);
+		return -1;
+	}
+	return 0;
+}
+
+int docker_api_connect(struct docker_api *api, struct docker_endpoint *ep,
+		       const struct sandbox_cfg *cfg, struct err *e)
 {
 	memset(api, 0, sizeof(*api));
 	api->ep = *ep;
 	memset(ep, 0, sizeof(*ep));
+	int timeout_s = cfg->connect_timeout_s > 0 ? cfg->connect_timeout_s : 10;
 	api->connect_timeout_s = timeout_s;
+	if (api->ep.ssh_host && open_forward(api, cfg, e) < 0)
+		return -1;
 	char daemon_version[16] = "";
 	if (ping(api, deadline_in((int64_t)timeout_s * 1000), NULL, daemon_version, e) < 0)
 		return -1;
@@ -281,6 +319,8 @@ int docker_api_connect(struct docker_api *api, struct docker_endpoint *ep, int t
 
 void docker_api_free(struct docker_api *api)
 {
+	ssh_forward_close(api->fwd);
+	api->fwd = NULL;
 	docker_endpoint_free(&api->ep);
 }
 
@@ -382,8 +422,8 @@ static void raw_read_error_body(CURL *h, struct buf *in, size_t head_len, int64_
 CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, struct buf *early,
 			int64_t deadline, struct err *e)
 {
-	char errbuf[CURL_ERROR_SIZE];
-	CURL *h = easy_new(api, api->ep.url_base, errbuf);
+	struct call call;
+	CURL *h = easy_new(api, api->ep.url_base, &call);
 	char *text = json_dumps(body, JSON_COMPACT);
 	char *req = text ? str_printf("POST /v%s%s HTTP/1.1\r\nHost: localhost\r\n"
 				      "User-Agent: sandmount/" SANDMOUNT_VERSION "\r\n"
@@ -399,7 +439,7 @@ CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, 
 	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
 	CURLcode rc = curl_easy_perform(h);
 	if (rc != CURLE_OK) {
-		set_curl_error(api, h, rc, errbuf, e);
+		set_curl_error(api, h, rc, &call, e);
 		goto fail;
 	}
 	struct buf in;
@@ -409,8 +449,11 @@ CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, 
 		head = raw_read_head(h, &in, deadline);
 	int status = 0;
 	if (head < 0 || sscanf((const char *)in.data, "HTTP/1.%*d %d", &status) != 1) {
-		err_set(e, "the Docker daemon at %s did not answer the exec start request",
-			api->ep.host);
+		if (api->fwd && ssh_forward_failures(api->fwd) != call.fwd_failures)
+			set_curl_error(api, h, CURLE_GOT_NOTHING, &call, e);
+		else
+			err_set(e, "the Docker daemon at %s did not answer the exec start request",
+				api->ep.host);
 		buf_free(&in);
 		goto fail;
 	}

@@ -1,4 +1,4 @@
-/* docker_api.h: requests to the Docker Engine API over libcurl (unix socket, tcp, tcp+TLS), the
+/* docker_api.h: requests to the Docker Engine API over libcurl (unix socket, tcp, tcp+TLS, ssh), the
  * API version negotiated once with /_ping, JSON bodies via jansson, and the daemon's "message"
  * in every error. Also opens the raw "hijacked" connection that exec start upgrades to. Each call
  * uses its own curl handle, so any thread may call at any time. */
@@ -11,21 +11,27 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "config.h"
 #include "docker_endpoint.h"
 #include "util.h"
 
 #define DOCKER_API_VERSION "1.41" /* the newest version we speak */
 
+struct ssh_forward;
+
 struct docker_api {
 	struct docker_endpoint ep;
+	struct ssh_forward *fwd; /* ssh:// endpoints: every connection is a forwarded channel */
 	char version[16]; /* negotiated: min(ours, the daemon's) */
 	int connect_timeout_s;
 };
 
-/* Take ownership of ep, ping the daemon and negotiate the version (bounded by timeout_s).
- * On failure ep is still owned by api: call docker_api_free. */
-int docker_api_connect(struct docker_api *api, struct docker_endpoint *ep, int timeout_s,
-		       struct err *e);
+/* Take ownership of ep, ping the daemon and negotiate the version (bounded by
+ * cfg->connect_timeout_s). For an ssh:// endpoint, first open the SSH session with cfg's SSH
+ * options (identity, known_hosts, ssh_config, accept_new_host_key, keepalive_s). On failure ep
+ * is still owned by api: call docker_api_free. */
+int docker_api_connect(struct docker_api *api, struct docker_endpoint *ep,
+		       const struct sandbox_cfg *cfg, struct err *e);
 void docker_api_free(struct docker_api *api);
 
 /* GET /_ping with a deadline; *rtt_us gets the round trip. 0 or -1 with e set. */

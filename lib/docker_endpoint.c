@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define DEFAULT_DOCKER_HOST "unix:///var/run/docker.sock"
+#define DEFAULT_REMOTE_SOCKET "/var/run/docker.sock"
 
 static const char *env_nonempty(const char *name)
 {
@@ -58,6 +59,55 @@ static bool authority_has_port(const char *auth, size_t n)
 	return false;
 }
 
+/* ssh://[USER@]HOST[:PORT][/PATH], as the docker CLI reads it: without PATH the remote daemon's
+ * default socket. */
+static int parse_ssh(struct docker_endpoint *ep, const char *host, struct err *e)
+{
+	const char *auth = host + 6;
+	size_t n = strcspn(auth, "/?#");
+	if (strpbrk(auth, "?#")) {
+		err_set(e, "docker host '%s': query or fragment not supported in an ssh:// address",
+			host);
+		return -1;
+	}
+	const char *at = memrchr(auth, '@', n);
+	if (at) {
+		if (at == auth) {
+			err_set(e, "docker host '%s': empty user name", host);
+			return -1;
+		}
+		ep->ssh_user = str_printf("%.*s", (int)(at - auth), auth);
+		n -= (size_t)(at + 1 - auth);
+		auth = at + 1;
+	}
+	size_t hlen = n;
+	if (authority_has_port(auth, n)) {
+		const char *colon = memrchr(auth, ':', n);
+		char *end = NULL;
+		long port = strtol(colon + 1, &end, 10);
+		if (end != auth + n || port <= 0 || port > 65535) {
+			err_set(e, "docker host '%s': invalid port", host);
+			return -1;
+		}
+		ep->ssh_port = (int)port;
+		hlen = (size_t)(colon - auth);
+	}
+	if (hlen >= 2 && auth[0] == '[' && auth[hlen - 1] == ']') {
+		auth++;
+		hlen -= 2;
+	}
+	if (hlen == 0) {
+		err_set(e, "docker host '%s': no host name", host);
+		return -1;
+	}
+	ep->ssh_host = str_printf("%.*s", (int)hlen, auth);
+	const char *path = strchr(host + 6, '/');
+	ep->remote_socket = xstrdup(path && path[1] ? path : DEFAULT_REMOTE_SOCKET);
+	/* libcurl connects to ssh_forward's local socket */
+	ep->url_base = xstrdup("http://localhost");
+	return 0;
+}
+
 /* Split a host string into socket path or URL base. */
 static int parse_host(struct docker_endpoint *ep, const char *host, struct err *e)
 {
@@ -86,13 +136,11 @@ static int parse_host(struct docker_endpoint *ep, const char *host, struct err *
 						  auth, ep->tls ? 2376 : 2375);
 		return 0;
 	}
-	if (!strncmp(host, "ssh://", 6)) {
-		err_set(e, "docker host '%s': ssh:// is not supported; forward the daemon's socket "
-			   "(ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and use unix://",
-			host);
-		return -1;
-	}
-	err_set(e, "docker host '%s': unsupported address (use unix:///PATH or tcp://HOST:PORT)",
+	if (!strncmp(host, "ssh://", 6))
+		return parse_ssh(ep, host, e);
+	err_set(e,
+		"docker host '%s': unsupported address (use unix:///PATH, tcp://HOST:PORT or "
+		"ssh://[USER@]HOST[:PORT])",
 		host);
 	return -1;
 }
@@ -227,5 +275,8 @@ void docker_endpoint_free(struct docker_endpoint *ep)
 	free(ep->cert_file);
 	free(ep->key_file);
 	free(ep->context);
+	free(ep->ssh_host);
+	free(ep->ssh_user);
+	free(ep->remote_socket);
 	memset(ep, 0, sizeof(*ep));
 }

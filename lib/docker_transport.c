@@ -265,7 +265,7 @@ int docker_transport_open(const struct sandbox_cfg *cfg, struct transport **out,
 	pthread_mutex_init(&tr->lock, NULL);
 	pthread_mutex_init(&tr->place_lock, NULL);
 	pthread_cond_init(&tr->cond, NULL);
-	if (docker_api_connect(&tr->api, &ep, cfg->connect_timeout_s, e) < 0 ||
+	if (docker_api_connect(&tr->api, &ep, cfg, e) < 0 ||
 	    check_container(tr, e) < 0) {
 		docker_close(&tr->base);
 		return -1;

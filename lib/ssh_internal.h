@@ -34,6 +34,8 @@ enum chan_kind {
 	CHAN_SFTP,   /* subsystem "sftp"; lives as long as the caller keeps its fd open */
 	CHAN_EXEC,   /* a command owned by an exec_proc */
 	CHAN_HELPER, /* a fire-and-forget command of our own (kill); output discarded */
+	CHAN_FORWARD, /* direct-streamlocal to the unix socket named by request (not a session:
+		       * no session slot); lives as long as the caller keeps its fd open */
 };
 
 enum chan_state {
@@ -137,6 +139,9 @@ bool pump_wait(struct ssh_tr *tr, int64_t deadline);
  * until it runs. *io_fd (and *err_fd when err_fd is non-NULL) get the caller's ends. On failure
  * the channel is released and -1 returned with e set. */
 int pump_open(struct ssh_tr *tr, struct pump_chan *c, int *io_fd, int *err_fd, struct err *e);
+/* Like pump_open, with fd (a connected stream socket, now owned by the pump) as the pump's end:
+ * the peer of fd is the caller's end. No stderr. */
+int pump_attach(struct ssh_tr *tr, struct pump_chan *c, int fd, struct err *e);
 struct pump_chan *pump_chan_new(enum chan_kind kind, const char *request);
 /* Give a channel to the pump for disposal (an exec still running is killed). */
 void pump_release(struct pump_chan *c);

@@ -152,9 +152,29 @@ static unsigned sessions_in_use(struct ssh_tr *tr)
 {
 	unsigned n = 0;
 	for (struct pump_chan *c = tr->chans; c; c = c->next)
-		if (c->state != CS_QUEUED && c->state != CS_DONE)
+		if (c->kind != CHAN_FORWARD && c->state != CS_QUEUED && c->state != CS_DONE)
 			n++;
 	return n;
+}
+
+/* A forwarded socket needs only the channel open; the server connects it to the socket. */
+static void advance_forward(struct ssh_tr *tr, struct pump_chan *c)
+{
+	int rc = ssh_channel_open_forward_unix(c->ch, c->request, "127.0.0.1", 0);
+	if (rc == SSH_AGAIN)
+		return;
+	if (rc != SSH_OK) {
+		snprintf(c->errmsg, sizeof(c->errmsg),
+			 "the remote socket %.120s: cannot connect (missing, or %.60s may not use "
+			 "it): %.200s",
+			 c->request, tr->peer.user, ssh_get_error(tr->session));
+		c->state = CS_DONE;
+		close_fd(&c->io_fd);
+		log_debug("ssh: %s", c->errmsg);
+		return;
+	}
+	tr->rtt_us = now_us() - c->open_started_us;
+	c->state = CS_RUNNING;
 }
 
 /* One step of channel open → [pty-req] → subsystem/exec; each call returns SSH_AGAIN until the
@@ -176,6 +196,10 @@ static void advance_open(struct ssh_tr *tr, struct pump_chan *c)
 		ssh_set_channel_callbacks(c->ch, &c->cb);
 		c->open_started_us = now_us();
 		c->state = CS_OPENING;
+	}
+	if (c->state == CS_OPENING && c->kind == CHAN_FORWARD) {
+		advance_forward(tr, c);
+		return;
 	}
 	if (c->state == CS_OPENING) {
 		rc = ssh_channel_open_session(c->ch);
@@ -381,6 +405,7 @@ static bool disposable(struct ssh_tr *tr, struct pump_chan *c)
 		return false; /* let the open finish, then close the channel */
 	switch (c->kind) {
 	case CHAN_SFTP:
+	case CHAN_FORWARD:
 		return c->finished || (c->hup && c->in_eof_sent);
 	case CHAN_HELPER:
 		return c->finished;
@@ -410,7 +435,7 @@ static void chan_dispose(struct ssh_tr *tr, struct pump_chan *c)
 
 static bool may_open(const struct pump_chan *c, unsigned *in_use)
 {
-	if (c->state != CS_QUEUED)
+	if (c->state != CS_QUEUED || c->kind == CHAN_FORWARD)
 		return true;
 	if (c->retry_at_ms > now_ms() || *in_use >= MAX_SESSIONS - (c->kind == CHAN_HELPER ? 0 : 1))
 		return false;
@@ -697,6 +722,37 @@ void pump_stop(struct ssh_tr *tr)
 	pthread_mutex_destroy(&tr->lock);
 }
 
+/* Queue c (its io_fd set) and wait until it runs or failed. On failure c is released (or freed
+ * when never queued) and e set. */
+static int queue_and_wait(struct ssh_tr *tr, struct pump_chan *c, struct err *e)
+{
+	int64_t deadline = deadline_in(tr->open_timeout_ms);
+	pthread_mutex_lock(&tr->lock);
+	if (!tr->connected) {
+		err_set(e, "%s", tr->lost_msg);
+		pthread_mutex_unlock(&tr->lock);
+		chan_free(c);
+		return -1;
+	}
+	chan_append(tr, c);
+	pump_wake(tr);
+	while (c->state != CS_RUNNING && c->state != CS_DONE && pump_wait(tr, deadline))
+		;
+	bool ok = c->state == CS_RUNNING;
+	if (!ok) {
+		if (c->state == CS_DONE)
+			err_set(e, "%s", c->errmsg);
+		else
+			err_set(e, "no answer from %s while opening a channel (%d ms)",
+				tr->peer.label, tr->open_timeout_ms);
+		c->released = true;
+	}
+	pthread_mutex_unlock(&tr->lock);
+	if (!ok)
+		pump_wake(tr);
+	return ok ? 0 : -1;
+}
+
 int pump_open(struct ssh_tr *tr, struct pump_chan *c, int *io_fd, int *err_fd, struct err *e)
 {
 	int io[2] = {-1, -1}, er[2] = {-1, -1};
@@ -716,33 +772,7 @@ int pump_open(struct ssh_tr *tr, struct pump_chan *c, int *io_fd, int *err_fd, s
 	fd_set_nonblock(c->io_fd, true);
 	if (c->err_fd >= 0)
 		fd_set_nonblock(c->err_fd, true);
-
-	int64_t deadline = deadline_in(tr->open_timeout_ms);
-	pthread_mutex_lock(&tr->lock);
-	if (!tr->connected) {
-		err_set(e, "%s", tr->lost_msg);
-		pthread_mutex_unlock(&tr->lock);
-		chan_free(c);
-		close_fd(&io[1]);
-		close_fd(&er[1]);
-		return -1;
-	}
-	chan_append(tr, c);
-	pump_wake(tr);
-	while (c->state != CS_RUNNING && c->state != CS_DONE && pump_wait(tr, deadline))
-		;
-	bool ok = c->state == CS_RUNNING;
-	if (!ok) {
-		if (c->state == CS_DONE)
-			err_set(e, "%s", c->errmsg);
-		else
-			err_set(e, "no answer from %s while opening a channel (%d ms)",
-				tr->peer.label, tr->open_timeout_ms);
-		c->released = true;
-	}
-	pthread_mutex_unlock(&tr->lock);
-	if (!ok) {
-		pump_wake(tr);
+	if (queue_and_wait(tr, c, e) < 0) {
 		close_fd(&io[1]);
 		close_fd(&er[1]);
 		return -1;
@@ -751,6 +781,13 @@ int pump_open(struct ssh_tr *tr, struct pump_chan *c, int *io_fd, int *err_fd, s
 	if (err_fd)
 		*err_fd = er[1];
 	return 0;
+}
+
+int pump_attach(struct ssh_tr *tr, struct pump_chan *c, int fd, struct err *e)
+{
+	c->io_fd = fd;
+	fd_set_nonblock(fd, true);
+	return queue_and_wait(tr, c, e);
 }
 
 void pump_release(struct pump_chan *c)

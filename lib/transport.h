@@ -42,6 +42,10 @@ struct exec_proc {
 	const struct exec_ops *ops;
 	int stdio_fd;  /* write: stdin (shutdown(SHUT_WR) sends EOF); read: stdout (tty: all output) */
 	int stderr_fd; /* read: stderr; -1 with a tty */
+	/* Set by wait() when it returned a status: the transport delivered every change the
+	 * command made to the watch callback before wait() returned (so no cache barrier is
+	 * needed). False by default (transports allocate exec_procs zeroed). */
+	bool coherent_exit;
 };
 
 struct transport_stats {

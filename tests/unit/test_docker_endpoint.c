@@ -68,13 +68,50 @@ static void test_default(void)
 	CHECK(!strcmp(ep.socket_path, "/run/d.sock") && !ep.tls);
 	docker_endpoint_free(&ep);
 
-	CHECK(docker_endpoint_resolve("ssh://user@host", NULL, &ep, &e) == -1);
-	CHECK(strstr(e.msg, "ssh:// is not supported") != NULL);
 	CHECK(docker_endpoint_resolve("/var/run/docker.sock", NULL, &ep, &e) == -1);
 	CHECK(strstr(e.msg, "unsupported address") != NULL);
 	CHECK(docker_endpoint_resolve("unix://", NULL, &ep, &e) == -1);
 	CHECK(docker_endpoint_resolve("unix:///a", "ctx", &ep, &e) == -1);
 	CHECK(strstr(e.msg, "cannot be used together") != NULL);
+}
+
+/* ssh://[USER@]HOST[:PORT][/PATH]: the remote default socket unless a path is given */
+static void test_ssh(void)
+{
+	struct docker_endpoint ep;
+	struct err e;
+	clean_env();
+	CHECK(docker_endpoint_resolve("ssh://ops@gpu-box", NULL, &ep, &e) == 0);
+	CHECK(!strcmp(ep.host, "ssh://ops@gpu-box") && !ep.socket_path && !ep.tls);
+	CHECK(!strcmp(ep.ssh_user, "ops") && !strcmp(ep.ssh_host, "gpu-box") && ep.ssh_port == 0);
+	CHECK(!strcmp(ep.remote_socket, "/var/run/docker.sock"));
+	docker_endpoint_free(&ep);
+
+	CHECK(docker_endpoint_resolve("ssh://gpu-box:2222/run/user/1000/docker.sock", NULL, &ep,
+				      &e) == 0);
+	CHECK(!ep.ssh_user && !strcmp(ep.ssh_host, "gpu-box") && ep.ssh_port == 2222);
+	CHECK(!strcmp(ep.remote_socket, "/run/user/1000/docker.sock"));
+	docker_endpoint_free(&ep);
+
+	CHECK(docker_endpoint_resolve("ssh://a@b@[::1]:22/", NULL, &ep, &e) == 0);
+	CHECK(!strcmp(ep.ssh_user, "a@b") && !strcmp(ep.ssh_host, "::1") && ep.ssh_port == 22);
+	CHECK(!strcmp(ep.remote_socket, "/var/run/docker.sock"));
+	docker_endpoint_free(&ep);
+
+	setenv("DOCKER_HOST", "ssh://me@h", 1);
+	CHECK(docker_endpoint_resolve(NULL, NULL, &ep, &e) == 0);
+	CHECK(!strcmp(ep.ssh_host, "h") && !strcmp(ep.ssh_user, "me"));
+	docker_endpoint_free(&ep);
+	unsetenv("DOCKER_HOST");
+
+	CHECK(docker_endpoint_resolve("ssh://", NULL, &ep, &e) == -1);
+	CHECK(strstr(e.msg, "no host name") != NULL);
+	CHECK(docker_endpoint_resolve("ssh://@h", NULL, &ep, &e) == -1);
+	CHECK(docker_endpoint_resolve("ssh://h:0", NULL, &ep, &e) == -1);
+	CHECK(docker_endpoint_resolve("ssh://h:22x", NULL, &ep, &e) == -1);
+	CHECK(strstr(e.msg, "invalid port") != NULL);
+	CHECK(docker_endpoint_resolve("ssh://h/s.sock?x=1", NULL, &ep, &e) == -1);
+	CHECK(strstr(e.msg, "query") != NULL);
 }
 
 static void test_contexts(void)
@@ -96,6 +133,9 @@ static void test_contexts(void)
 		   "{\"Host\":\"tcp://h:1234\",\"SkipTLSVerify\":true}}}");
 	write_file("contexts/meta/dddd/meta.json",
 		   "{\"Name\":\"plain\",\"Endpoints\":{\"docker\":{\"Host\":\"tcp://h:2375\"}}}");
+	write_file("contexts/meta/eeee/meta.json",
+		   "{\"Name\":\"over-ssh\",\"Endpoints\":{\"docker\":"
+		   "{\"Host\":\"ssh://ops@remote:2200\",\"SkipTLSVerify\":false}}}");
 
 	/* currentContext from config.json */
 	write_file("config.json", "{\"auths\":{},\"currentContext\":\"local\"}");
@@ -128,6 +168,12 @@ static void test_contexts(void)
 	CHECK(!strcmp(ep.socket_path, "/x.sock"));
 	docker_endpoint_free(&ep);
 
+	CHECK(docker_endpoint_resolve(NULL, "over-ssh", &ep, &e) == 0);
+	CHECK(!ep.tls && !strcmp(ep.ssh_host, "remote") && ep.ssh_port == 2200);
+	CHECK(!strcmp(ep.ssh_user, "ops") && !strcmp(ep.context, "over-ssh"));
+	CHECK(!strcmp(ep.remote_socket, "/var/run/docker.sock"));
+	docker_endpoint_free(&ep);
+
 	CHECK(docker_endpoint_resolve(NULL, "nope", &ep, &e) == -1);
 	CHECK(strstr(e.msg, "\"nope\" does not exist") != NULL);
 
@@ -146,6 +192,7 @@ int main(void)
 	if (!mkdtemp(cfgdir))
 		return 1;
 	test_default();
+	test_ssh();
 	test_contexts();
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cfgdir);
