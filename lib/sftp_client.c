@@ -37,33 +37,6 @@ static bool is_dead(struct sftp_client *c)
 	return __atomic_load_n(&c->dead, __ATOMIC_ACQUIRE);
 }
 
-/* Like fd_write_all, but a peer that went away is EPIPE, never SIGPIPE. */
-static int stream_write(int fd, const void *p, size_t n, int64_t deadline)
-{
-	const uint8_t *d = p;
-	while (n > 0) {
-		ssize_t r = send(fd, d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (r < 0 && errno == ENOTSOCK)
-			return fd_write_all(fd, d, n, deadline);
-		if (r >= 0) {
-			d += r;
-			n -= (size_t)r;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return -errno;
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int w = poll(&pfd, 1, deadline_poll_timeout(deadline));
-		if (w == 0)
-			return -ETIMEDOUT;
-		if (w < 0 && errno != EINTR)
-			return -errno;
-	}
-	return 0;
-}
-
 /* ---- the pending table (c->mu held) ---- */
 
 static struct sftp_req **table_slot(struct sftp_client *c, uint32_t id)
@@ -186,9 +159,9 @@ int sftp_send(struct sftp_client *c, struct buf *pkt, const void *tail, size_t t
 	buf_set_u32_at(pkt, 5, r->id);
 
 	pthread_mutex_lock(&c->write_mu);
-	int w = is_dead(c) ? -EIO : stream_write(c->fd, pkt->data, pkt->len, r->deadline);
+	int w = is_dead(c) ? -EIO : fd_write_all(c->fd, pkt->data, pkt->len, r->deadline);
 	if (w == 0 && tail_len)
-		w = stream_write(c->fd, tail, tail_len, r->deadline);
+		w = fd_write_all(c->fd, tail, tail_len, r->deadline);
 	pthread_mutex_unlock(&c->write_mu);
 	buf_free(pkt);
 
@@ -365,7 +338,7 @@ static int read_packet(int fd, struct buf *b, int64_t deadline)
 
 static int exchange(struct sftp_client *c, struct buf *pkt, uint8_t want, int64_t deadline)
 {
-	int r = stream_write(c->fd, pkt->data, pkt->len, deadline);
+	int r = fd_write_all(c->fd, pkt->data, pkt->len, deadline);
 	if (r == 0)
 		r = read_packet(c->fd, pkt, deadline);
 	uint8_t type;

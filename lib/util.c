@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,11 +81,25 @@ int fd_read_full(int fd, void *p, size_t n, int64_t deadline)
 	return 0;
 }
 
+/* A socket gets send() with MSG_NOSIGNAL (a peer that went away is EPIPE, never SIGPIPE) and
+ * MSG_DONTWAIT (the deadline holds on a blocking socket too); anything else gets write(). */
+static ssize_t write_some(int fd, const void *p, size_t n, bool *is_socket)
+{
+	if (*is_socket) {
+		ssize_t r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r >= 0 || errno != ENOTSOCK)
+			return r;
+		*is_socket = false;
+	}
+	return write(fd, p, n);
+}
+
 int fd_write_all(int fd, const void *p, size_t n, int64_t deadline)
 {
 	const uint8_t *d = p;
+	bool is_socket = true;
 	while (n > 0) {
-		ssize_t r = write(fd, d, n);
+		ssize_t r = write_some(fd, d, n, &is_socket);
 		if (r >= 0) {
 			d += r;
 			n -= (size_t)r;
