@@ -576,7 +576,8 @@ static int loop_once(struct pollfd *pfd, struct slot *slots)
 		else if (slots[i].what == SLOT_WATCH && c->watch)
 			watch_read(c->watch);
 	}
-	reap_children();
+	if (pfd[2].revents)
+		reap_children(); /* SIGCHLD (or SIGTERM/SIGHUP) wrote to the self-pipe */
 	now = mono_ms();
 	for (struct chan *c = chans, *next; c; c = next) {
 		next = c->next;

@@ -2,8 +2,9 @@
  * choice: sandmount-agent, placed once with the archive API (PUT of an in-memory tar) in the
  * first place where it can actually run — agent_dir=, /tmp, /var/tmp, /dev/shm, $HOME, then a
  * hidden dir in the workspace (bind mounts are exec-able even in hardened containers). A copy of
- * the same content (its name carries a hash) placed earlier is reused. Without the agent: the
- * image's own OpenSSH sftp-server. Else an error naming the options. */
+ * the same content (its name carries a hash) placed earlier is reused. Where it cannot run: a
+ * sidecar container (docker_sidecar.c), then the image's own OpenSSH sftp-server. Else an error
+ * naming the options. */
 #include "docker_internal.h"
 
 #include <errno.h>
@@ -82,6 +83,23 @@ static void make_tar(struct buf *t, const struct agent_bin *a, const char *subdi
 	buf_put_bytes(t, a->data, a->size);
 	buf_put_bytes(t, zeros, (512 - a->size % 512) % 512);
 	buf_put_bytes(t, zeros, sizeof(zeros));
+}
+
+int docker_agent_tar(const char *name, struct buf *tar, char *hash, size_t hash_size,
+		     struct err *e)
+{
+	struct agent_bin a = {0};
+	if (load_agent(&a, e) < 0)
+		return -1;
+	snprintf(hash, hash_size, "%s", a.name + strlen("sandmount-agent-"));
+	snprintf(a.name, sizeof(a.name), "%s", name);
+	make_tar(tar, &a, NULL, 0, 0);
+	free(a.data);
+	if (!buf_ok(tar)) {
+		err_set(e, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- probing and placing ---- */
@@ -188,7 +206,8 @@ static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char
 	return ok;
 }
 
-/* Try every candidate dir from the probe's output, then the workspace's hidden dir. */
+/* Try every candidate dir from the probe's output, then the workspace's hidden dir. -1 when
+ * the container cannot be probed, -2 when the agent cannot run anywhere in it. */
 static int place_agent(struct docker_tr *tr, const struct agent_bin *a, char *placed, size_t size,
 		       struct err *e)
 {
@@ -217,8 +236,10 @@ static int place_agent(struct docker_tr *tr, const struct agent_bin *a, char *pl
 	if (rc < 0 && place_at(tr, a, tr->remote_dir, true, uid, gid, placed, size))
 		rc = 0;
 	buf_free(&out);
-	if (rc < 0)
+	if (rc < 0) {
 		err_set(e, "sandmount-agent cannot run anywhere in the container");
+		rc = -2;
+	}
 	return rc;
 }
 
@@ -245,6 +266,21 @@ static int find_sftp_server(struct docker_tr *tr, char *found, size_t size, stru
 	return rc;
 }
 
+/* The agent in a sidecar container; else why (the agent's failure) gets the sidecar's. */
+static int try_sidecar(struct docker_tr *tr, char *path, size_t size, struct err *why)
+{
+	struct err sc;
+	if (docker_sidecar_prepare(tr, &sc) == 0) {
+		snprintf(path, size, "/sandmount-agent");
+		log_info("files: the agent in a sidecar container");
+		return 0;
+	}
+	log_warn("%s", sc.msg);
+	struct err agent = *why;
+	err_set(why, "%.200s; %.300s", agent.msg, sc.msg);
+	return -1;
+}
+
 int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_agent,
 		       struct err *e)
 {
@@ -257,9 +293,14 @@ int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_a
 		free(a.data);
 		if (rc == 0) {
 			*is_agent = true;
+			log_info("files: the agent in the container");
 			return 0;
 		}
 		log_warn("%s", why.msg);
+		if (rc == -2 && try_sidecar(tr, path, size, &why) == 0) {
+			*is_agent = true;
+			return 0;
+		}
 	} else {
 		err_set(&why, "agent=off");
 	}
@@ -269,9 +310,10 @@ int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_a
 		log_info("files: the image's %s", path);
 		return 0;
 	}
-	err_set(e, "%s: cannot serve files (%s, and the image has no sftp-server): set "
+	err_set(e, "%s: cannot serve files (%s; and the image has no sftp-server): set "
 		   "-o agent_dir=DIR to a writable, exec-able directory in the container, make /tmp "
-		   "exec-able, or use an image with OpenSSH's sftp-server",
+		   "or the workspace exec-able, put the workspace on a volume or bind mount (for a "
+		   "sidecar), or use an image with OpenSSH's sftp-server",
 		tr->container_name, why.msg);
 	return -1;
 }

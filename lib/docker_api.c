@@ -424,7 +424,7 @@ CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, 
 {
 	struct call call;
 	CURL *h = easy_new(api, api->ep.url_base, &call);
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : xstrdup("");
 	char *req = text ? str_printf("POST /v%s%s HTTP/1.1\r\nHost: localhost\r\n"
 				      "User-Agent: sandmount/" SANDMOUNT_VERSION "\r\n"
 				      "Content-Type: application/json\r\nConnection: Upgrade\r\n"

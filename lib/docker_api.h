@@ -50,7 +50,7 @@ long docker_api_request(struct docker_api *api, const char *method, const char *
 long docker_api_json(struct docker_api *api, const char *method, const char *path, json_t *body,
 		     json_t **out, const char *what, int64_t deadline, struct err *e);
 
-/* POST path with a JSON body and take over the connection as a raw byte stream (the daemon
+/* POST path with a JSON body (NULL: none) and take over the connection as a raw byte stream (the daemon
  * answers "101 UPGRADED" or "200 OK" and then streams). *early gets bytes that arrived after the
  * response headers. Returns a CURL handle in connect-only mode for curl_easy_send/recv, or NULL
  * with e set. */

@@ -34,6 +34,7 @@ struct dexec {
 	int io_fd;  /* our end of the stdin/stdout pair; -1 once closed */
 	int err_fd; /* our end of the stderr pair; -1 when none */
 	bool tty, strip_header, stderr_to_log, owned, attach_stdin;
+	bool attach; /* a container's main process (no exec, no exit code to inspect) */
 	char label[64];
 
 	/* bridge-only */
@@ -359,7 +360,7 @@ static void *bridge_main(void *arg)
 	int status = -1;
 	struct err e = {""};
 	bool stopped = stop_requested(x);
-	bool got = !stopped && !x->lost && inspect_exit(x, &status, &e) == 0;
+	bool got = !stopped && !x->lost && (x->attach || inspect_exit(x, &status, &e) == 0);
 
 	struct docker_tr *tr = x->tr;
 	pthread_mutex_lock(&tr->lock);
@@ -401,10 +402,10 @@ static json_t *create_body(const struct dexec_req *req)
 }
 
 /* POST /containers/{id}/exec; the new exec's id into id. */
-static int exec_create(struct docker_tr *tr, json_t *body, char *id, size_t idsize,
-		       int64_t deadline, struct err *e)
+static int exec_create(struct docker_tr *tr, const char *container, json_t *body, char *id,
+		       size_t idsize, int64_t deadline, struct err *e)
 {
-	char *path = str_printf("/containers/%s/exec", tr->container_id);
+	char *path = str_printf("/containers/%s/exec", container ? container : tr->container_id);
 	json_t *j = NULL;
 	long st = docker_api_json(&tr->api, "POST", path, body, &j, "exec create", deadline, e);
 	free(path);
@@ -451,6 +452,7 @@ int dexec_start(struct docker_tr *tr, const struct dexec_req *req, struct dexec 
 	x->stderr_to_log = req->stderr_to_log;
 	x->owned = req->owned;
 	x->attach_stdin = req->attach_stdin;
+	x->attach = req->attach;
 	snprintf(x->label, sizeof(x->label), "%s", req->label ? req->label : "exec");
 	buf_init(&x->rx);
 	buf_init(&x->out);
@@ -460,15 +462,22 @@ int dexec_start(struct docker_tr *tr, const struct dexec_req *req, struct dexec 
 	if (err_fd)
 		*err_fd = -1;
 
-	json_t *body = create_body(req);
-	int rc = exec_create(tr, body, x->id, sizeof(x->id), deadline, e);
-	json_decref(body);
-	if (rc < 0)
-		goto fail;
+	char *path;
+	json_t *start = NULL;
+	if (req->attach) {
+		path = str_printf("/containers/%s/attach?stream=1&stdin=%d&stdout=1&stderr=1",
+				  req->container, req->attach_stdin);
+	} else {
+		json_t *body = create_body(req);
+		int rc = exec_create(tr, req->container, body, x->id, sizeof(x->id), deadline, e);
+		json_decref(body);
+		if (rc < 0)
+			goto fail;
+		path = str_printf("/exec/%s/start", x->id);
+		start = json_pack("{s:b, s:b}", "Detach", 0, "Tty", req->tty);
+	}
 	struct buf early;
 	buf_init(&early);
-	char *path = str_printf("/exec/%s/start", x->id);
-	json_t *start = json_pack("{s:b, s:b}", "Detach", 0, "Tty", req->tty);
 	x->raw = docker_api_hijack(&tr->api, path, start, &early, deadline, e);
 	json_decref(start);
 	free(path);
@@ -528,7 +537,7 @@ static int exec_detached(struct docker_tr *tr, const char *script, struct err *e
 	json_object_set_new(body, "AttachStdout", json_false());
 	json_object_set_new(body, "AttachStderr", json_false());
 	char id[80];
-	int rc = exec_create(tr, body, id, sizeof(id), deadline, e);
+	int rc = exec_create(tr, NULL, body, id, sizeof(id), deadline, e);
 	json_decref(body);
 	if (rc < 0)
 		return -1;

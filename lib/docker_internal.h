@@ -16,6 +16,7 @@
 
 struct dexec;
 struct agent_mux;
+struct docker_sidecar;
 
 struct docker_tr {
 	struct transport base;
@@ -30,6 +31,7 @@ struct docker_tr {
 	bool server_is_agent;
 	struct agent_mux *mux;	   /* `sandmount-agent serve`, under place_lock; NULL: none */
 	bool mux_failed;	   /* serve did not start: exec API and `agent sftp` instead */
+	struct docker_sidecar *sidecar; /* the agent serves from a sidecar container; under place_lock */
 	struct agent_mux **retired; /* muxes that died (their exec_procs may still be held) */
 	size_t nretired;
 	int op_timeout_s;
@@ -60,6 +62,8 @@ struct dexec_req {
 	bool stderr_to_log;      /* no stderr fd: stderr lines go to the log (prefixed with label) */
 	bool owned;              /* an exec_proc frees it; else it frees itself when the stream ends */
 	const char *label;
+	const char *container;   /* NULL: the target container */
+	bool attach;             /* attach to container's main process instead of an exec */
 };
 
 /* docker_exec.c */
@@ -80,5 +84,19 @@ void dexec_stop_all(struct docker_tr *tr);
 /* The SFTP server to run: the placed agent (*is_agent) or the image's sftp-server. */
 int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_agent,
 		       struct err *e);
+
+/* docker_agent.c, for docker_sidecar.c: a tar holding only the local agent as `name` (mode
+ * 0755, owner 0); hash gets the hex hash of its content (names a version of the agent). */
+int docker_agent_tar(const char *name, struct buf *tar, char *hash, size_t hash_size,
+		     struct err *e);
+
+/* docker_sidecar.c: when the agent cannot run in the target (DESIGN decision 3, last resort) it
+ * runs in a sidecar container that shares the target's volumes. prepare checks that the
+ * workspace is on a volume or bind mount and loads the image: 0 sets tr->sidecar. */
+int docker_sidecar_prepare(struct docker_tr *tr, struct err *e);
+/* Start (or reuse) the sidecar: *fd gets the stream of `sandmount-agent serve` in it. */
+int docker_sidecar_serve(struct docker_tr *tr, int *fd, struct err *e);
+/* Remove the sidecar this transport made and free tr->sidecar. */
+void docker_sidecar_close(struct docker_tr *tr);
 
 #endif

@@ -2,8 +2,10 @@
  * Opening resolves the endpoint as the docker CLI does, negotiates the API version and checks
  * that the container runs; a small thread pings the daemon every keepalive_s for stats().
  * With the agent placed, one `sandmount-agent serve` started through an exec carries files,
- * commands and the change watch (agent_mux.c); without it (agent=off, or it cannot run), files
- * come from the image's sftp-server and commands from the exec API. */
+ * commands and the change watch (agent_mux.c); when it can only run in a sidecar container
+ * (docker_sidecar.c), that one carries files and the watch while commands use the exec API;
+ * without it (agent=off, or it cannot run), files come from the image's sftp-server and commands
+ * from the exec API. */
 #include "docker_internal.h"
 
 #include <stdio.h>
@@ -62,7 +64,7 @@ static int find_server(struct docker_tr *tr, struct err *e)
 }
 
 /* Start `sandmount-agent serve` (again, after the previous one died). place_lock held. */
-static void start_mux(struct docker_tr *tr)
+static void start_mux(struct docker_tr *tr, struct err *e)
 {
 	if (tr->mux) {
 		struct agent_mux **v = realloc(tr->retired, (tr->nretired + 1) * sizeof(*v));
@@ -76,13 +78,14 @@ static void start_mux(struct docker_tr *tr)
 	struct dexec_req req = {.argv = argv, .attach_stdin = true, .stderr_to_log = true,
 				.label = "agent"};
 	struct dexec *x;
-	struct err e;
 	int fd = -1;
 	int timeout_ms = tr->op_timeout_s * 1000;
-	if (dexec_start(tr, &req, &x, &fd, NULL, &e) < 0 ||
-	    agent_mux_start(fd, tr->container_name, timeout_ms, &tr->mux, &e) < 0) {
-		log_warn("agent: `serve` did not start (%s): commands use the exec API", e.msg);
-		tr->mux_failed = true;
+	int rc = tr->sidecar ? docker_sidecar_serve(tr, &fd, e) : dexec_start(tr, &req, &x, &fd, NULL, e);
+	if (rc < 0 || agent_mux_start(fd, tr->container_name, timeout_ms, &tr->mux, e) < 0) {
+		/* the sidecar has no other way to serve files: the next use tries again */
+		log_warn("agent: `serve` did not start (%s)%s", e->msg,
+			 tr->sidecar ? "" : ": commands use the exec API");
+		tr->mux_failed = !tr->sidecar;
 		return;
 	}
 	log_info("agent: serving %s through sandmount-agent %s", tr->container_name,
@@ -96,10 +99,10 @@ static struct agent_mux *get_mux(struct docker_tr *tr, struct err *e)
 	struct agent_mux *m = NULL;
 	if (find_server(tr, e) == 0 && tr->server_is_agent && !tr->mux_failed) {
 		if (!tr->mux || !agent_mux_alive(tr->mux))
-			start_mux(tr);
+			start_mux(tr, e);
 		m = tr->mux;
 	}
-	if (!m && tr->server_path[0])
+	if (!m && tr->server_path[0] && !tr->sidecar)
 		err_set(e, "%s: the sandbox agent does not run in this container",
 			tr->container_name);
 	pthread_mutex_unlock(&tr->place_lock);
@@ -117,8 +120,9 @@ static int docker_open_sftp(struct transport *t, int *fd, struct err *e)
 	char path[sizeof(tr->server_path)];
 	snprintf(path, sizeof(path), "%s", tr->server_path);
 	bool agent = tr->server_is_agent;
+	bool sidecar = tr->sidecar != NULL;
 	pthread_mutex_unlock(&tr->place_lock);
-	if (rc < 0)
+	if (rc < 0 || sidecar)
 		return -1;
 	char *agent_argv[] = {path, "sftp", "-d", tr->remote_dir, NULL};
 	char *server_argv[] = {path, "-d", tr->remote_dir, NULL};
@@ -128,13 +132,16 @@ static int docker_open_sftp(struct transport *t, int *fd, struct err *e)
 	return dexec_start(tr, &req, &x, fd, NULL, e);
 }
 
-/* Through the agent when it runs (~1 ms a command), else the exec API (~50 ms). */
+/* Through the agent when it runs in the container (~1 ms a command), else the exec API (~50 ms):
+ * a sidecar's agent sees the files but is not where commands run. */
 static int docker_exec(struct transport *t, const struct exec_spec *spec, struct exec_proc **out,
 		       struct err *e)
 {
 	struct docker_tr *tr = (struct docker_tr *)t;
 	struct err why;
 	struct agent_mux *m = tr->agent_off ? NULL : get_mux(tr, &why);
+	if (m && tr->sidecar)
+		m = NULL;
 	if (m)
 		return agent_mux_exec_start(m, spec, out, e);
 	return docker_exec_start(t, spec, out, e);
@@ -163,14 +170,20 @@ static void docker_stats(struct transport *t, struct transport_stats *st)
 	st->channels = tr->nlive;
 	pthread_mutex_unlock(&tr->lock);
 	/* Placing the agent may hold the lock for seconds: stats do not wait for it. */
+	const char *files = "";
 	if (pthread_mutex_trylock(&tr->place_lock) == 0) {
 		if (tr->mux)
 			st->channels += agent_mux_channels(tr->mux);
+		if (tr->server_path[0])
+			files = tr->sidecar	      ? " (files: agent in a sidecar)"
+				: tr->server_is_agent ? " (files: agent in the container)"
+						      : " (files: the image's sftp-server)";
 		pthread_mutex_unlock(&tr->place_lock);
 	}
 	st->bytes_in = atomic_load(&tr->bytes_in);
 	st->bytes_out = atomic_load(&tr->bytes_out);
-	snprintf(st->detail, sizeof(st->detail), "docker %s %s", tr->api.ep.host,
+	/* the status shows "<detail>:<remote dir>": the container name stays next to it */
+	snprintf(st->detail, sizeof(st->detail), "docker %s%s %s", tr->api.ep.host, files,
 		 tr->container_name);
 }
 
@@ -189,6 +202,7 @@ static void docker_close(struct transport *t)
 		agent_mux_close(tr->retired[i]);
 	free(tr->retired);
 	dexec_stop_all(tr);
+	docker_sidecar_close(tr);
 	if (tr->live)
 		log_warn("docker transport closed with %u exec(s) not freed", tr->nlive);
 	docker_api_free(&tr->api);

@@ -5,7 +5,9 @@ tests fail. Tests get a `mnt` (a fresh remote workspace subdir mounted at a fres
 
 Backends: a test that uses `sandbox` (directly or through `mnt`/`mounter`) runs once per backend —
 "ssh" (the testbed's sshd), "docker" (a container of a private dockerd, scripts/dockerbed) and
-"podman" (the same against Podman's Docker-compatible API). `@pytest.mark.backends("ssh", ...)`
+"podman" (the same against Podman's Docker-compatible API). Containers run the bed's default
+image: the Debian one (git, sftp-server, procps; user `agent`), the busybox one only when the bed
+was brought up with SM_BED_IMAGE=busybox. `@pytest.mark.backends("ssh", ...)`
 narrows that list; SM_E2E_BACKENDS=ssh,docker narrows it for a whole run. A backend whose daemon
 is not installed is skipped, not failed. A container's workspace is a bind mount of a directory
 of this machine, so tests check the sandbox side by reading that directory."""
@@ -82,7 +84,8 @@ class Suite:
         else:
             d = self.tmp / "beds" / engine
             d.parent.mkdir(exist_ok=True)
-            p = run([DOCKERBED, "up", d, engine], timeout=180)
+            # the first run on a machine builds the Debian image's rootfs (about a minute)
+            p = run([DOCKERBED, "up", d, engine], timeout=1800)
             if p.returncode != 0:
                 raise RuntimeError(f"dockerbed up {engine}: {p.stderr.decode(errors='replace')}")
             self.beds_started.append(d)
@@ -227,10 +230,9 @@ class SSHBackend:
 
 class ContainerBackend:
     """A long-lived container of a private dockerd (or Podman service) running as 1000:1000 with
-    its /workspace bind-mounted from a directory of this machine."""
-    user = "user"  # uid 1000 in the test image's /etc/passwd
+    its /workspace bind-mounted from a directory of this machine. `user` (the name of uid 1000)
+    and `has_git` are read from the container: they depend on the bed's image."""
     is_container = True
-    has_git = False  # the busybox test image has no git
 
     def __init__(self, suite, engine):
         if os.geteuid() != 0:
@@ -249,6 +251,11 @@ class ContainerBackend:
         self.container = f"sm-e2e-{os.getpid()}"
         self.cid = self.api.create(self.container, self.bed["SM_DOCKER_IMAGE"],
                                    user="1000:1000", binds=[f"{self.ws}:/workspace"])
+        code, out = self.api.exec(self.cid, ["id", "-un"])
+        if code != 0:
+            raise RuntimeError(f"id -un in {self.bed['SM_DOCKER_IMAGE']}: {out!r}")
+        self.user = out.decode().strip()
+        self.has_git = self.api.exec(self.cid, ["sh", "-c", "command -v git"])[0] == 0
 
     def new_remote(self, name):
         u = self.suite.unique(name)

@@ -1,11 +1,12 @@
 """sandmount and sandexec against containers, through every way of naming the Docker daemon (a
 unix socket given with -o docker_host=, $DOCKER_HOST, tcp+TLS with DOCKER_TLS_VERIFY and
 DOCKER_CERT_PATH, a docker context), in the containers OpenClaw runs (hardened: read-only root,
-noexec tmpfs, no capabilities, uid 1000, the workspace a bind mount), a workspace that is a plain
-directory of the container, a plain busybox image, every place the agent can land, and what
-happens when the container or the daemon goes away. Runs against dockerd and against Podman's
-Docker-compatible API (the "podman" backend); what Podman cannot do is skipped with the reason.
-Containers are made with the Engine API (helpers.EngineAPI)."""
+noexec tmpfs, no capabilities, uid 1000, no network, the workspace a bind mount) of both test
+images (the bed's Debian one and its busybox one), a workspace that is a plain directory of the
+container, a plain busybox image, every place the agent can land, and what happens when the
+container or the daemon goes away. Runs against dockerd and against Podman's Docker-compatible
+API (the "podman" backend); what Podman cannot do is skipped with the reason. Containers are
+made with the Engine API (helpers.EngineAPI)."""
 
 import hashlib
 import io
@@ -137,11 +138,20 @@ def test_endpoint_kinds(suite, sandbox, how):
 
 # ---- the containers ----
 
-def test_hardened_container(suite, sandbox, containers):
+def bed_image(sandbox, which):
+    """The bed's image `which` ("debian" or "busybox"); skips when the bed was made without it."""
+    image = sandbox.bed.get(f"SM_DOCKER_{which.upper()}_IMAGE")
+    if not image:
+        pytest.skip(f"the {sandbox.name} bed has no {which} image (SM_BED_IMAGE=busybox)")
+    return image
+
+
+@pytest.mark.parametrize("image", ["debian", "busybox"])
+def test_hardened_container(suite, sandbox, containers, image):
     """OpenClaw's defaults: the agent lands in a hidden dir of the workspace (the only exec-able
     place), files made through the mount belong to 1000:1000 in the container and to the local
     user locally, the hidden dir never shows through the mount, and exec works."""
-    name, host = containers("hard", **HARDENED)
+    name, host = containers(f"hard-{image}", image=bed_image(sandbox, image), **HARDENED)
     m = mount_container(suite, sandbox, name, "/workspace", host)
     try:
         (m / "made-here.txt").write_text("hardened\n")
@@ -167,18 +177,25 @@ def test_hardened_container(suite, sandbox, containers):
         # the gateway's tools see the files a command made
         p = m.exec("-c", "echo from-exec > dir/e.txt")
         assert (m / "dir" / "e.txt").read_text() == "from-exec\n"
+        if image == "debian":  # a real tool, in a read-only root with no network
+            p = m.exec("-c", "git init -q g && cd g && echo a > a && git add a && "
+                       "git -c user.name=x -c user.email=x@x commit -qm hard && git log --format=%s")
+            assert (p.returncode, p.stdout) == (0, b"hard\n"), p.stderr
+            assert (m / "g" / ".git" / "HEAD").exists()
     finally:
         m.cleanup()
 
 
 def test_workspace_is_a_plain_dir_of_the_container(suite, sandbox, containers):
     name, _ = containers("nobind", ws=False, user="1000:1000")
-    code, out = sandbox.api.exec(name, ["mkdir", "-p", "/home/user/ws"])
+    code, out = sandbox.api.exec(name, ["sh", "-c", 'mkdir -p "$HOME/ws" && echo "$HOME/ws"'])
     assert code == 0, out
-    m = mount_container(suite, sandbox, name, "/home/user/ws")
+    ws = out.decode().strip()
+    assert ws.startswith("/home/"), ws  # the user's home, from the image's /etc/passwd
+    m = mount_container(suite, sandbox, name, ws)
     try:
         (m / "f.txt").write_bytes(b"in the container fs\n")
-        code, out = sandbox.api.exec(name, ["cat", "/home/user/ws/f.txt"])
+        code, out = sandbox.api.exec(name, ["cat", f"{ws}/f.txt"])
         assert (code, out) == (0, b"in the container fs\n")
         roundtrip(m)
         assert sorted(os.listdir(m.mp)) == ["f.txt", "rt.bin"]
