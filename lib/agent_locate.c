@@ -76,3 +76,11 @@ int agent_read_local(char *path, size_t path_size, uint8_t **data, size_t *size,
 	}
 	return 0;
 }
+
+void agent_content_name(const uint8_t *data, size_t size, char *out, size_t out_size)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < size; i++)
+		h = (h ^ data[i]) * 1099511628211ull;
+	snprintf(out, out_size, "sandmount-agent-%016llx", (unsigned long long)h);
+}

@@ -15,5 +15,8 @@
 /* Read the agent binary: $SANDMOUNT_AGENT, else the build tree next to this program, else the
  * install locations. *data is malloc'd; path receives where it was found. 0 or -1 with e set. */
 int agent_read_local(char *path, size_t path_size, uint8_t **data, size_t *size, struct err *e);
+/* The name a placed copy of this binary gets: "sandmount-agent-<64-bit FNV-1a of the content>",
+ * so a copy is reused only when it is byte for byte the same build. */
+void agent_content_name(const uint8_t *data, size_t size, char *out, size_t out_size);
 
 #endif

@@ -34,10 +34,7 @@ static int load_agent(struct agent_bin *a, struct err *e)
 {
 	if (agent_read_local(a->path, sizeof(a->path), &a->data, &a->size, e) < 0)
 		return -1;
-	uint64_t h = 14695981039346656037ull;
-	for (size_t i = 0; i < a->size; i++)
-		h = (h ^ a->data[i]) * 1099511628211ull;
-	snprintf(a->name, sizeof(a->name), "sandmount-agent-%016llx", (unsigned long long)h);
+	agent_content_name(a->data, a->size, a->name, sizeof(a->name));
 	return 0;
 }
 

@@ -17,8 +17,8 @@
 
 #include "log.h"
 
-#define IMAGE_REPO "sandmount-agent"
-#define AGENT_PATH "/sandmount-agent"
+#define IMAGE_REPO	  "sandmount-agent"
+#define AGENT_PATH	  "/sandmount-agent"
 #define IMPORT_TIMEOUT_MS 60000
 
 struct docker_sidecar {
@@ -38,8 +38,9 @@ static json_t *inspect(struct docker_tr *tr, const char *container, long *status
 	char *name = docker_escape(container);
 	char *path = name ? str_printf("/containers/%s/json", name) : NULL;
 	json_t *j = NULL;
-	*status = path ? docker_api_json(&tr->api, "GET", path, NULL, &j, "inspect", op_deadline(tr), e)
-		       : -1;
+	*status =
+	    path ? docker_api_json(&tr->api, "GET", path, NULL, &j, "inspect", op_deadline(tr), e)
+		 : -1;
 	free(name);
 	free(path);
 	return j;
@@ -72,8 +73,9 @@ static int check_workspace(struct docker_tr *tr, json_t *target, struct err *e)
 		    is_under(tr->remote_dir, dest))
 			return 0;
 	}
-	err_set(e, "no sidecar either: the workspace %s is not on a volume or bind mount of the "
-		   "container",
+	err_set(e,
+		"no sidecar either: the workspace %s is not on a volume or bind mount of the "
+		"container",
 		tr->remote_dir);
 	return -1;
 }
@@ -93,8 +95,8 @@ static bool is_numeric_user(const char *u)
 static int resolve_user(struct docker_tr *tr, json_t *target, char *user, size_t size,
 			struct err *e)
 {
-	const char *configured = json_string_value(json_object_get(json_object_get(target, "Config"),
-								   "User"));
+	const char *configured =
+	    json_string_value(json_object_get(json_object_get(target, "Config"), "User"));
 	struct buf out;
 	buf_init(&out);
 	int status = -1;
@@ -203,9 +205,10 @@ static void remove_container(struct docker_tr *tr, const char *id)
 
 static json_t *create_body(struct docker_tr *tr, const struct docker_sidecar *sc)
 {
-	json_t *host = json_pack("{s:[s], s:s, s:b, s:[s], s:[s], s:b}", "VolumesFrom",
-				 tr->container_id, "NetworkMode", "none", "ReadonlyRootfs", 1,
-				 "CapDrop", "ALL", "SecurityOpt", "no-new-privileges", "AutoRemove", 1);
+	json_t *host =
+	    json_pack("{s:[s], s:s, s:b, s:[s], s:[s], s:b}", "VolumesFrom", tr->container_id,
+		      "NetworkMode", "none", "ReadonlyRootfs", 1, "CapDrop", "ALL", "SecurityOpt",
+		      "no-new-privileges", "AutoRemove", 1);
 	json_t *b = json_pack("{s:s, s:[s,s,s,s], s:s, s:b, s:b, s:b, s:b, s:b, s:b, s:o}", "Image",
 			      sc->image, "Cmd", AGENT_PATH, "serve", "-d", tr->remote_dir, "User",
 			      sc->user, "AttachStdin", 1, "AttachStdout", 1, "AttachStderr", 1,
@@ -214,8 +217,7 @@ static json_t *create_body(struct docker_tr *tr, const struct docker_sidecar *sc
 }
 
 /* POST /containers/create; 0 with sc->id, 1 when the name is taken, -1. */
-static int create(struct docker_tr *tr, struct docker_sidecar *sc, const char *name,
-		  struct err *e)
+static int create(struct docker_tr *tr, struct docker_sidecar *sc, const char *name, struct err *e)
 {
 	json_t *body = create_body(tr, sc);
 	char *path = str_printf("/containers/create?name=%s", name);
@@ -236,11 +238,13 @@ static int create(struct docker_tr *tr, struct docker_sidecar *sc, const char *n
 }
 
 /* Attach to the new sidecar's agent, then start it. */
-static int attach_and_start(struct docker_tr *tr, struct docker_sidecar *sc, int *fd,
-			    struct err *e)
+static int attach_and_start(struct docker_tr *tr, struct docker_sidecar *sc, int *fd, struct err *e)
 {
-	struct dexec_req req = {.container = sc->id, .attach = true, .attach_stdin = true,
-				.stderr_to_log = true, .label = "sidecar agent"};
+	struct dexec_req req = {.container = sc->id,
+				.attach = true,
+				.attach_stdin = true,
+				.stderr_to_log = true,
+				.label = "sidecar agent"};
 	struct dexec *x;
 	if (dexec_start(tr, &req, &x, fd, NULL, e) < 0)
 		return -1;
@@ -266,13 +270,17 @@ static int reuse(struct docker_tr *tr, struct docker_sidecar *sc, const char *na
 	long st;
 	json_t *j = inspect(tr, name, &st, e);
 	const char *id = json_string_value(json_object_get(j, "Id"));
-	const char *image = json_string_value(json_object_get(json_object_get(j, "Config"), "Image"));
+	const char *image =
+	    json_string_value(json_object_get(json_object_get(j, "Config"), "Image"));
 	bool running = json_is_true(json_object_get(json_object_get(j, "State"), "Running"));
 	int rc = -1;
 	if (st == 200 && id && running && image && !strcmp(image, sc->image)) {
 		char *argv[] = {AGENT_PATH, "serve", "-d", tr->remote_dir, NULL};
-		struct dexec_req req = {.argv = argv, .container = id, .attach_stdin = true,
-					.stderr_to_log = true, .label = "sidecar agent"};
+		struct dexec_req req = {.argv = argv,
+					.container = id,
+					.attach_stdin = true,
+					.stderr_to_log = true,
+					.label = "sidecar agent"};
 		struct dexec *x;
 		rc = dexec_start(tr, &req, &x, fd, NULL, e);
 		if (rc == 0)

@@ -1,8 +1,8 @@
 /* ssh_agent.c: sandmount-agent on an SSH host (agent=auto|on; DESIGN decision 4). The local
- * binary is uploaded over SFTP to ~/.cache/sandmount/sandmount-agent-VERSION (mode 0700) unless
- * a copy of the same size is there already, then `serve` runs on an exec channel; its HELLO is
- * the probe (a binary for another CPU never says it). A reused copy that does not start, or
- * reports another version, is replaced once. */
+ * binary is uploaded over SFTP to ~/.cache/sandmount/sandmount-agent-<content hash> (mode 0700)
+ * unless that copy is there already, then `serve` runs on an exec channel; its HELLO is the probe
+ * (a binary for another CPU never says it). A reused copy that does not start, or reports another
+ * version, is replaced once. */
 #include "ssh_internal.h"
 
 #include <errno.h>
@@ -17,7 +17,6 @@
 #include "sftp_client.h"
 
 #define AGENT_DIR ".cache/sandmount" /* relative: sftp-server starts in the home directory */
-#define AGENT_NAME "sandmount-agent-" SANDMOUNT_VERSION
 #define SFTP_TIMEOUT_MS 30000
 
 static int ensure_dirs(struct sftp_client *c, struct err *e)
@@ -35,10 +34,12 @@ static int ensure_dirs(struct sftp_client *c, struct err *e)
 }
 
 /* Write the binary under a temporary name, make it 0700 and rename it into place. */
-static int upload(struct sftp_client *c, const uint8_t *data, size_t size, struct err *e)
+static int upload(struct sftp_client *c, const char *name, const uint8_t *data, size_t size,
+		  struct err *e)
 {
-	char tmp[128];
-	snprintf(tmp, sizeof(tmp), AGENT_DIR "/." AGENT_NAME ".%ld", (long)getpid());
+	char tmp[160], dest[160];
+	snprintf(tmp, sizeof(tmp), AGENT_DIR "/.%s.%ld", name, (long)getpid());
+	snprintf(dest, sizeof(dest), AGENT_DIR "/%s", name);
 	struct sftp_attrs mode = {.flags = SFTP_ATTR_PERM, .perm = 0700};
 	struct sftp_handle h;
 	int rc = sftp_open(c, tmp, SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_TRUNC, &mode, &h);
@@ -50,24 +51,28 @@ static int upload(struct sftp_client *c, const uint8_t *data, size_t size, struc
 	if (rc == 0)
 		rc = sftp_setstat(c, tmp, &mode);
 	if (rc == 0)
-		rc = sftp_rename(c, tmp, AGENT_DIR "/" AGENT_NAME, true);
+		rc = sftp_rename(c, tmp, dest, true);
 	if (rc < 0) {
 		sftp_remove(c, tmp);
 		err_set(e, "cannot upload the agent to ~/" AGENT_DIR ": %s", strerror(-rc));
 		return -1;
 	}
-	log_info("agent: uploaded ~/" AGENT_DIR "/" AGENT_NAME " (%zu bytes)", size);
+	log_info("agent: uploaded ~/%s (%zu bytes)", dest, size);
 	return 0;
 }
 
-/* Upload the agent unless a copy of the same size is there; *fresh tells which. */
-static int place(struct ssh_tr *tr, bool force, bool *fresh, struct err *e)
+/* Upload the agent unless this very build is there; *fresh tells which; name gets its name. */
+static int place(struct ssh_tr *tr, bool force, bool *fresh, char *name, size_t name_size,
+		 struct err *e)
 {
 	char path[4096];
 	uint8_t *data = NULL;
 	size_t size = 0;
 	if (agent_read_local(path, sizeof(path), &data, &size, e) < 0)
 		return -1;
+	agent_content_name(data, size, name, name_size);
+	char dest[160];
+	snprintf(dest, sizeof(dest), AGENT_DIR "/%s", name);
 	int fd;
 	struct sftp_client *c = NULL;
 	int rc = tr->base.ops->open_sftp(&tr->base, &fd, e);
@@ -76,10 +81,9 @@ static int place(struct ssh_tr *tr, bool force, bool *fresh, struct err *e)
 	if (rc == 0)
 		rc = ensure_dirs(c, e);
 	struct sftp_attrs a;
-	*fresh = force || rc < 0 || sftp_stat(c, AGENT_DIR "/" AGENT_NAME, &a) < 0 ||
-		 a.size != size;
+	*fresh = force || rc < 0 || sftp_stat(c, dest, &a) < 0 || a.size != size;
 	if (rc == 0 && *fresh)
-		rc = upload(c, data, size, e);
+		rc = upload(c, name, data, size, e);
 	if (c)
 		sftp_client_close(c);
 	free(data);
@@ -87,11 +91,11 @@ static int place(struct ssh_tr *tr, bool force, bool *fresh, struct err *e)
 }
 
 /* Run `serve` on an exec channel and wait for its HELLO. */
-static int serve(struct ssh_tr *tr, const char *remote_dir, int timeout_ms, struct err *e)
+static int serve(struct ssh_tr *tr, const char *name, const char *remote_dir, int timeout_ms,
+		 struct err *e)
 {
 	char *qdir = sh_quote(remote_dir);
-	char *cmd = qdir ? str_printf("exec \"$HOME\"/" AGENT_DIR "/" AGENT_NAME " serve -d %s",
-				      qdir)
+	char *cmd = qdir ? str_printf("exec \"$HOME\"/" AGENT_DIR "/%s serve -d %s", name, qdir)
 			 : NULL;
 	free(qdir);
 	if (!cmd) {
@@ -124,14 +128,16 @@ static int serve(struct ssh_tr *tr, const char *remote_dir, int timeout_ms, stru
 int ssh_agent_start(struct ssh_tr *tr, const char *remote_dir, int timeout_ms, struct err *e)
 {
 	bool fresh = false;
-	if (place(tr, false, &fresh, e) < 0)
+	char name[64];
+	if (place(tr, false, &fresh, name, sizeof(name), e) < 0)
 		return -1;
-	if (serve(tr, remote_dir, timeout_ms, e) == 0)
+	if (serve(tr, name, remote_dir, timeout_ms, e) == 0)
 		return 0;
 	if (fresh)
 		return -1;
 	log_info("agent: the copy on the host did not start (%s); uploading it again", e->msg);
-	if (place(tr, true, &fresh, e) < 0 || serve(tr, remote_dir, timeout_ms, e) < 0)
+	if (place(tr, true, &fresh, name, sizeof(name), e) < 0 ||
+	    serve(tr, name, remote_dir, timeout_ms, e) < 0)
 		return -1;
 	return 0;
 }
