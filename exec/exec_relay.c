@@ -40,6 +40,7 @@ struct pump {
 	bool dst_is_socket;
 	bool eof;           /* src is finished */
 	bool broken;        /* dst failed: further data is dropped */
+	bool reader_gone;   /* dst failed with EPIPE: nobody reads the output any more */
 	size_t off, len;
 	uint8_t data[RELAY_BUF];
 };
@@ -198,6 +199,7 @@ static void pump_flush(struct pump *p)
 		return;
 	if (r < 0) {
 		p->broken = true;
+		p->reader_gone = errno == EPIPE;
 		r = (ssize_t)n;
 	}
 	p->off += (size_t)r;
@@ -235,7 +237,7 @@ static enum relay_end relay(int sock, int stop_fd, int fds[3], struct exec_proc 
 	*pin = (struct pump){.src = fds[0], .dst = proc->stdio_fd, .dst_is_socket = true};
 	*pout = (struct pump){.src = proc->stdio_fd, .dst = fds[1], .src_is_socket = true};
 	*perr = (struct pump){.src = proc->stderr_fd, .dst = fds[2], .src_is_socket = true};
-	bool stdin_closed = false;
+	bool stdin_closed = false, sent_sigpipe = false;
 
 	for (;;) {
 		if (pump_done(pout) && pump_done(perr)) {
@@ -275,6 +277,12 @@ static enum relay_end relay(int sock, int stop_fd, int fds[3], struct exec_proc 
 		if (pin->broken) {
 			pin->eof = true;
 			pin->len = 0;
+		}
+		/* The client's reader of stdout went away (`sandexec cmd | head`): as in a local
+		 * pipeline, the command gets SIGPIPE instead of writing into the void forever. */
+		if (pout->reader_gone && !sent_sigpipe) {
+			proc->ops->signal(proc, SIGPIPE);
+			sent_sigpipe = true;
 		}
 	}
 }
