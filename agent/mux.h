@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "abuf.h"
+#include "buf.h"
 #include "mux_proto.h"
 
 /* Serve the protocol on stdin/stdout until the stream closes. Returns the exit status. */
@@ -57,11 +57,11 @@ void watch_read(struct watch *w);
 /* Milliseconds until the gathered events are due (-1: none gathered, 0: due now). */
 int watch_due_in(const struct watch *w, int64_t now);
 /* Append the due events to out as CHANGED / OVERFLOW frames of channel ch and forget them. */
-void watch_flush(struct watch *w, struct abuf *out, uint32_t ch);
+void watch_flush(struct watch *w, struct buf *out, uint32_t ch);
 
 /* Frames (mux_server.c): start one in out, returning its start for frame_end. */
-size_t frame_begin(struct abuf *out, uint8_t type, uint32_t ch);
-void frame_end(struct abuf *out, size_t start);
+size_t frame_begin(struct buf *out, uint8_t type, uint32_t ch);
+void frame_end(struct buf *out, size_t start);
 int64_t mono_ms(void);
 
 #endif

@@ -33,7 +33,7 @@ struct chan {
 	bool exited;
 	int status;
 	struct child_fds fds; /* -1 once closed */
-	struct abuf in;	      /* the client's bytes waiting for the child's stdin */
+	struct buf in;	      /* the client's bytes waiting for the child's stdin */
 	bool in_eof;	      /* the client sent EOF: close stdin once `in` is empty */
 	uint32_t credit;      /* output bytes we may still send */
 	uint32_t consumed;    /* stdin bytes taken since the last CREDIT */
@@ -43,7 +43,7 @@ struct chan {
 	struct watch *watch;
 };
 
-static struct abuf inq, outq;
+static struct buf inq, outq;
 static struct chan *chans;
 static int sig_pipe[2] = {-1, -1};
 static bool stream_done;
@@ -63,38 +63,38 @@ static void fatal_msg(const char *what, const char *detail)
 
 /* ---- frames ---- */
 
-size_t frame_begin(struct abuf *out, uint8_t type, uint32_t ch)
+size_t frame_begin(struct buf *out, uint8_t type, uint32_t ch)
 {
 	size_t start = out->len;
-	abuf_put_u32(out, 0);
-	abuf_put_u8(out, type);
-	abuf_put_u32(out, ch);
+	buf_put_u32(out, 0);
+	buf_put_u8(out, type);
+	buf_put_u32(out, ch);
 	return start;
 }
 
-void frame_end(struct abuf *out, size_t start)
+void frame_end(struct buf *out, size_t start)
 {
-	abuf_set_u32_at(out, start, (uint32_t)(out->len - start - 4));
+	buf_set_u32_at(out, start, (uint32_t)(out->len - start - 4));
 }
 
 static void send_u32(uint8_t type, uint32_t ch, uint32_t v)
 {
 	size_t s = frame_begin(&outq, type, ch);
-	abuf_put_u32(&outq, v);
+	buf_put_u32(&outq, v);
 	frame_end(&outq, s);
 }
 
 static void send_fail(uint32_t ch, const char *msg)
 {
 	size_t s = frame_begin(&outq, MUX_OPEN_FAIL, ch);
-	abuf_put_cstring(&outq, msg);
+	buf_put_cstring(&outq, msg);
 	frame_end(&outq, s);
 }
 
 static void send_eof(uint32_t ch, uint8_t stream)
 {
 	size_t s = frame_begin(&outq, MUX_EOF, ch);
-	abuf_put_u8(&outq, stream);
+	buf_put_u8(&outq, stream);
 	frame_end(&outq, s);
 }
 
@@ -133,7 +133,7 @@ static struct chan *chan_new(uint32_t id, enum chan_kind kind)
 	c->kind = kind;
 	c->credit = MUX_WINDOW;
 	c->fds = (struct child_fds){-1, -1, -1};
-	abuf_init(&c->in);
+	buf_init(&c->in);
 	c->next = chans;
 	chans = c;
 	return c;
@@ -149,7 +149,7 @@ static void chan_free(struct chan *c)
 	}
 	chan_close_fds(c);
 	watch_free(c->watch);
-	abuf_free(&c->in);
+	buf_free(&c->in);
 	free(c);
 }
 
@@ -165,24 +165,24 @@ static void chan_adopt(struct chan *c, pid_t pid, const struct child_fds *fds)
 
 /* ---- requests ---- */
 
-static int open_spawn(uint32_t id, struct abuf *req)
+static int open_spawn(uint32_t id, struct buf *req)
 {
 	struct spawn_req r = {0};
 	char *term = NULL, *cwd = NULL, *command = NULL;
 	uint32_t nenv = 0, rows = 0, cols = 0;
 	uint8_t tty = 0;
 	int rc = -1;
-	if (abuf_get_cstring(req, &command) < 0 || abuf_get_cstring(req, &cwd) < 0 ||
-	    abuf_get_u32(req, &nenv) < 0 || nenv > abuf_remaining(req) / 4)
+	if (buf_get_cstring(req, &command) < 0 || buf_get_cstring(req, &cwd) < 0 ||
+	    buf_get_u32(req, &nenv) < 0 || nenv > buf_remaining(req) / 4)
 		goto out;
 	r.env = calloc((size_t)nenv + 1, sizeof(*r.env));
 	if (!r.env)
 		goto out;
 	for (uint32_t i = 0; i < nenv; i++)
-		if (abuf_get_cstring(req, &r.env[i]) < 0)
+		if (buf_get_cstring(req, &r.env[i]) < 0)
 			goto out;
-	if (abuf_get_u8(req, &tty) < 0 || abuf_get_cstring(req, &term) < 0 ||
-	    abuf_get_u32(req, &rows) < 0 || abuf_get_u32(req, &cols) < 0)
+	if (buf_get_u8(req, &tty) < 0 || buf_get_cstring(req, &term) < 0 ||
+	    buf_get_u32(req, &rows) < 0 || buf_get_u32(req, &cols) < 0)
 		goto out;
 	rc = 0;
 	r.command = command;
@@ -228,10 +228,10 @@ static void open_sftp(uint32_t id)
 	chan_adopt(c, pid, &fds);
 }
 
-static int open_watch(uint32_t id, struct abuf *req)
+static int open_watch(uint32_t id, struct buf *req)
 {
 	char *dir;
-	if (abuf_get_cstring(req, &dir) < 0)
+	if (buf_get_cstring(req, &dir) < 0)
 		return -1;
 	char msg[ERRMSG_MAX];
 	struct chan *c = chan_new(id, CK_WATCH);
@@ -251,20 +251,20 @@ static int open_watch(uint32_t id, struct abuf *req)
 static void give_credit(struct chan *c, size_t n)
 {
 	c->consumed += (uint32_t)n;
-	if (c->consumed >= CREDIT_STEP || abuf_remaining(&c->in) == 0) {
+	if (c->consumed >= CREDIT_STEP || buf_remaining(&c->in) == 0) {
 		if (c->consumed)
 			send_u32(MUX_CREDIT, c->id, c->consumed);
 		c->consumed = 0;
 	}
 }
 
-static int on_data(struct chan *c, struct abuf *req)
+static int on_data(struct chan *c, struct buf *req)
 {
 	uint8_t stream;
-	if (abuf_get_u8(req, &stream) < 0 || stream != MUX_STREAM_STDIO)
+	if (buf_get_u8(req, &stream) < 0 || stream != MUX_STREAM_STDIO)
 		return -1;
-	size_t n = abuf_remaining(req);
-	if (abuf_remaining(&c->in) + n > MUX_WINDOW) {
+	size_t n = buf_remaining(req);
+	if (buf_remaining(&c->in) + n > MUX_WINDOW) {
 		fatal_msg("protocol error", "the client overran a channel's window");
 		return -1;
 	}
@@ -272,8 +272,8 @@ static int on_data(struct chan *c, struct abuf *req)
 		give_credit(c, n); /* nobody reads it: discarded */
 		return 0;
 	}
-	const uint8_t *data = abuf_cursor(req);
-	if (abuf_remaining(&c->in) == 0) {
+	const uint8_t *data = buf_cursor(req);
+	if (buf_remaining(&c->in) == 0) {
 		/* Nothing waits: straight to the child, keeping only what it did not take. */
 		ssize_t w = write(c->fds.in_fd, data, n);
 		if (w > 0) {
@@ -284,9 +284,9 @@ static int on_data(struct chan *c, struct abuf *req)
 	}
 	if (n == 0)
 		return 0;
-	if (c->in.off && c->in.off >= abuf_remaining(&c->in))
-		abuf_compact(&c->in); /* amortised: at most as many bytes moved as consumed */
-	uint8_t *p = abuf_put_space(&c->in, n);
+	if (c->in.off && c->in.off >= buf_remaining(&c->in))
+		buf_compact(&c->in); /* amortised: at most as many bytes moved as consumed */
+	uint8_t *p = buf_put_space(&c->in, n);
 	if (p)
 		memcpy(p, data, n);
 	return 0;
@@ -304,7 +304,7 @@ static void on_close(struct chan *c)
 	}
 }
 
-static int dispatch(uint8_t type, uint32_t id, struct abuf *req)
+static int dispatch(uint8_t type, uint32_t id, struct buf *req)
 {
 	struct chan *c = chan_find(id);
 	uint32_t a, b;
@@ -328,18 +328,18 @@ static int dispatch(uint8_t type, uint32_t id, struct abuf *req)
 		c->in_eof = true;
 		return 0;
 	case MUX_CREDIT:
-		if (abuf_get_u32(req, &a) < 0 || a > MUX_WINDOW - c->credit)
+		if (buf_get_u32(req, &a) < 0 || a > MUX_WINDOW - c->credit)
 			return -1;
 		c->credit += a;
 		return 0;
 	case MUX_SIGNAL:
-		if (abuf_get_u32(req, &a) < 0 || a == 0 || a >= 65)
+		if (buf_get_u32(req, &a) < 0 || a == 0 || a >= 65)
 			return -1;
 		if (c->kind == CK_SPAWN && !c->exited)
 			kill(-c->pid, (int)a);
 		return 0;
 	case MUX_RESIZE:
-		if (abuf_get_u32(req, &a) < 0 || abuf_get_u32(req, &b) < 0)
+		if (buf_get_u32(req, &a) < 0 || buf_get_u32(req, &b) < 0)
 			return -1;
 		if (c->tty && c->fds.out_fd >= 0)
 			spawn_resize(c->fds.out_fd, a, b);
@@ -356,20 +356,20 @@ static int dispatch(uint8_t type, uint32_t id, struct abuf *req)
 static int process_input(void)
 {
 	uint32_t len;
-	while (abuf_peek_u32(&inq, &len) == 0) {
+	while (buf_peek_u32(&inq, &len) == 0) {
 		if (len < MUX_FRAME_MIN || len > MUX_FRAME_MAX) {
 			fatal_msg("protocol error", "bad frame length");
 			return -1;
 		}
-		if (abuf_remaining(&inq) - 4 < len)
+		if (buf_remaining(&inq) - 4 < len)
 			break;
-		struct abuf req;
+		struct buf req;
 		uint8_t type;
 		uint32_t id;
-		abuf_view(&req, inq.data + inq.off + 4, len);
+		buf_view(&req, inq.data + inq.off + 4, len);
 		inq.off += 4 + (size_t)len;
-		abuf_get_u8(&req, &type);
-		abuf_get_u32(&req, &id);
+		buf_get_u8(&req, &type);
+		buf_get_u32(&req, &id);
 		if (dispatch(type, id, &req) < 0) {
 			char detail[48];
 			snprintf(detail, sizeof(detail), "malformed frame of type %u", type);
@@ -377,7 +377,7 @@ static int process_input(void)
 			return -1;
 		}
 	}
-	abuf_compact(&inq);
+	buf_compact(&inq);
 	return 0;
 }
 
@@ -389,17 +389,17 @@ static void read_child(struct chan *c, int *fd, uint8_t stream)
 {
 	size_t want = c->credit < MUX_DATA_MAX ? c->credit : MUX_DATA_MAX;
 	size_t start = frame_begin(&outq, MUX_DATA, c->id);
-	abuf_put_u8(&outq, stream);
+	buf_put_u8(&outq, stream);
 	size_t at = outq.len;
-	uint8_t *p = abuf_put_space(&outq, want);
+	uint8_t *p = buf_put_space(&outq, want);
 	ssize_t n = p ? read(*fd, p, want) : -1;
 	if (n > 0) {
-		abuf_truncate(&outq, at + (size_t)n);
+		buf_truncate(&outq, at + (size_t)n);
 		frame_end(&outq, start);
 		c->credit -= (uint32_t)n;
 		return;
 	}
-	abuf_truncate(&outq, start);
+	buf_truncate(&outq, start);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	close_fd(fd);
@@ -410,12 +410,12 @@ static void read_child(struct chan *c, int *fd, uint8_t stream)
 
 static void write_child(struct chan *c)
 {
-	ssize_t n = write(c->fds.in_fd, abuf_cursor(&c->in), abuf_remaining(&c->in));
+	ssize_t n = write(c->fds.in_fd, buf_cursor(&c->in), buf_remaining(&c->in));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n < 0) {
 		/* The child closed its stdin: what waits is dropped (and credited). */
-		size_t left = abuf_remaining(&c->in);
+		size_t left = buf_remaining(&c->in);
 		c->in.off = c->in.len;
 		close_fd(&c->fds.in_fd);
 		give_credit(c, left);
@@ -423,7 +423,7 @@ static void write_child(struct chan *c)
 	}
 	c->in.off += (size_t)n;
 	if (c->in.off == c->in.len)
-		abuf_compact(&c->in);
+		buf_compact(&c->in);
 	give_credit(c, (size_t)n);
 }
 
@@ -442,7 +442,7 @@ static void flush_watches(void)
 /* Close stdin after EOF, send EXIT once the outputs ended, free what the client closed. */
 static void chan_progress(struct chan *c, int64_t now)
 {
-	if (c->in_eof && !c->tty && abuf_remaining(&c->in) == 0)
+	if (c->in_eof && !c->tty && buf_remaining(&c->in) == 0)
 		close_fd(&c->fds.in_fd);
 	if (c->kind != CK_WATCH && !c->closed && c->exited && !c->exit_sent &&
 	    c->fds.out_fd < 0 && c->fds.err_fd < 0) {
@@ -493,9 +493,9 @@ static void on_signal(int sig)
 static int read_stream(void)
 {
 	size_t before = inq.len;
-	uint8_t *p = abuf_put_space(&inq, IN_CHUNK);
+	uint8_t *p = buf_put_space(&inq, IN_CHUNK);
 	ssize_t n = p ? read(STDIN_FILENO, p, IN_CHUNK) : -1;
-	abuf_truncate(&inq, before + (n > 0 ? (size_t)n : 0));
+	buf_truncate(&inq, before + (n > 0 ? (size_t)n : 0));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0)
@@ -505,14 +505,14 @@ static int read_stream(void)
 
 static int write_stream(void)
 {
-	ssize_t n = write(STDOUT_FILENO, abuf_cursor(&outq), abuf_remaining(&outq));
+	ssize_t n = write(STDOUT_FILENO, buf_cursor(&outq), buf_remaining(&outq));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n < 0)
 		return -1;
 	outq.off += (size_t)n;
 	if (outq.off == outq.len || outq.off >= OUT_HIGH / 4)
-		abuf_compact(&outq);
+		buf_compact(&outq);
 	return 0;
 }
 
@@ -537,11 +537,11 @@ static int loop_once(struct pollfd *pfd, struct slot *slots)
 	int timeout = -1;
 	size_t n = 0;
 	add_fd(pfd, slots, &n, STDIN_FILENO, POLLIN, NULL, SLOT_STDIN);
-	add_fd(pfd, slots, &n, abuf_remaining(&outq) ? STDOUT_FILENO : -1, POLLOUT, NULL, SLOT_OUT);
+	add_fd(pfd, slots, &n, buf_remaining(&outq) ? STDOUT_FILENO : -1, POLLOUT, NULL, SLOT_OUT);
 	add_fd(pfd, slots, &n, sig_pipe[0], POLLIN, NULL, SLOT_WATCH);
-	bool out_room = abuf_remaining(&outq) < OUT_HIGH;
+	bool out_room = buf_remaining(&outq) < OUT_HIGH;
 	for (struct chan *c = chans; c; c = c->next) {
-		if (c->fds.in_fd >= 0 && abuf_remaining(&c->in))
+		if (c->fds.in_fd >= 0 && buf_remaining(&c->in))
 			add_fd(pfd, slots, &n, c->fds.in_fd, POLLOUT, c, SLOT_STDIN);
 		if (c->fds.out_fd >= 0 && c->credit && out_room)
 			add_fd(pfd, slots, &n, c->fds.out_fd, POLLIN, c, SLOT_OUT);
@@ -585,7 +585,7 @@ static int loop_once(struct pollfd *pfd, struct slot *slots)
 		if (c->closed && (c->exited || !c->pid) && !c->kill_at)
 			chan_free(c);
 	}
-	if (!abuf_ok(&outq) || !abuf_ok(&inq)) {
+	if (!buf_ok(&outq) || !buf_ok(&inq)) {
 		fatal_msg("out of memory", NULL);
 		return -1;
 	}
@@ -636,15 +636,15 @@ static int setup(void)
 
 int mux_server_run(void)
 {
-	abuf_init(&inq);
-	abuf_init(&outq);
+	buf_init(&inq);
+	buf_init(&outq);
 	if (setup() < 0) {
 		fatal_msg("pipe", strerror(errno));
 		return 1;
 	}
 	size_t hello = frame_begin(&outq, MUX_HELLO, 0);
-	abuf_put_u32(&outq, MUX_PROTO_VERSION);
-	abuf_put_cstring(&outq, SANDMOUNT_VERSION);
+	buf_put_u32(&outq, MUX_PROTO_VERSION);
+	buf_put_cstring(&outq, SANDMOUNT_VERSION);
 	frame_end(&outq, hello);
 	struct pollfd *pfd = NULL;
 	struct slot *slots = NULL;
@@ -670,7 +670,7 @@ int mux_server_run(void)
 	free(pfd);
 	free(slots);
 	kill_everything();
-	abuf_free(&inq);
-	abuf_free(&outq);
+	buf_free(&inq);
+	buf_free(&outq);
 	return 0;
 }

@@ -244,7 +244,7 @@ int watch_due_in(const struct watch *w, int64_t now)
 	return left > 0 ? (int)left : 0;
 }
 
-void watch_flush(struct watch *w, struct abuf *out, uint32_t ch)
+void watch_flush(struct watch *w, struct buf *out, uint32_t ch)
 {
 	if (w->overflow) {
 		frame_end(out, frame_begin(out, MUX_OVERFLOW, ch));
@@ -253,13 +253,13 @@ void watch_flush(struct watch *w, struct abuf *out, uint32_t ch)
 			size_t start = frame_begin(out, MUX_CHANGED, ch);
 			size_t count_at = out->len, bytes = 0;
 			uint32_t count = 0;
-			abuf_put_u32(out, 0);
+			buf_put_u32(out, 0);
 			for (; i < w->npending && (count == 0 || bytes < PATHS_PER_FRAME_BYTES); i++) {
-				abuf_put_cstring(out, w->pending[i]);
+				buf_put_cstring(out, w->pending[i]);
 				bytes += strlen(w->pending[i]) + 4;
 				count++;
 			}
-			abuf_set_u32_at(out, count_at, count);
+			buf_set_u32_at(out, count_at, count);
 			frame_end(out, start);
 		}
 	}

@@ -15,7 +15,7 @@
 #define IN_CHUNK (SFTP_MAX_PACKET + 4) /* bytes asked for per read(2) */
 #define OUT_HIGH (1024 * 1024)	       /* stop dispatching while this much output waits */
 
-static struct abuf inq, outq;
+static struct buf inq, outq;
 static bool initialized;
 static struct handle handles[SFTP_MAX_HANDLES];
 
@@ -27,45 +27,45 @@ static void fatal_msg(const char *what, const char *detail)
 
 /* ---- attributes ---- */
 
-int sftp_attrs_get(struct abuf *req, struct sftp_attrs *a)
+int sftp_attrs_get(struct buf *req, struct sftp_attrs *a)
 {
 	memset(a, 0, sizeof(*a));
-	if (abuf_get_u32(req, &a->flags) < 0)
+	if (buf_get_u32(req, &a->flags) < 0)
 		return -1;
-	if ((a->flags & SSH2_FILEXFER_ATTR_SIZE) && abuf_get_u64(req, &a->size) < 0)
+	if ((a->flags & SSH2_FILEXFER_ATTR_SIZE) && buf_get_u64(req, &a->size) < 0)
 		return -1;
 	if ((a->flags & SSH2_FILEXFER_ATTR_UIDGID) &&
-	    (abuf_get_u32(req, &a->uid) < 0 || abuf_get_u32(req, &a->gid) < 0))
+	    (buf_get_u32(req, &a->uid) < 0 || buf_get_u32(req, &a->gid) < 0))
 		return -1;
-	if ((a->flags & SSH2_FILEXFER_ATTR_PERMISSIONS) && abuf_get_u32(req, &a->perm) < 0)
+	if ((a->flags & SSH2_FILEXFER_ATTR_PERMISSIONS) && buf_get_u32(req, &a->perm) < 0)
 		return -1;
 	if ((a->flags & SSH2_FILEXFER_ATTR_ACMODTIME) &&
-	    (abuf_get_u32(req, &a->atime) < 0 || abuf_get_u32(req, &a->mtime) < 0))
+	    (buf_get_u32(req, &a->atime) < 0 || buf_get_u32(req, &a->mtime) < 0))
 		return -1;
 	if (a->flags & SSH2_FILEXFER_ATTR_EXTENDED) {
 		/* Extended attribute pairs: none is understood, each is skipped. */
 		uint32_t count;
 		const uint8_t *p;
 		uint32_t n;
-		if (abuf_get_u32(req, &count) < 0)
+		if (buf_get_u32(req, &count) < 0)
 			return -1;
 		for (uint32_t i = 0; i < count; i++)
-			if (abuf_get_string(req, &p, &n) < 0 || abuf_get_string(req, &p, &n) < 0)
+			if (buf_get_string(req, &p, &n) < 0 || buf_get_string(req, &p, &n) < 0)
 				return -1;
 	}
 	return 0;
 }
 
-void sftp_attrs_put_stat(struct abuf *out, const struct stat *st)
+void sftp_attrs_put_stat(struct buf *out, const struct stat *st)
 {
-	abuf_put_u32(out, SSH2_FILEXFER_ATTR_SIZE | SSH2_FILEXFER_ATTR_UIDGID |
+	buf_put_u32(out, SSH2_FILEXFER_ATTR_SIZE | SSH2_FILEXFER_ATTR_UIDGID |
 			      SSH2_FILEXFER_ATTR_PERMISSIONS | SSH2_FILEXFER_ATTR_ACMODTIME);
-	abuf_put_u64(out, (uint64_t)st->st_size);
-	abuf_put_u32(out, st->st_uid);
-	abuf_put_u32(out, st->st_gid);
-	abuf_put_u32(out, st->st_mode);
-	abuf_put_u32(out, (uint32_t)st->st_atime);
-	abuf_put_u32(out, (uint32_t)st->st_mtime);
+	buf_put_u64(out, (uint64_t)st->st_size);
+	buf_put_u32(out, st->st_uid);
+	buf_put_u32(out, st->st_gid);
+	buf_put_u32(out, st->st_mode);
+	buf_put_u32(out, (uint32_t)st->st_atime);
+	buf_put_u32(out, (uint32_t)st->st_mtime);
 }
 
 /* ---- handles: on the wire, 8 bytes: the slot index and its generation ---- */
@@ -84,11 +84,11 @@ struct handle *handle_alloc(void)
 	return NULL;
 }
 
-int handle_get(struct abuf *req, struct handle **h)
+int handle_get(struct buf *req, struct handle **h)
 {
 	const uint8_t *p;
 	uint32_t n;
-	if (abuf_get_string(req, &p, &n) < 0)
+	if (buf_get_string(req, &p, &n) < 0)
 		return -1;
 	*h = NULL;
 	if (n != 8)
@@ -124,7 +124,7 @@ static void handles_close_all(void)
 
 /* ---- replies ---- */
 
-struct abuf *reply_queue(void)
+struct buf *reply_queue(void)
 {
 	return &outq;
 }
@@ -132,15 +132,15 @@ struct abuf *reply_queue(void)
 size_t reply_begin(uint8_t type, uint32_t id)
 {
 	size_t start = outq.len;
-	abuf_put_u32(&outq, 0);
-	abuf_put_u8(&outq, type);
-	abuf_put_u32(&outq, id);
+	buf_put_u32(&outq, 0);
+	buf_put_u8(&outq, type);
+	buf_put_u32(&outq, id);
 	return start;
 }
 
 void reply_end(size_t start)
 {
-	abuf_set_u32_at(&outq, start, (uint32_t)(outq.len - start - 4));
+	buf_set_u32_at(&outq, start, (uint32_t)(outq.len - start - 4));
 }
 
 static const char *status_text(uint32_t code)
@@ -155,9 +155,9 @@ static const char *status_text(uint32_t code)
 int reply_status(uint32_t id, uint32_t code, const char *msg)
 {
 	size_t start = reply_begin(SSH2_FXP_STATUS, id);
-	abuf_put_u32(&outq, code);
-	abuf_put_cstring(&outq, msg ? msg : status_text(code));
-	abuf_put_cstring(&outq, ""); /* language tag */
+	buf_put_u32(&outq, code);
+	buf_put_cstring(&outq, msg ? msg : status_text(code));
+	buf_put_cstring(&outq, ""); /* language tag */
 	reply_end(start);
 	return 0;
 }
@@ -192,7 +192,7 @@ int reply_handle(uint32_t id, const struct handle *h)
 	uint8_t wire[8] = {index >> 24,	 index >> 16,  index >> 8,  index,
 			   h->gen >> 24, h->gen >> 16, h->gen >> 8, h->gen};
 	size_t start = reply_begin(SSH2_FXP_HANDLE, id);
-	abuf_put_string(&outq, wire, sizeof(wire));
+	buf_put_string(&outq, wire, sizeof(wire));
 	reply_end(start);
 	return 0;
 }
@@ -208,39 +208,39 @@ int reply_attrs(uint32_t id, const struct stat *st)
 int reply_name(uint32_t id, const char *name)
 {
 	size_t start = reply_begin(SSH2_FXP_NAME, id);
-	abuf_put_u32(&outq, 1);
-	abuf_put_cstring(&outq, name);
-	abuf_put_cstring(&outq, name);
-	abuf_put_u32(&outq, 0); /* no attributes */
+	buf_put_u32(&outq, 1);
+	buf_put_cstring(&outq, name);
+	buf_put_cstring(&outq, name);
+	buf_put_u32(&outq, 0); /* no attributes */
 	reply_end(start);
 	return 0;
 }
 
 /* ---- dispatch ---- */
 
-static int process_init(struct abuf *req)
+static int process_init(struct buf *req)
 {
 	uint32_t client_version;
-	if (abuf_get_u32(req, &client_version) < 0)
+	if (buf_get_u32(req, &client_version) < 0)
 		return -1;
 	size_t start = outq.len;
-	abuf_put_u32(&outq, 0);
-	abuf_put_u8(&outq, SSH2_FXP_VERSION);
-	abuf_put_u32(&outq, SSH2_FILEXFER_VERSION);
+	buf_put_u32(&outq, 0);
+	buf_put_u8(&outq, SSH2_FXP_VERSION);
+	buf_put_u32(&outq, SSH2_FILEXFER_VERSION);
 	for (const struct sftp_extension *x = sftp_extensions; x->name; x++) {
-		abuf_put_cstring(&outq, x->name);
-		abuf_put_cstring(&outq, x->version);
+		buf_put_cstring(&outq, x->name);
+		buf_put_cstring(&outq, x->version);
 	}
 	reply_end(start);
 	initialized = true;
 	return 0;
 }
 
-static int process_extended(uint32_t id, struct abuf *req)
+static int process_extended(uint32_t id, struct buf *req)
 {
 	const uint8_t *name;
 	uint32_t n;
-	if (abuf_get_string(req, &name, &n) < 0)
+	if (buf_get_string(req, &name, &n) < 0)
 		return -1;
 	for (const struct sftp_extension *x = sftp_extensions; x->name; x++)
 		if (strlen(x->name) == n && memcmp(x->name, name, n) == 0)
@@ -250,11 +250,11 @@ static int process_extended(uint32_t id, struct abuf *req)
 
 /* One packet (its body, after the length). Returns -1, with a message on stderr, if it is
  * malformed or out of order. */
-static int process_packet(struct abuf *req)
+static int process_packet(struct buf *req)
 {
 	uint8_t type;
 	uint32_t id;
-	if (abuf_get_u8(req, &type) < 0) {
+	if (buf_get_u8(req, &type) < 0) {
 		fatal_msg("malformed packet", "no type");
 		return -1;
 	}
@@ -269,7 +269,7 @@ static int process_packet(struct abuf *req)
 	int r;
 	if (type == SSH2_FXP_INIT)
 		r = process_init(req);
-	else if (abuf_get_u32(req, &id) < 0)
+	else if (buf_get_u32(req, &id) < 0)
 		r = -1;
 	else if (type == SSH2_FXP_EXTENDED)
 		r = process_extended(id, req);
@@ -290,7 +290,7 @@ static int process_input(void)
 {
 	while (outq.len - outq.off < OUT_HIGH) {
 		uint32_t len;
-		if (abuf_peek_u32(&inq, &len) < 0)
+		if (buf_peek_u32(&inq, &len) < 0)
 			break;
 		if (len == 0 || len > SFTP_MAX_PACKET) {
 			char detail[64];
@@ -299,19 +299,19 @@ static int process_input(void)
 			fatal_msg("bad packet length", detail);
 			return -1;
 		}
-		if (abuf_remaining(&inq) - 4 < len)
+		if (buf_remaining(&inq) - 4 < len)
 			break;
-		struct abuf req;
-		abuf_view(&req, inq.data + inq.off + 4, len);
+		struct buf req;
+		buf_view(&req, inq.data + inq.off + 4, len);
 		inq.off += 4 + (size_t)len;
 		if (process_packet(&req) < 0)
 			return -1;
-		if (!abuf_ok(&outq)) {
+		if (!buf_ok(&outq)) {
 			fatal_msg("out of memory", NULL);
 			return -1;
 		}
 	}
-	abuf_compact(&inq);
+	buf_compact(&inq);
 	return 0;
 }
 
@@ -321,7 +321,7 @@ static int process_input(void)
 static int read_input(void)
 {
 	size_t before = inq.len;
-	uint8_t *p = abuf_put_space(&inq, IN_CHUNK);
+	uint8_t *p = buf_put_space(&inq, IN_CHUNK);
 	if (!p) {
 		fatal_msg("out of memory", NULL);
 		return -1;
@@ -330,7 +330,7 @@ static int read_input(void)
 	do
 		n = read(STDIN_FILENO, p, IN_CHUNK);
 	while (n < 0 && errno == EINTR);
-	abuf_truncate(&inq, before + (n > 0 ? (size_t)n : 0));
+	buf_truncate(&inq, before + (n > 0 ? (size_t)n : 0));
 	if (n < 0) {
 		fatal_msg("read", strerror(errno));
 		return -1;
@@ -342,14 +342,14 @@ static int write_output(void)
 {
 	ssize_t n;
 	do
-		n = write(STDOUT_FILENO, abuf_cursor(&outq), abuf_remaining(&outq));
+		n = write(STDOUT_FILENO, buf_cursor(&outq), buf_remaining(&outq));
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		fatal_msg("write", strerror(errno));
 		return -1;
 	}
 	outq.off += (size_t)n;
-	abuf_compact(&outq);
+	buf_compact(&outq);
 	return 0;
 }
 
@@ -359,16 +359,16 @@ static int serve(void)
 	for (;;) {
 		if (process_input() < 0)
 			return 1;
-		bool out_pending = abuf_remaining(&outq) > 0;
+		bool out_pending = buf_remaining(&outq) > 0;
 		if (in_eof && !out_pending) {
-			if (abuf_remaining(&inq) == 0)
+			if (buf_remaining(&inq) == 0)
 				return 0;
 			fatal_msg("input ends inside a packet", NULL);
 			return 1;
 		}
 		/* A complete packet still queued means the output queue is full: wait for it. */
-		bool want_in = !in_eof && abuf_remaining(&inq) < SFTP_MAX_PACKET + 4 &&
-			       abuf_remaining(&outq) < OUT_HIGH;
+		bool want_in = !in_eof && buf_remaining(&inq) < SFTP_MAX_PACKET + 4 &&
+			       buf_remaining(&outq) < OUT_HIGH;
 		/* A negative fd is skipped: a hangup on an end we do not wait for must not
 		 * wake us up again and again. */
 		struct pollfd fds[2] = {
@@ -395,11 +395,11 @@ static int serve(void)
 
 int sftp_server_run(void)
 {
-	abuf_init(&inq);
-	abuf_init(&outq);
+	buf_init(&inq);
+	buf_init(&outq);
 	int status = serve();
 	handles_close_all();
-	abuf_free(&inq);
-	abuf_free(&outq);
+	buf_free(&inq);
+	buf_free(&outq);
 	return status;
 }

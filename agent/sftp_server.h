@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "abuf.h"
+#include "buf.h"
 #include "sftp_proto.h"
 
 /* Serve SFTP on stdin/stdout until EOF. Returns the process exit status: 0 after a clean EOF,
@@ -18,7 +18,7 @@ int sftp_server_run(void);
 
 /* A request handler: parses the request body after its id from req and queues exactly one
  * reply. Returns 0, or -1 when the request is malformed (the server then exits). */
-typedef int (*sftp_handler)(uint32_t id, struct abuf *req);
+typedef int (*sftp_handler)(uint32_t id, struct buf *req);
 
 struct sftp_extension {
 	const char *name;    /* e.g. "posix-rename@openssh.com"; NULL ends the table */
@@ -39,8 +39,8 @@ struct sftp_attrs {
 	uint32_t perm;
 	uint32_t atime, mtime;
 };
-int sftp_attrs_get(struct abuf *req, struct sftp_attrs *a);
-void sftp_attrs_put_stat(struct abuf *out, const struct stat *st);
+int sftp_attrs_get(struct buf *req, struct sftp_attrs *a);
+void sftp_attrs_put_stat(struct buf *out, const struct stat *st);
 
 /* Open handles: a file descriptor or a directory stream. */
 enum handle_kind { HANDLE_FREE, HANDLE_FILE, HANDLE_DIR };
@@ -54,14 +54,14 @@ struct handle {
 /* A free slot to fill in (then reply_handle), or NULL when SFTP_MAX_HANDLES are open. */
 struct handle *handle_alloc(void);
 /* Parse a handle string: -1 if malformed, else 0 with *h the open handle or NULL if unknown. */
-int handle_get(struct abuf *req, struct handle **h);
+int handle_get(struct buf *req, struct handle **h);
 /* The descriptor behind a handle (a directory's dirfd). */
 int handle_fd(const struct handle *h);
 /* Close and free the slot; 0 or -1 with errno. */
 int handle_close(struct handle *h);
 
 /* Replies. Each request gets exactly one. */
-struct abuf *reply_queue(void);
+struct buf *reply_queue(void);
 /* Start a packet (length, type, id) in the reply queue; returns its start for reply_end. */
 size_t reply_begin(uint8_t type, uint32_t id);
 void reply_end(size_t start);

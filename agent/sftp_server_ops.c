@@ -26,11 +26,11 @@ static int reply_bad_handle(uint32_t id)
 	return reply_status(id, SSH2_FX_FAILURE, "Invalid handle");
 }
 
-static int get_two_paths(struct abuf *req, char **first, char **second)
+static int get_two_paths(struct buf *req, char **first, char **second)
 {
-	if (abuf_get_cstring(req, first) < 0)
+	if (buf_get_cstring(req, first) < 0)
 		return -1;
-	if (abuf_get_cstring(req, second) < 0) {
+	if (buf_get_cstring(req, second) < 0) {
 		free(*first);
 		return -1;
 	}
@@ -38,10 +38,10 @@ static int get_two_paths(struct abuf *req, char **first, char **second)
 }
 
 /* Requests that are one call on one path. */
-static int path_call(uint32_t id, struct abuf *req, int (*call)(const char *))
+static int path_call(uint32_t id, struct buf *req, int (*call)(const char *))
 {
 	char *path;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	int err = err_of(call(path));
 	free(path);
@@ -49,7 +49,7 @@ static int path_call(uint32_t id, struct abuf *req, int (*call)(const char *))
 }
 
 /* Requests that are one call on two paths, in the order they arrive. */
-static int two_path_call(uint32_t id, struct abuf *req, int (*call)(const char *, const char *))
+static int two_path_call(uint32_t id, struct buf *req, int (*call)(const char *, const char *))
 {
 	char *first, *second;
 	if (get_two_paths(req, &first, &second) < 0)
@@ -60,11 +60,11 @@ static int two_path_call(uint32_t id, struct abuf *req, int (*call)(const char *
 	return reply_errno(id, err);
 }
 
-static int stat_call(uint32_t id, struct abuf *req, int (*call)(const char *, struct stat *))
+static int stat_call(uint32_t id, struct buf *req, int (*call)(const char *, struct stat *))
 {
 	char *path;
 	struct stat st;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	int err = err_of(call(path, &st));
 	free(path);
@@ -119,11 +119,11 @@ static int apply_attrs(const struct target *t, const struct sftp_attrs *a)
 	return 0;
 }
 
-static int path_setstat(uint32_t id, struct abuf *req, int at_flags)
+static int path_setstat(uint32_t id, struct buf *req, int at_flags)
 {
 	char *path;
 	struct sftp_attrs a;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	if (sftp_attrs_get(req, &a) < 0) {
 		free(path);
@@ -161,14 +161,14 @@ static int open_flags(uint32_t pflags)
 	return flags;
 }
 
-static int process_open(uint32_t id, struct abuf *req)
+static int process_open(uint32_t id, struct buf *req)
 {
 	char *path;
 	uint32_t pflags;
 	struct sftp_attrs a;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
-	if (abuf_get_u32(req, &pflags) < 0 || sftp_attrs_get(req, &a) < 0) {
+	if (buf_get_u32(req, &pflags) < 0 || sftp_attrs_get(req, &a) < 0) {
 		free(path);
 		return -1;
 	}
@@ -190,7 +190,7 @@ static int process_open(uint32_t id, struct abuf *req)
 	return reply_handle(id, h);
 }
 
-static int process_close(uint32_t id, struct abuf *req)
+static int process_close(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	if (handle_get(req, &h) < 0)
@@ -201,12 +201,12 @@ static int process_close(uint32_t id, struct abuf *req)
 }
 
 /* The data goes straight from pread(2) into the reply queue. */
-static int process_read(uint32_t id, struct abuf *req)
+static int process_read(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	uint64_t off;
 	uint32_t len;
-	if (handle_get(req, &h) < 0 || abuf_get_u64(req, &off) < 0 || abuf_get_u32(req, &len) < 0)
+	if (handle_get(req, &h) < 0 || buf_get_u64(req, &off) < 0 || buf_get_u32(req, &len) < 0)
 		return -1;
 	if (!h || h->kind != HANDLE_FILE)
 		return reply_bad_handle(id);
@@ -214,10 +214,10 @@ static int process_read(uint32_t id, struct abuf *req)
 		return reply_errno(id, EINVAL);
 	if (len > SFTP_MAX_READ)
 		len = SFTP_MAX_READ;
-	struct abuf *out = reply_queue();
+	struct buf *out = reply_queue();
 	size_t start = reply_begin(SSH2_FXP_DATA, id);
 	size_t len_pos = out->len;
-	uint8_t *p = abuf_put_space(out, 4 + (size_t)len);
+	uint8_t *p = buf_put_space(out, 4 + (size_t)len);
 	if (!p)
 		return 0; /* the server sees the queue's error */
 	ssize_t n;
@@ -226,24 +226,24 @@ static int process_read(uint32_t id, struct abuf *req)
 	while (n < 0 && errno == EINTR);
 	int err = errno;
 	if (n <= 0) {
-		abuf_truncate(out, start);
+		buf_truncate(out, start);
 		return n == 0 ? reply_status(id, SSH2_FX_EOF, NULL) : reply_errno(id, err);
 	}
-	abuf_truncate(out, len_pos + 4 + (size_t)n);
-	abuf_set_u32_at(out, len_pos, (uint32_t)n);
+	buf_truncate(out, len_pos + 4 + (size_t)n);
+	buf_set_u32_at(out, len_pos, (uint32_t)n);
 	reply_end(start);
 	return 0;
 }
 
 /* The data is written from the input queue where it arrived. */
-static int process_write(uint32_t id, struct abuf *req)
+static int process_write(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	uint64_t off;
 	const uint8_t *data;
 	uint32_t len;
-	if (handle_get(req, &h) < 0 || abuf_get_u64(req, &off) < 0 ||
-	    abuf_get_string(req, &data, &len) < 0)
+	if (handle_get(req, &h) < 0 || buf_get_u64(req, &off) < 0 ||
+	    buf_get_string(req, &data, &len) < 0)
 		return -1;
 	if (!h || h->kind != HANDLE_FILE)
 		return reply_bad_handle(id);
@@ -263,17 +263,17 @@ static int process_write(uint32_t id, struct abuf *req)
 	return reply_status(id, SSH2_FX_OK, NULL);
 }
 
-static int process_stat(uint32_t id, struct abuf *req)
+static int process_stat(uint32_t id, struct buf *req)
 {
 	return stat_call(id, req, stat);
 }
 
-static int process_lstat(uint32_t id, struct abuf *req)
+static int process_lstat(uint32_t id, struct buf *req)
 {
 	return stat_call(id, req, lstat);
 }
 
-static int process_fstat(uint32_t id, struct abuf *req)
+static int process_fstat(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	struct stat st;
@@ -286,12 +286,12 @@ static int process_fstat(uint32_t id, struct abuf *req)
 	return reply_attrs(id, &st);
 }
 
-static int process_setstat(uint32_t id, struct abuf *req)
+static int process_setstat(uint32_t id, struct buf *req)
 {
 	return path_setstat(id, req, 0);
 }
 
-static int process_fsetstat(uint32_t id, struct abuf *req)
+static int process_fsetstat(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	struct sftp_attrs a;
@@ -305,10 +305,10 @@ static int process_fsetstat(uint32_t id, struct abuf *req)
 
 /* ---- directories ---- */
 
-static int process_opendir(uint32_t id, struct abuf *req)
+static int process_opendir(uint32_t id, struct buf *req)
 {
 	char *path;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	struct handle *h = handle_alloc();
 	if (!h) {
@@ -384,17 +384,17 @@ static void long_name(char *out, size_t size, const char *name, const struct sta
 		 name);
 }
 
-static int process_readdir(uint32_t id, struct abuf *req)
+static int process_readdir(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	if (handle_get(req, &h) < 0)
 		return -1;
 	if (!h || h->kind != HANDLE_DIR)
 		return reply_bad_handle(id);
-	struct abuf *out = reply_queue();
+	struct buf *out = reply_queue();
 	size_t start = reply_begin(SSH2_FXP_NAME, id);
 	size_t count_pos = out->len;
-	abuf_put_u32(out, 0);
+	buf_put_u32(out, 0);
 	uint32_t count = 0;
 	int err = 0;
 	while (count < READDIR_BATCH) {
@@ -409,30 +409,30 @@ static int process_readdir(uint32_t id, struct abuf *req)
 			continue; /* gone since it was listed */
 		char line[sizeof(de->d_name) + 128];
 		long_name(line, sizeof(line), de->d_name, &st);
-		abuf_put_cstring(out, de->d_name);
-		abuf_put_cstring(out, line);
+		buf_put_cstring(out, de->d_name);
+		buf_put_cstring(out, line);
 		sftp_attrs_put_stat(out, &st);
 		count++;
 	}
 	if (count == 0) {
-		abuf_truncate(out, start);
+		buf_truncate(out, start);
 		return err ? reply_errno(id, err) : reply_status(id, SSH2_FX_EOF, NULL);
 	}
-	abuf_set_u32_at(out, count_pos, count);
+	buf_set_u32_at(out, count_pos, count);
 	reply_end(start);
 	return 0;
 }
 
-static int process_remove(uint32_t id, struct abuf *req)
+static int process_remove(uint32_t id, struct buf *req)
 {
 	return path_call(id, req, unlink);
 }
 
-static int process_mkdir(uint32_t id, struct abuf *req)
+static int process_mkdir(uint32_t id, struct buf *req)
 {
 	char *path;
 	struct sftp_attrs a;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	if (sftp_attrs_get(req, &a) < 0) {
 		free(path);
@@ -444,7 +444,7 @@ static int process_mkdir(uint32_t id, struct abuf *req)
 	return reply_errno(id, err);
 }
 
-static int process_rmdir(uint32_t id, struct abuf *req)
+static int process_rmdir(uint32_t id, struct buf *req)
 {
 	return path_call(id, req, rmdir);
 }
@@ -488,10 +488,10 @@ static char *canonical_path(const char *path)
 	return joined;
 }
 
-static int process_realpath(uint32_t id, struct abuf *req)
+static int process_realpath(uint32_t id, struct buf *req)
 {
 	char *path;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	char *resolved = canonical_path(path);
 	int err = errno;
@@ -530,15 +530,15 @@ static int rename_no_replace(const char *from, const char *to)
 	return rename(from, to);
 }
 
-static int process_rename(uint32_t id, struct abuf *req)
+static int process_rename(uint32_t id, struct buf *req)
 {
 	return two_path_call(id, req, rename_no_replace);
 }
 
-static int process_readlink(uint32_t id, struct abuf *req)
+static int process_readlink(uint32_t id, struct buf *req)
 {
 	char *path, target[PATH_MAX];
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	ssize_t n = readlink(path, target, sizeof(target) - 1);
 	int err = errno;
@@ -550,19 +550,19 @@ static int process_readlink(uint32_t id, struct abuf *req)
 }
 
 /* OpenSSH's argument order, which clients follow: the link's target first, then its path. */
-static int process_symlink(uint32_t id, struct abuf *req)
+static int process_symlink(uint32_t id, struct buf *req)
 {
 	return two_path_call(id, req, symlink);
 }
 
 /* ---- extensions ---- */
 
-static int process_posix_rename(uint32_t id, struct abuf *req)
+static int process_posix_rename(uint32_t id, struct buf *req)
 {
 	return two_path_call(id, req, rename);
 }
 
-static int process_hardlink(uint32_t id, struct abuf *req)
+static int process_hardlink(uint32_t id, struct buf *req)
 {
 	return two_path_call(id, req, link);
 }
@@ -571,35 +571,35 @@ static int reply_statvfs(uint32_t id, const struct statvfs *st)
 {
 	uint64_t flag = ((st->f_flag & ST_RDONLY) ? SSH2_FXE_STATVFS_ST_RDONLY : 0) |
 			((st->f_flag & ST_NOSUID) ? SSH2_FXE_STATVFS_ST_NOSUID : 0);
-	struct abuf *out = reply_queue();
+	struct buf *out = reply_queue();
 	size_t start = reply_begin(SSH2_FXP_EXTENDED_REPLY, id);
-	abuf_put_u64(out, st->f_bsize);
-	abuf_put_u64(out, st->f_frsize);
-	abuf_put_u64(out, st->f_blocks);
-	abuf_put_u64(out, st->f_bfree);
-	abuf_put_u64(out, st->f_bavail);
-	abuf_put_u64(out, st->f_files);
-	abuf_put_u64(out, st->f_ffree);
-	abuf_put_u64(out, st->f_favail);
-	abuf_put_u64(out, st->f_fsid);
-	abuf_put_u64(out, flag);
-	abuf_put_u64(out, st->f_namemax);
+	buf_put_u64(out, st->f_bsize);
+	buf_put_u64(out, st->f_frsize);
+	buf_put_u64(out, st->f_blocks);
+	buf_put_u64(out, st->f_bfree);
+	buf_put_u64(out, st->f_bavail);
+	buf_put_u64(out, st->f_files);
+	buf_put_u64(out, st->f_ffree);
+	buf_put_u64(out, st->f_favail);
+	buf_put_u64(out, st->f_fsid);
+	buf_put_u64(out, flag);
+	buf_put_u64(out, st->f_namemax);
 	reply_end(start);
 	return 0;
 }
 
-static int process_statvfs(uint32_t id, struct abuf *req)
+static int process_statvfs(uint32_t id, struct buf *req)
 {
 	char *path;
 	struct statvfs st;
-	if (abuf_get_cstring(req, &path) < 0)
+	if (buf_get_cstring(req, &path) < 0)
 		return -1;
 	int err = err_of(statvfs(path, &st));
 	free(path);
 	return err ? reply_errno(id, err) : reply_statvfs(id, &st);
 }
 
-static int process_fstatvfs(uint32_t id, struct abuf *req)
+static int process_fstatvfs(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	struct statvfs st;
@@ -612,7 +612,7 @@ static int process_fstatvfs(uint32_t id, struct abuf *req)
 	return reply_statvfs(id, &st);
 }
 
-static int process_fsync(uint32_t id, struct abuf *req)
+static int process_fsync(uint32_t id, struct buf *req)
 {
 	struct handle *h;
 	if (handle_get(req, &h) < 0)
@@ -622,20 +622,20 @@ static int process_fsync(uint32_t id, struct abuf *req)
 	return reply_errno(id, err_of(fsync(handle_fd(h))));
 }
 
-static int process_limits(uint32_t id, struct abuf *req)
+static int process_limits(uint32_t id, struct buf *req)
 {
 	(void)req;
-	struct abuf *out = reply_queue();
+	struct buf *out = reply_queue();
 	size_t start = reply_begin(SSH2_FXP_EXTENDED_REPLY, id);
-	abuf_put_u64(out, SFTP_MAX_PACKET);
-	abuf_put_u64(out, SFTP_MAX_READ);
-	abuf_put_u64(out, SFTP_MAX_WRITE);
-	abuf_put_u64(out, SFTP_MAX_HANDLES);
+	buf_put_u64(out, SFTP_MAX_PACKET);
+	buf_put_u64(out, SFTP_MAX_READ);
+	buf_put_u64(out, SFTP_MAX_WRITE);
+	buf_put_u64(out, SFTP_MAX_HANDLES);
 	reply_end(start);
 	return 0;
 }
 
-static int process_lsetstat(uint32_t id, struct abuf *req)
+static int process_lsetstat(uint32_t id, struct buf *req)
 {
 	return path_setstat(id, req, AT_SYMLINK_NOFOLLOW);
 }

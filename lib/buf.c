@@ -61,6 +61,40 @@ const uint8_t *buf_cursor(const struct buf *b)
 	return b->data + b->off;
 }
 
+void buf_view(struct buf *b, uint8_t *p, size_t n)
+{
+	buf_init(b);
+	b->data = p;
+	b->len = n;
+	b->cap = n;
+}
+
+void buf_compact(struct buf *b)
+{
+	if (b->off == 0)
+		return;
+	memmove(b->data, b->data + b->off, b->len - b->off);
+	b->len -= b->off;
+	b->off = 0;
+}
+
+uint8_t *buf_put_space(struct buf *b, size_t n)
+{
+	if (buf_reserve(b, n) < 0)
+		return NULL;
+	uint8_t *p = b->data + b->len;
+	b->len += n;
+	return p;
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len < b->len)
+		b->len = len;
+	if (b->off > b->len)
+		b->off = b->len;
+}
+
 void buf_put_bytes(struct buf *b, const void *p, size_t n)
 {
 	if (n == 0 || buf_reserve(b, n) < 0)
@@ -135,6 +169,15 @@ int buf_skip(struct buf *b, size_t n)
 int buf_get_u8(struct buf *b, uint8_t *v)
 {
 	return buf_get_bytes(b, v, 1);
+}
+
+int buf_peek_u32(const struct buf *b, uint32_t *v)
+{
+	if (buf_remaining(b) < 4)
+		return -1;
+	const uint8_t *x = b->data + b->off;
+	*v = (uint32_t)x[0] << 24 | (uint32_t)x[1] << 16 | (uint32_t)x[2] << 8 | x[3];
+	return 0;
 }
 
 int buf_get_u32(struct buf *b, uint32_t *v)

@@ -1,4 +1,5 @@
-/* buf.h: the one bounds-checked wire buffer. Every byte sent or parsed on a wire goes through it.
+/* buf.h: the one bounds-checked wire buffer. Every byte sent or parsed on a wire goes through it,
+ * in lib/ and in the agent (which compiles buf.c into its static binary: it needs only libc).
  * Writers append and grow; an allocation failure sets `err` and later puts are ignored, so a
  * message is built without checks and validated once (buf_ok). Readers consume from `off` and
  * return -1 instead of reading past `len`. */
@@ -24,6 +25,14 @@ bool buf_ok(const struct buf *b);
 int buf_reserve(struct buf *b, size_t extra); /* 0 or -1 (sets err) */
 size_t buf_remaining(const struct buf *b);     /* len - off */
 const uint8_t *buf_cursor(const struct buf *b); /* data + off */
+/* A read-only view of n bytes at p (no ownership: never free or append to a view). */
+void buf_view(struct buf *b, uint8_t *p, size_t n);
+/* Drop the bytes already consumed (before off), moving the rest to the front. */
+void buf_compact(struct buf *b);
+/* Append n uninitialised bytes and return where they start (NULL on failure; sets err). The
+ * caller fills them and may give back the unused tail with buf_truncate. */
+uint8_t *buf_put_space(struct buf *b, size_t n);
+void buf_truncate(struct buf *b, size_t len); /* shrink to len bytes (never grows) */
 
 void buf_put_u8(struct buf *b, uint8_t v);
 void buf_put_u32(struct buf *b, uint32_t v); /* big endian, as SSH/SFTP */
@@ -38,6 +47,8 @@ int buf_get_u8(struct buf *b, uint8_t *v);
 int buf_get_u32(struct buf *b, uint32_t *v);
 int buf_get_u64(struct buf *b, uint64_t *v);
 int buf_get_bytes(struct buf *b, void *p, size_t n);
+/* Read a big-endian u32 at the cursor without consuming it. */
+int buf_peek_u32(const struct buf *b, uint32_t *v);
 int buf_skip(struct buf *b, size_t n);
 /* A length-prefixed string, zero-copy: *p points into the buffer (not NUL-terminated). */
 int buf_get_string(struct buf *b, const uint8_t **p, uint32_t *n);
