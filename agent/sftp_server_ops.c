@@ -328,32 +328,15 @@ static int process_opendir(uint32_t id, struct buf *req)
 /* "drwxr-xr-x" as ls(1) and strmode(3) write it. */
 static void mode_string(mode_t m, char s[11])
 {
-	switch (m & S_IFMT) {
-	case S_IFDIR:
-		s[0] = 'd';
-		break;
-	case S_IFLNK:
-		s[0] = 'l';
-		break;
-	case S_IFCHR:
-		s[0] = 'c';
-		break;
-	case S_IFBLK:
-		s[0] = 'b';
-		break;
-	case S_IFIFO:
-		s[0] = 'p';
-		break;
-	case S_IFSOCK:
-		s[0] = 's';
-		break;
-	case S_IFREG:
-		s[0] = '-';
-		break;
-	default:
-		s[0] = '?';
-		break;
-	}
+	static const struct {
+		mode_t type;
+		char c;
+	} types[] = {{S_IFDIR, 'd'}, {S_IFLNK, 'l'}, {S_IFCHR, 'c'}, {S_IFBLK, 'b'},
+		     {S_IFIFO, 'p'}, {S_IFSOCK, 's'}, {S_IFREG, '-'}};
+	s[0] = '?';
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if ((m & S_IFMT) == types[i].type)
+			s[0] = types[i].c;
 	s[1] = (m & S_IRUSR) ? 'r' : '-';
 	s[2] = (m & S_IWUSR) ? 'w' : '-';
 	s[3] = (m & S_ISUID) ? ((m & S_IXUSR) ? 's' : 'S') : ((m & S_IXUSR) ? 'x' : '-');

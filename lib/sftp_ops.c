@@ -298,21 +298,29 @@ static int send_write(struct sftp_client *c, const struct sftp_handle *h, uint64
 	return sftp_send(c, &b, p, len, out);
 }
 
-/* Collect a read: copies at most len bytes to p, *got = 0 at EOF. Frees r. */
-static int finish_read(struct sftp_req *r, void *p, size_t len, size_t *got)
+/* Wait for a request that answers `want` or, at the end, an EOF status: 0 with r kept for the
+ * caller, 1 at EOF, or a negative errno (r freed in both of those cases). */
+static int wait_reply_or_eof(struct sftp_req *r, uint8_t want)
 {
 	int e = sftp_wait(r);
 	if (e < 0)
 		return e;
-	*got = 0;
 	if (r->reply_type == SSH_FXP_STATUS) {
 		uint32_t code;
 		e = sftp_parse_status(&r->reply, &code);
 		sftp_req_free(r);
-		return code == SSH_FX_EOF ? 0 : e == 0 ? -EPROTO : e;
+		return code == SSH_FX_EOF ? 1 : e == 0 ? -EPROTO : e;
 	}
-	if (r->reply_type != SSH_FXP_DATA)
-		return reply_error(r);
+	return r->reply_type == want ? 0 : reply_error(r);
+}
+
+/* Collect a read: copies at most len bytes to p, *got = 0 at EOF. Frees r. */
+static int finish_read(struct sftp_req *r, void *p, size_t len, size_t *got)
+{
+	*got = 0;
+	int e = wait_reply_or_eof(r, SSH_FXP_DATA);
+	if (e != 0)
+		return e == 1 ? 0 : e;
 	const uint8_t *data;
 	uint32_t n;
 	e = sftp_parse_data(&r->reply, &data, &n);
@@ -474,17 +482,9 @@ static int send_readdir(struct sftp_client *c, const struct sftp_handle *h, stru
 /* Collect one READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
 static int finish_readdir(struct sftp_req *r, sftp_dir_cb cb, void *ctx, int *stop)
 {
-	int e = sftp_wait(r);
-	if (e < 0)
-		return e;
-	if (r->reply_type == SSH_FXP_STATUS) {
-		uint32_t code;
-		e = sftp_parse_status(&r->reply, &code);
-		sftp_req_free(r);
-		return code == SSH_FX_EOF ? 0 : e == 0 ? -EPROTO : e;
-	}
-	if (r->reply_type != SSH_FXP_NAME)
-		return reply_error(r);
+	int e = wait_reply_or_eof(r, SSH_FXP_NAME);
+	if (e != 0)
+		return e == 1 ? 0 : e;
 	uint32_t count;
 	e = buf_get_u32(&r->reply, &count) < 0 ? -EPROTO : 1;
 	for (uint32_t i = 0; e == 1 && i < count && !*stop; i++) {
