@@ -17,10 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IN_CHUNK (256 * 1024)
-#define OUT_HIGH (1024 * 1024) /* children are not read while this much output waits */
+#define IN_CHUNK    (256 * 1024)
+#define OUT_HIGH    (1024 * 1024) /* children are not read while this much output waits */
 #define CREDIT_STEP (MUX_WINDOW / 16)
-#define ERRMSG_MAX 512
+#define ERRMSG_MAX  512
 
 enum chan_kind { CK_SFTP, CK_SPAWN, CK_WATCH };
 
@@ -38,8 +38,8 @@ struct chan {
 	uint32_t credit;      /* output bytes we may still send */
 	uint32_t consumed;    /* stdin bytes taken since the last CREDIT */
 	bool exit_sent;
-	bool closed;	  /* the client sent CLOSE: nothing more is sent; freed once reaped */
-	int64_t kill_at;  /* SIGKILL the group at this time (0: not scheduled) */
+	bool closed;	 /* the client sent CLOSE: nothing more is sent; freed once reaped */
+	int64_t kill_at; /* SIGKILL the group at this time (0: not scheduled) */
 	struct watch *watch;
 };
 
@@ -315,7 +315,7 @@ static int dispatch(uint8_t type, uint32_t id, struct buf *req)
 		}
 		if (type == MUX_OPEN_SFTP)
 			open_sftp(id);
-		return type == MUX_OPEN_SPAWN ? open_spawn(id, req)
+		return type == MUX_OPEN_SPAWN	? open_spawn(id, req)
 		       : type == MUX_OPEN_WATCH ? open_watch(id, req)
 						: 0;
 	}
@@ -444,8 +444,8 @@ static void chan_progress(struct chan *c, int64_t now)
 {
 	if (c->in_eof && !c->tty && buf_remaining(&c->in) == 0)
 		close_fd(&c->fds.in_fd);
-	if (c->kind != CK_WATCH && !c->closed && c->exited && !c->exit_sent &&
-	    c->fds.out_fd < 0 && c->fds.err_fd < 0) {
+	if (c->kind != CK_WATCH && !c->closed && c->exited && !c->exit_sent && c->fds.out_fd < 0 &&
+	    c->fds.err_fd < 0) {
 		flush_watches();
 		send_u32(MUX_EXIT, c->id, (uint32_t)c->status);
 		c->exit_sent = true;

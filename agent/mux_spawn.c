@@ -23,7 +23,7 @@
 #include "sftp_server.h"
 
 #define MAX_NOTED_FDS 4096
-#define PIPE_SIZE (1024 * 1024) /* fewer wake-ups per MiB moved; best effort */
+#define PIPE_SIZE     (1024 * 1024) /* fewer wake-ups per MiB moved; best effort */
 
 /* Descriptors of the agent a forked child must not keep (they carry no O_CLOEXEC for the SFTP
  * child, which does not exec). A bitmap indexed by fd. */
@@ -38,7 +38,7 @@ void spawn_note_fd(int fd)
 void spawn_forget_fd(int fd)
 {
 	if (fd >= 0 && fd < MAX_NOTED_FDS)
-		noted[fd / 8] &= (uint8_t)~(1u << (fd % 8));
+		noted[fd / 8] &= (uint8_t) ~(1u << (fd % 8));
 }
 
 int spawn_status(int wstatus)

@@ -14,10 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HIDDEN_DIR ".sandmount-agent"
+#define HIDDEN_DIR  ".sandmount-agent"
 #define MAX_PENDING 2048
-#define EVENT_MASK                                                                              \
-	(IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |       \
+#define EVENT_MASK                                                                                 \
+	(IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |          \
 	 IN_MOVED_TO | IN_DONT_FOLLOW | IN_EXCL_UNLINK | IN_ONLYDIR)
 #define PATHS_PER_FRAME_BYTES (MUX_FRAME_MAX / 2)
 
@@ -254,7 +254,8 @@ void watch_flush(struct watch *w, struct buf *out, uint32_t ch)
 			size_t count_at = out->len, bytes = 0;
 			uint32_t count = 0;
 			buf_put_u32(out, 0);
-			for (; i < w->npending && (count == 0 || bytes < PATHS_PER_FRAME_BYTES); i++) {
+			for (; i < w->npending && (count == 0 || bytes < PATHS_PER_FRAME_BYTES);
+			     i++) {
 				buf_put_cstring(out, w->pending[i]);
 				bytes += strlen(w->pending[i]) + 4;
 				count++;

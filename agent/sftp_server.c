@@ -59,7 +59,7 @@ int sftp_attrs_get(struct buf *req, struct sftp_attrs *a)
 void sftp_attrs_put_stat(struct buf *out, const struct stat *st)
 {
 	buf_put_u32(out, SSH2_FILEXFER_ATTR_SIZE | SSH2_FILEXFER_ATTR_UIDGID |
-			      SSH2_FILEXFER_ATTR_PERMISSIONS | SSH2_FILEXFER_ATTR_ACMODTIME);
+			     SSH2_FILEXFER_ATTR_PERMISSIONS | SSH2_FILEXFER_ATTR_ACMODTIME);
 	buf_put_u64(out, (uint64_t)st->st_size);
 	buf_put_u32(out, st->st_uid);
 	buf_put_u32(out, st->st_gid);

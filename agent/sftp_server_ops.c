@@ -331,7 +331,7 @@ static void mode_string(mode_t m, char s[11])
 	static const struct {
 		mode_t type;
 		char c;
-	} types[] = {{S_IFDIR, 'd'}, {S_IFLNK, 'l'}, {S_IFCHR, 'c'}, {S_IFBLK, 'b'},
+	} types[] = {{S_IFDIR, 'd'}, {S_IFLNK, 'l'},  {S_IFCHR, 'c'}, {S_IFBLK, 'b'},
 		     {S_IFIFO, 'p'}, {S_IFSOCK, 's'}, {S_IFREG, '-'}};
 	s[0] = '?';
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)

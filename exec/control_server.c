@@ -21,7 +21,7 @@
 #include "log.h"
 
 #define FIRST_FRAME_TIMEOUT_MS 10000
-#define LISTEN_BACKLOG         64
+#define LISTEN_BACKLOG	       64
 
 struct conn {
 	struct control_server *server;

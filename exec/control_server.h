@@ -10,12 +10,12 @@
 #include "util.h"
 
 struct control_hooks {
-	struct transport *transport;         /* used when get_transport is NULL */
+	struct transport *transport; /* used when get_transport is NULL */
 	/* The transport to run one command on, held until put_transport; NULL when the sandbox
 	 * cannot be reached right now (the daemon is reconnecting). */
 	struct transport *(*get_transport)(void *ctx);
 	void (*put_transport)(void *ctx, struct transport *t);
-	const char *remote_root;             /* commands run in remote_root/<cwd_rel> */
+	const char *remote_root; /* commands run in remote_root/<cwd_rel> */
 	/* Called after each command, before CTL_EXIT, unless the transport reported a
 	 * coherent exit (exec_proc.coherent_exit: its watch delivered the command's changes). */
 	void (*barrier)(void *ctx);

@@ -22,9 +22,9 @@
 #include "ctl_proto.h"
 #include "log.h"
 
-#define RELAY_BUF     65536
-#define MAX_ENV       1024
-#define WAIT_SLICE_MS 100
+#define RELAY_BUF	      65536
+#define MAX_ENV		      1024
+#define WAIT_SLICE_MS	      100
 #define EXIT_CODE_UNREACHABLE 125
 
 struct request {
@@ -38,9 +38,9 @@ struct pump {
 	int src, dst;
 	bool src_is_socket; /* the transport's end: MSG_DONTWAIT */
 	bool dst_is_socket;
-	bool eof;           /* src is finished */
-	bool broken;        /* dst failed: further data is dropped */
-	bool reader_gone;   /* dst failed with EPIPE: nobody reads the output any more */
+	bool eof;	  /* src is finished */
+	bool broken;	  /* dst failed: further data is dropped */
+	bool reader_gone; /* dst failed with EPIPE: nobody reads the output any more */
 	size_t off, len;
 	uint8_t data[RELAY_BUF];
 };
@@ -252,7 +252,8 @@ static enum relay_end relay(int sock, int stop_fd, int fds[3], struct exec_proc 
 			stdin_closed = true;
 		}
 
-		struct pollfd p[8] = {{.fd = sock, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
+		struct pollfd p[8] = {{.fd = sock, .events = POLLIN},
+				      {.fd = stop_fd, .events = POLLIN}};
 		pump_events(pin, &p[2], &p[3]);
 		pump_events(pout, &p[4], &p[5]);
 		pump_events(perr, &p[6], &p[7]);
@@ -290,13 +291,13 @@ static enum relay_end relay(int sock, int stop_fd, int fds[3], struct exec_proc 
 static void start_spec(const struct request *rq, const char *cwd, struct exec_spec *spec)
 {
 	*spec = (struct exec_spec){
-		.command = rq->command,
-		.cwd = cwd,
-		.env = rq->env,
-		.tty = rq->flags & CTL_EXEC_TTY,
-		.term = rq->term[0] ? rq->term : NULL,
-		.rows = rq->rows,
-		.cols = rq->cols,
+	    .command = rq->command,
+	    .cwd = cwd,
+	    .env = rq->env,
+	    .tty = rq->flags & CTL_EXEC_TTY,
+	    .term = rq->term[0] ? rq->term : NULL,
+	    .rows = rq->rows,
+	    .cols = rq->cols,
 	};
 }
 
@@ -327,7 +328,8 @@ void exec_relay_run(int sock, struct buf *req, int fds[3], const struct control_
 	transport = hooks->get_transport ? hooks->get_transport(hooks->ctx) : hooks->transport;
 	if (!transport) {
 		close_fds(fds);
-		reply_error(sock, "sandmount: sandbox unreachable (reconnecting; see sandmount --status)");
+		reply_error(
+		    sock, "sandmount: sandbox unreachable (reconnecting; see sandmount --status)");
 		goto out;
 	}
 	if (transport_exec_start(transport, &spec, &proc, &e) < 0) {
@@ -338,7 +340,8 @@ void exec_relay_run(int sock, struct buf *req, int fds[3], const struct control_
 
 	int status = 0;
 	struct pump *pumps = malloc(3 * sizeof(*pumps));
-	enum relay_end end = pumps ? relay(sock, stop_fd, fds, proc, pumps, &status, &e) : RELAY_LOST;
+	enum relay_end end =
+	    pumps ? relay(sock, stop_fd, fds, proc, pumps, &status, &e) : RELAY_LOST;
 	if (!pumps)
 		err_set(&e, "out of memory");
 	free(pumps);

@@ -27,18 +27,18 @@
 #include "util.h"
 
 #define EXIT_UNREACHABLE 125
-#define EXIT_USAGE       2
+#define EXIT_USAGE	 2
 
 extern char **environ;
 
 struct options {
-	const char *workdir;  /* -w */
-	const char *mount;    /* --mount */
-	const char *sandbox;  /* --sandbox */
-	const char *command;  /* -c STRING */
-	char **argv;          /* CMD ARG... (or $0 $1... after -c) */
+	const char *workdir; /* -w */
+	const char *mount;   /* --mount */
+	const char *sandbox; /* --sandbox */
+	const char *command; /* -c STRING */
+	char **argv;	     /* CMD ARG... (or $0 $1... after -c) */
 	int argc;
-	char **set_env;       /* -e K=V, NULL-terminated */
+	char **set_env; /* -e K=V, NULL-terminated */
 	int nset_env;
 	bool force_tty, no_tty;
 };
@@ -74,7 +74,8 @@ static void fail(int code, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-	fputs("usage: sandexec [-w DIR] [-e K=V]... [-i] [-t|-T] [--mount MOUNTPOINT|--sandbox SANDBOX]"
+	fputs("usage: sandexec [-w DIR] [-e K=V]... [-i] [-t|-T] [--mount MOUNTPOINT|--sandbox "
+	      "SANDBOX]"
 	      " [--] CMD [ARG...]\n"
 	      "       sandexec [-l] -c 'STRING' [NAME [ARG...]]\n"
 	      "Runs a command in the sandbox whose sandmount mount holds the current directory.\n",
@@ -84,10 +85,9 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"mount", required_argument, NULL, 'm'}, {"sandbox", required_argument, NULL, 's'},
-		{"login", no_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"mount", required_argument, NULL, 'm'}, {"sandbox", required_argument, NULL, 's'},
+	    {"login", no_argument, NULL, 'l'},	     {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
 	};
 	int c;
 	memset(o, 0, sizeof(*o));
@@ -96,12 +96,24 @@ static void parse_args(int argc, char **argv, struct options *o)
 		fail(EXIT_UNREACHABLE, "out of memory");
 	while ((c = getopt_long(argc, argv, "+w:e:itTc:lhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'w': o->workdir = optarg; break;
-		case 'm': o->mount = optarg; break;
-		case 's': o->sandbox = optarg; break;
-		case 'c': o->command = optarg; break;
-		case 't': o->force_tty = true; break;
-		case 'T': o->no_tty = true; break;
+		case 'w':
+			o->workdir = optarg;
+			break;
+		case 'm':
+			o->mount = optarg;
+			break;
+		case 's':
+			o->sandbox = optarg;
+			break;
+		case 'c':
+			o->command = optarg;
+			break;
+		case 't':
+			o->force_tty = true;
+			break;
+		case 'T':
+			o->no_tty = true;
+			break;
 		case 'i': /* stdin is always forwarded */
 		case 'l': /* a login shell: nothing to do here */
 			break;
@@ -110,9 +122,15 @@ static void parse_args(int argc, char **argv, struct options *o)
 				fail(EXIT_USAGE, "-e %s: expected NAME=VALUE", optarg);
 			o->set_env[o->nset_env++] = optarg;
 			break;
-		case 'h': usage(stdout); exit(0);
-		case 'V': printf("sandexec %s\n", SANDMOUNT_VERSION); exit(0);
-		default: usage(stderr); exit(EXIT_USAGE);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("sandexec %s\n", SANDMOUNT_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(EXIT_USAGE);
 		}
 	}
 	if (o->mount && o->sandbox)
@@ -339,7 +357,8 @@ static int wait_for_exit(int sock, int sigfd, bool tty)
 	struct buf msg;
 	buf_init(&msg);
 	for (;;) {
-		struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
+		struct pollfd p[2] = {{.fd = sock, .events = POLLIN},
+				      {.fd = sigfd, .events = POLLIN}};
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;

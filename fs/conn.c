@@ -16,11 +16,11 @@
 
 #include "log.h"
 
-#define WATCH_MS	  250
-#define BACKOFF_FIRST_MS  500
-#define BACKOFF_MAX_MS	  30000
-#define SHUTDOWN_WAIT_MS  2000
-#define DEMAND_GAP_MS	  1000 /* a caller may ask for an attempt this long after a failed one */
+#define WATCH_MS	 250
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS	 30000
+#define SHUTDOWN_WAIT_MS 2000
+#define DEMAND_GAP_MS	 1000 /* a caller may ask for an attempt this long after a failed one */
 
 struct conn_mgr {
 	const struct sandbox_cfg *cfg;
@@ -35,9 +35,9 @@ struct conn_mgr {
 	unsigned generation;
 	bool stop;
 	bool thread_done;
-	bool connecting; /* a reconnect attempt is under way */
-	bool orphaned; /* conn_mgr_free gave up waiting: the thread frees the manager */
-	unsigned attempt;  /* failed reconnect attempts in this outage */
+	bool connecting;  /* a reconnect attempt is under way */
+	bool orphaned;	  /* conn_mgr_free gave up waiting: the thread frees the manager */
+	unsigned attempt; /* failed reconnect attempts in this outage */
 	unsigned reconnects;
 	int64_t lost_at_ms, next_try_ms;
 	int64_t last_fail_ms;
@@ -425,19 +425,22 @@ void conn_mgr_status(struct conn_mgr *m, struct buf *text)
 	int n;
 	pthread_mutex_lock(&m->lock);
 	if (m->cur) {
-		n = snprintf(line, sizeof(line), "state: connected\nreconnects: %u\n", m->reconnects);
+		n = snprintf(line, sizeof(line), "state: connected\nreconnects: %u\n",
+			     m->reconnects);
 	} else {
 		char when[64];
 		int64_t next = m->next_try_ms - now_ms();
 		if (m->connecting)
 			snprintf(when, sizeof(when), "connecting now");
 		else
-			snprintf(when, sizeof(when), "next in %.1f s", next > 0 ? next / 1000.0 : 0.0);
-		n = snprintf(line, sizeof(line),
-			     "state: reconnecting (attempt %u, %s, down for %.1f s, last error: %s)\n"
-			     "reconnects: %u\n",
-			     m->attempt + 1, when, (now_ms() - m->lost_at_ms) / 1000.0,
-			     m->last_error, m->reconnects);
+			snprintf(when, sizeof(when), "next in %.1f s",
+				 next > 0 ? next / 1000.0 : 0.0);
+		n = snprintf(
+		    line, sizeof(line),
+		    "state: reconnecting (attempt %u, %s, down for %.1f s, last error: %s)\n"
+		    "reconnects: %u\n",
+		    m->attempt + 1, when, (now_ms() - m->lost_at_ms) / 1000.0, m->last_error,
+		    m->reconnects);
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (n > 0)

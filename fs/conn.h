@@ -19,7 +19,7 @@ struct conn {
 	struct transport *transport;
 	struct sftp_client *sftp;
 	unsigned generation; /* 1 for the first connection, +1 per reconnect */
-	unsigned refs;       /* under the manager's lock */
+	unsigned refs;	     /* under the manager's lock */
 	struct conn *next;   /* the manager's list of connections still referenced */
 };
 

@@ -58,7 +58,8 @@ static int detach_and_wait(void)
 		msg[got < 0 ? 0 : got] = 0;
 		if (!strcmp(msg, "ok"))
 			exit(0);
-		fprintf(stderr, "sandmount: %s\n", got > 0 ? msg : "the daemon died while mounting");
+		fprintf(stderr, "sandmount: %s\n",
+			got > 0 ? msg : "the daemon died while mounting");
 		exit(1);
 	}
 	close(p[0]);
@@ -139,7 +140,8 @@ static int connect_sandbox(struct session *s, struct err *e)
 		return -1;
 	}
 	if (rc < 0) {
-		err_set(e, "%s: remote directory %s: %s", cfg->name, cfg->remote_dir, strerror(-rc));
+		err_set(e, "%s: remote directory %s: %s", cfg->name, cfg->remote_dir,
+			strerror(-rc));
 		return -1;
 	}
 	if ((a.flags & SFTP_ATTR_PERM) && !S_ISDIR(a.perm)) {
@@ -162,14 +164,13 @@ static void session_status(void *ctx, struct buf *text)
 	conn_put_transport(s->conn, t);
 	if (ts.rtt_us >= 0)
 		snprintf(rtt, sizeof(rtt), "%.2f ms", ts.rtt_us / 1000.0);
-	int n = snprintf(line, sizeof(line),
-			 "mountpoint: %s\nsandbox: %s\nremote: %s:%s\n", s->mountpoint,
-			 s->cfg->name, t ? ts.detail : "-", s->remote_root);
+	int n = snprintf(line, sizeof(line), "mountpoint: %s\nsandbox: %s\nremote: %s:%s\n",
+			 s->mountpoint, s->cfg->name, t ? ts.detail : "-", s->remote_root);
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	conn_mgr_status(s->conn, text);
 	n = snprintf(line, sizeof(line), "rtt: %s\nuptime: %llds\nbytes in/out: %llu/%llu\n", rtt,
-		     (long long)(now_ms() - s->started_ms) / 1000,
-		     (unsigned long long)ts.bytes_in, (unsigned long long)ts.bytes_out);
+		     (long long)(now_ms() - s->started_ms) / 1000, (unsigned long long)ts.bytes_in,
+		     (unsigned long long)ts.bytes_out);
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	if (s->fs)
 		fs_status(s->fs, text);
@@ -202,19 +203,20 @@ static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err
 	for (char *c = fsname; c && *c; c++)
 		if (*c == ',')
 			*c = '_';
-	char *opts = str_printf("fsname=%s,subtype=sandmount,default_permissions,nosuid,nodev%s%s%s",
-				fsname, s->cfg->allow_other ? ",allow_other" : "",
-				o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	char *opts =
+	    str_printf("fsname=%s,subtype=sandmount,default_permissions,nosuid,nodev%s%s%s", fsname,
+		       s->cfg->allow_other ? ",allow_other" : "", o->fuse_opts ? "," : "",
+		       o->fuse_opts ? o->fuse_opts : "");
 	free(fsname);
 	char *argv[] = {"sandmount", "-o", opts, o->debug && o->foreground ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(o->debug && o->foreground ? 4 : 3, argv);
 	struct fs_params p = {
-		.conn = s->conn,
-		.remote_root = s->remote_root,
-		.remote_root_alias = s->cfg->remote_dir[0] == '/' ? s->cfg->remote_dir : NULL,
-		.cache_timeout_s = s->cfg->cache_timeout_s,
-		.uid = getuid(),
-		.gid = getgid(),
+	    .conn = s->conn,
+	    .remote_root = s->remote_root,
+	    .remote_root_alias = s->cfg->remote_dir[0] == '/' ? s->cfg->remote_dir : NULL,
+	    .cache_timeout_s = s->cfg->cache_timeout_s,
+	    .uid = getuid(),
+	    .gid = getgid(),
 	};
 	int rc = -1;
 	if (fs_create(&p, &s->fs, e) < 0)
@@ -246,12 +248,12 @@ static int start_control(struct session *s, struct err *e)
 	if (runtime_socket_path(s->mountpoint, path, sizeof(path), e) < 0)
 		return -1;
 	struct control_hooks hooks = {
-		.get_transport = session_get_transport,
-		.put_transport = session_put_transport,
-		.remote_root = s->remote_root,
-		.barrier = session_barrier,
-		.status = session_status,
-		.ctx = s,
+	    .get_transport = session_get_transport,
+	    .put_transport = session_put_transport,
+	    .remote_root = s->remote_root,
+	    .barrier = session_barrier,
+	    .status = session_status,
+	    .ctx = s,
 	};
 	return control_server_start(path, &hooks, &s->ctl, e);
 }

@@ -7,7 +7,7 @@
 
 struct daemon_opts {
 	bool foreground;
-	bool debug;       /* log debug lines; with -f also FUSE's own debug output */
+	bool debug;	       /* log debug lines; with -f also FUSE's own debug output */
 	const char *fuse_opts; /* extra FUSE mount options, comma-separated, may be NULL */
 };
 

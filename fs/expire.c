@@ -21,19 +21,19 @@
 static int send_expire(struct fuse_session *se, uint64_t parent, const char *name, size_t len)
 {
 	struct fuse_notify_inval_entry_out arg = {
-		.parent = parent,
-		.namelen = (uint32_t)len,
-		.flags = FUSE_EXPIRE_ONLY,
+	    .parent = parent,
+	    .namelen = (uint32_t)len,
+	    .flags = FUSE_EXPIRE_ONLY,
 	};
 	struct fuse_out_header out = {
-		.len = (uint32_t)(sizeof(out) + sizeof(arg) + len + 1),
-		.error = FUSE_NOTIFY_INVAL_ENTRY,
-		.unique = 0,
+	    .len = (uint32_t)(sizeof(out) + sizeof(arg) + len + 1),
+	    .error = FUSE_NOTIFY_INVAL_ENTRY,
+	    .unique = 0,
 	};
 	struct iovec iov[] = {
-		{&out, sizeof(out)},
-		{&arg, sizeof(arg)},
-		{(void *)name, len + 1},
+	    {&out, sizeof(out)},
+	    {&arg, sizeof(arg)},
+	    {(void *)name, len + 1},
 	};
 	ssize_t n = writev(fuse_session_fd(se), iov, 3);
 	if (n < 0)
@@ -50,8 +50,9 @@ void fs_expire_entry(struct fs *fs, uint64_t parent, const char *name, bool is_d
 		r = send_expire(fs->se, parent, name, len);
 		if (r == -EINVAL) {
 			unsupported = true;
-			log_info("the kernel cannot expire entries (before Linux 6.2): directory names "
-				 "are revalidated only when their cache times out");
+			log_info(
+			    "the kernel cannot expire entries (before Linux 6.2): directory names "
+			    "are revalidated only when their cache times out");
 		}
 	}
 	if (r == -EINVAL && !is_dir) /* a file's name is never a cwd: invalidate it outright */

@@ -161,9 +161,9 @@ static void buf_printf(struct buf *b, const char *fmt, ...)
 }
 
 static const char *const op_names[FS_OP_COUNT] = {
-    "lookup", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink",
-    "rmdir", "symlink", "rename", "link", "open", "create", "read",
-    "write", "flush", "release", "fsync", "opendir", "readdir", "statfs",
+    "lookup", "getattr", "setattr", "readlink", "mknod",   "mkdir",   "unlink",
+    "rmdir",  "symlink", "rename",  "link",	"open",	   "create",  "read",
+    "write",  "flush",	 "release", "fsync",	"opendir", "readdir", "statfs",
 };
 
 /* The client's counters are per connection: keep a running total across reconnects. */
@@ -200,10 +200,11 @@ static void status_ops(struct fs *fs, struct buf *text)
 {
 	buf_printf(text, "round trips per operation (op: count, round trips, per op):\n");
 	for (int i = 0; i < FS_OP_COUNT; i++) {
-		uint64_t n = atomic_load(&fs->op_count[i]), rt = atomic_load(&fs->op_round_trips[i]);
+		uint64_t n = atomic_load(&fs->op_count[i]),
+			 rt = atomic_load(&fs->op_round_trips[i]);
 		if (n)
-			buf_printf(text, "  %s: %" PRIu64 ", %" PRIu64 ", %.2f\n", op_names[i], n, rt,
-				   (double)rt / (double)n);
+			buf_printf(text, "  %s: %" PRIu64 ", %" PRIu64 ", %.2f\n", op_names[i], n,
+				   rt, (double)rt / (double)n);
 	}
 }
 

@@ -16,11 +16,11 @@ struct fs;
 struct conn_mgr;
 
 struct fs_params {
-	struct conn_mgr *conn;    /* the sandbox connection (fs/conn.h), not owned */
-	const char *remote_root;  /* canonical absolute workspace path on the sandbox */
+	struct conn_mgr *conn;	       /* the sandbox connection (fs/conn.h), not owned */
+	const char *remote_root;       /* canonical absolute workspace path on the sandbox */
 	const char *remote_root_alias; /* the path as the user gave it, if different; may be NULL */
-	double cache_timeout_s;   /* attr/entry TTL */
-	uid_t uid;                /* owner shown for every file (the mounting user) */
+	double cache_timeout_s;	       /* attr/entry TTL */
+	uid_t uid;		       /* owner shown for every file (the mounting user) */
 	gid_t gid;
 };
 

@@ -43,9 +43,9 @@ struct fs_file {
 	struct conn *conn;
 	struct sftp_handle handle;
 	bool closed;
-	bool lost; /* the file could not be opened again after a reconnect */
+	bool lost;  /* the file could not be opened again after a reconnect */
 	bool wrote; /* written through: its close waits for the reply, its attributes go stale */
-	int err;   /* first failed write: reported by flush, fsync and close */
+	int err;    /* first failed write: reported by flush, fsync and close */
 	uint8_t *stage;
 	size_t stage_len;
 	uint64_t stage_off;
@@ -55,8 +55,9 @@ struct fs_file {
 	unsigned ra_count;
 	uint64_t read_end; /* where the previous read ended: the next one is sequential there */
 
-	uint64_t known_size; /* __atomic: the file is at least this long (reads need not look past) */
-	unsigned refs; /* under fs->files_lock, as the list links */
+	uint64_t
+	    known_size; /* __atomic: the file is at least this long (reads need not look past) */
+	unsigned refs;	/* under fs->files_lock, as the list links */
 	struct fs_file *next, **pprev;
 };
 
@@ -70,10 +71,28 @@ static inline void fs_file_raise_size(struct fs_file *f, uint64_t size)
 
 /* FUSE operations counted in the status (round trips per operation). */
 enum fs_op_kind {
-	FS_OP_LOOKUP, FS_OP_GETATTR, FS_OP_SETATTR, FS_OP_READLINK, FS_OP_MKNOD, FS_OP_MKDIR,
-	FS_OP_UNLINK, FS_OP_RMDIR, FS_OP_SYMLINK, FS_OP_RENAME, FS_OP_LINK, FS_OP_OPEN,
-	FS_OP_CREATE, FS_OP_READ, FS_OP_WRITE, FS_OP_FLUSH, FS_OP_RELEASE, FS_OP_FSYNC,
-	FS_OP_OPENDIR, FS_OP_READDIR, FS_OP_STATFS, FS_OP_COUNT
+	FS_OP_LOOKUP,
+	FS_OP_GETATTR,
+	FS_OP_SETATTR,
+	FS_OP_READLINK,
+	FS_OP_MKNOD,
+	FS_OP_MKDIR,
+	FS_OP_UNLINK,
+	FS_OP_RMDIR,
+	FS_OP_SYMLINK,
+	FS_OP_RENAME,
+	FS_OP_LINK,
+	FS_OP_OPEN,
+	FS_OP_CREATE,
+	FS_OP_READ,
+	FS_OP_WRITE,
+	FS_OP_FLUSH,
+	FS_OP_RELEASE,
+	FS_OP_FSYNC,
+	FS_OP_OPENDIR,
+	FS_OP_READDIR,
+	FS_OP_STATFS,
+	FS_OP_COUNT
 };
 
 struct fs {

@@ -21,46 +21,47 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: sandmount [-f] [-d] [-o OPT[,OPT...]] SANDBOX [MOUNTPOINT]\n"
-	      "       sandmount -u MOUNTPOINT\n"
-	      "       sandmount --status [MOUNTPOINT]\n"
-	      "\n"
-	      "Mount a remote sandbox's workspace at MOUNTPOINT and serve it as its session daemon\n"
-	      "(sandexec runs commands in the sandbox through it).\n"
-	      "\n"
-	      "SANDBOX   ssh://[USER@]HOST[:PORT]/DIR   an SSH host; DIR is absolute, /~/DIR is\n"
-	      "                                         relative to the remote home\n"
-	      "          docker://CONTAINER/DIR         a container (Docker Engine API or Podman)\n"
-	      "          NAME                           a sandbox from the config file\n"
-	      "MOUNTPOINT may be left out for a named sandbox that has a \"mountpoint\".\n"
-	      "\n"
-	      "  -f               stay in the foreground (log to stderr)\n"
-	      "  -d               debug log (with -f: FUSE request trace too)\n"
-	      "  -o OPT[,OPT]     options (below); others are passed to FUSE\n"
-	      "  -u MOUNTPOINT    flush, unmount and stop the daemon\n"
-	      "  --status [MP]    connection state, round-trip time, pending writes, counters\n"
-	      "  -h, --help       this text;  -V, --version  the version\n"
-	      "\n"
-	      "options:\n"
-	      "  identity=FILE          private key (default: ssh-agent and ~/.ssh keys)\n"
-	      "  known_hosts=FILE       known hosts file (default ~/.ssh/known_hosts)\n"
-	      "  accept_new_host_key    add an unknown host key (a changed key is always refused)\n"
-	      "  user=NAME  port=N      override the URL / ~/.ssh/config\n"
-	      "  ssh_config=FILE|none   ssh client config to read (default ~/.ssh/config)\n"
-	      "  connect_timeout=S      give up connecting after S seconds (10)\n"
-	      "  keepalive=S            probe an idle connection every S seconds (15)\n"
-	      "  op_timeout=S           a file operation fails with EIO after S seconds (30)\n"
-	      "  cache_timeout=S        attribute/name cache lifetime in seconds (2)\n"
-	      "  allow_other            let other users use the mount (needs user_allow_other)\n"
-	      "  docker_host=URL        unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST (default:\n"
-	      "                         as the docker CLI resolves it)\n"
-	      "  docker_context=NAME    a docker context from ~/.docker\n"
-	      "  agent=auto|on|off      sandmount-agent in the sandbox (fast exec, change watch)\n"
-	      "  agent_dir=DIR          where to place the agent in a container\n"
-	      "\n"
-	      "Config: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json or\n"
-	      "/etc/sandmount/config.json. See sandmount(1).\n",
-	      out);
+	fputs(
+	    "usage: sandmount [-f] [-d] [-o OPT[,OPT...]] SANDBOX [MOUNTPOINT]\n"
+	    "       sandmount -u MOUNTPOINT\n"
+	    "       sandmount --status [MOUNTPOINT]\n"
+	    "\n"
+	    "Mount a remote sandbox's workspace at MOUNTPOINT and serve it as its session daemon\n"
+	    "(sandexec runs commands in the sandbox through it).\n"
+	    "\n"
+	    "SANDBOX   ssh://[USER@]HOST[:PORT]/DIR   an SSH host; DIR is absolute, /~/DIR is\n"
+	    "                                         relative to the remote home\n"
+	    "          docker://CONTAINER/DIR         a container (Docker Engine API or Podman)\n"
+	    "          NAME                           a sandbox from the config file\n"
+	    "MOUNTPOINT may be left out for a named sandbox that has a \"mountpoint\".\n"
+	    "\n"
+	    "  -f               stay in the foreground (log to stderr)\n"
+	    "  -d               debug log (with -f: FUSE request trace too)\n"
+	    "  -o OPT[,OPT]     options (below); others are passed to FUSE\n"
+	    "  -u MOUNTPOINT    flush, unmount and stop the daemon\n"
+	    "  --status [MP]    connection state, round-trip time, pending writes, counters\n"
+	    "  -h, --help       this text;  -V, --version  the version\n"
+	    "\n"
+	    "options:\n"
+	    "  identity=FILE          private key (default: ssh-agent and ~/.ssh keys)\n"
+	    "  known_hosts=FILE       known hosts file (default ~/.ssh/known_hosts)\n"
+	    "  accept_new_host_key    add an unknown host key (a changed key is always refused)\n"
+	    "  user=NAME  port=N      override the URL / ~/.ssh/config\n"
+	    "  ssh_config=FILE|none   ssh client config to read (default ~/.ssh/config)\n"
+	    "  connect_timeout=S      give up connecting after S seconds (10)\n"
+	    "  keepalive=S            probe an idle connection every S seconds (15)\n"
+	    "  op_timeout=S           a file operation fails with EIO after S seconds (30)\n"
+	    "  cache_timeout=S        attribute/name cache lifetime in seconds (2)\n"
+	    "  allow_other            let other users use the mount (needs user_allow_other)\n"
+	    "  docker_host=URL        unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST (default:\n"
+	    "                         as the docker CLI resolves it)\n"
+	    "  docker_context=NAME    a docker context from ~/.docker\n"
+	    "  agent=auto|on|off      sandmount-agent in the sandbox (fast exec, change watch)\n"
+	    "  agent_dir=DIR          where to place the agent in a container\n"
+	    "\n"
+	    "Config: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json or\n"
+	    "/etc/sandmount/config.json. See sandmount(1).\n",
+	    out);
 }
 
 /* Run fusermount3 with the given flag on mp; returns its exit status. */
@@ -113,7 +114,8 @@ static int prepare_mountpoint(const char *arg, char *mp, size_t len)
 	struct stat st;
 	if (stat(mp, &st) < 0 && errno == ENOTCONN) {
 		if (mounts_is_sandmount(mp) != 1 || run_fusermount("-uz", mp) != 0) {
-			fprintf(stderr, "sandmount: %s is a dead mount that could not be cleared\n", mp);
+			fprintf(stderr, "sandmount: %s is a dead mount that could not be cleared\n",
+				mp);
 			return -1;
 		}
 		fprintf(stderr, "sandmount: cleared a stale mount at %s\n", mp);
@@ -236,8 +238,9 @@ static int cmd_unmount(const char *arg)
 	struct stat st;
 	bool stale = stat(mp, &st) < 0 && errno == ENOTCONN;
 	if (run_fusermount(stale ? "-uz" : "-u", mp) != 0) {
-		fprintf(stderr, "sandmount: could not unmount %s (files still open? see fuser -m %s)\n",
-			mp, mp);
+		fprintf(stderr,
+			"sandmount: could not unmount %s (files still open? see fuser -m %s)\n", mp,
+			mp);
 		return 1;
 	}
 	wait_daemon_gone(mp);
@@ -247,10 +250,10 @@ static int cmd_unmount(const char *arg)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"status", no_argument, NULL, 'S'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"status", no_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct daemon_opts dopts = {0};
 	char *opts = NULL;

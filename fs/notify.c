@@ -59,7 +59,7 @@ void fs_notify_change(void *arg, const char *remote_path)
 	if (name) {
 		/* its name, or a cached "does not exist": revalidated at the next use */
 		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
-		inval_inode(fs, dir);	    /* the listing of the directory holding it */
+		inval_inode(fs, dir); /* the listing of the directory holding it */
 	}
 	free(copy);
 }

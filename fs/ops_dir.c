@@ -77,8 +77,8 @@ static int list_dir(struct fs *fs, struct dir_snapshot *d)
 	free(path);
 	d->listed = r == 0;
 	if (r == 0 && atomic_load(&fs->watched))
-		inode_set_listed(fs->inodes, d->ino,
-				 now_ms() + (int64_t)(fs->timeout_s * 1000), d->seq);
+		inode_set_listed(fs->inodes, d->ino, now_ms() + (int64_t)(fs->timeout_s * 1000),
+				 d->seq);
 	return r;
 }
 

@@ -20,8 +20,8 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct sftp_attrs a;
 	struct fuse_entry_param e;
 	uint64_t known = inode_lookup(fs->inodes, parent, name);
-	if (known && fs_fresh_attrs(fs, known, &a) && fs_make_entry(fs, parent, name, &a,
-								   FS_SEQ_NONE, &e) == 0) {
+	if (known && fs_fresh_attrs(fs, known, &a) &&
+	    fs_make_entry(fs, parent, name, &a, FS_SEQ_NONE, &e) == 0) {
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -280,8 +280,15 @@ void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* Changes of names. Not retried after a lost connection: the first try may have happened. */
-enum mutation { MUT_MKDIR, MUT_RMDIR, MUT_REMOVE, MUT_SYMLINK, MUT_RENAME, MUT_RENAME_OVER,
-		MUT_HARDLINK };
+enum mutation {
+	MUT_MKDIR,
+	MUT_RMDIR,
+	MUT_REMOVE,
+	MUT_SYMLINK,
+	MUT_RENAME,
+	MUT_RENAME_OVER,
+	MUT_HARDLINK
+};
 
 static int fs_mutate(struct fs *fs, enum mutation m, const char *a, const char *b, uint32_t mode)
 {

@@ -51,13 +51,13 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* Each counted operation runs through a wrapper that adds the round trips it took to its
  * counters (a difference of the client's total, so exact when operations do not overlap). */
-#define COUNTED(name, kind, params, args)                                                      \
-	static void counted_##name params                                                      \
-	{                                                                                      \
-		struct fs *fs = fs_of(req);                                                    \
-		uint64_t before = fs_round_trips(fs);                                          \
-		fs_op_##name args;                                                             \
-		fs_count_op(fs, kind, before);                                                 \
+#define COUNTED(name, kind, params, args)                                                          \
+	static void counted_##name params                                                          \
+	{                                                                                          \
+		struct fs *fs = fs_of(req);                                                        \
+		uint64_t before = fs_round_trips(fs);                                              \
+		fs_op_##name args;                                                                 \
+		fs_count_op(fs, kind, before);                                                     \
 	}
 
 COUNTED(lookup, FS_OP_LOOKUP, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
@@ -69,8 +69,7 @@ COUNTED(setattr, FS_OP_SETATTR,
 COUNTED(readlink, FS_OP_READLINK, (fuse_req_t req, fuse_ino_t i), (req, i))
 COUNTED(mknod, FS_OP_MKNOD, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d),
 	(req, p, n, m, d))
-COUNTED(mkdir, FS_OP_MKDIR, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m),
-	(req, p, n, m))
+COUNTED(mkdir, FS_OP_MKDIR, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m), (req, p, n, m))
 COUNTED(unlink, FS_OP_UNLINK, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
 COUNTED(rmdir, FS_OP_RMDIR, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
 COUNTED(symlink, FS_OP_SYMLINK, (fuse_req_t req, const char *l, fuse_ino_t p, const char *n),
@@ -89,11 +88,9 @@ COUNTED(read, FS_OP_READ,
 	(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info *fi),
 	(req, i, s, o, fi))
 COUNTED(write, FS_OP_WRITE,
-	(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o,
-	 struct fuse_file_info *fi),
+	(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o, struct fuse_file_info *fi),
 	(req, i, b, s, o, fi))
-COUNTED(flush, FS_OP_FLUSH, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi),
-	(req, i, fi))
+COUNTED(flush, FS_OP_FLUSH, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi), (req, i, fi))
 COUNTED(release, FS_OP_RELEASE, (fuse_req_t req, fuse_ino_t i, struct fuse_file_info *fi),
 	(req, i, fi))
 COUNTED(fsync, FS_OP_FSYNC, (fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info *fi),

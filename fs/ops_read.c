@@ -77,7 +77,8 @@ static void ra_fill(struct fs *fs, struct fs_file *f, uint64_t from, size_t size
 	unsigned max = FS_READAHEAD_BYTES / chunk;
 	if (max > FS_READAHEAD_MAX)
 		max = FS_READAHEAD_MAX;
-	uint64_t next = f->ra_count ? f->ra[f->ra_count - 1].off + f->ra[f->ra_count - 1].len : from;
+	uint64_t next =
+	    f->ra_count ? f->ra[f->ra_count - 1].off + f->ra[f->ra_count - 1].len : from;
 	uint64_t known = __atomic_load_n(&f->known_size, __ATOMIC_RELAXED);
 	while (f->ra_count < max && next < known) {
 		struct sftp_req *q;

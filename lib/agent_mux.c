@@ -368,8 +368,8 @@ static void read_local(struct agent_mux *m, struct mchan *c)
 	size_t want = c->credit < MUX_DATA_MAX ? c->credit : MUX_DATA_MAX;
 	size_t start = tx_begin(m, MUX_DATA, c->id);
 	buf_put_u8(&m->tx, MUX_STREAM_STDIO);
-	ssize_t n = buf_reserve(&m->tx, want) == 0 ? read(c->io_fd, m->tx.data + m->tx.len, want)
-						     : -1;
+	ssize_t n =
+	    buf_reserve(&m->tx, want) == 0 ? read(c->io_fd, m->tx.data + m->tx.len, want) : -1;
 	if (n > 0) {
 		m->tx.len += (size_t)n;
 		tx_end(m, start);
@@ -447,7 +447,8 @@ static size_t build_poll(struct agent_mux *m)
 	for (struct mchan *c = m->chans; c; c = c->next) {
 		c->pfd_io = c->pfd_err = -1;
 		if (c->io_fd >= 0 && !c->hup && c->state == MS_OPEN) {
-			bool want_in = !c->in_eof_sent && c->credit && tx_room && c->kind != MK_WATCH;
+			bool want_in =
+			    !c->in_eof_sent && c->credit && tx_room && c->kind != MK_WATCH;
 			short e = (want_in ? POLLIN : 0) | (buf_remaining(&c->out) ? POLLOUT : 0);
 			c->pfd_io = (int)n;
 			m->pfd[n++] = (struct pollfd){.fd = c->io_fd, .events = e};
@@ -618,8 +619,8 @@ int agent_mux_start(int fd, const char *label, int timeout_ms, struct agent_mux 
 	pthread_cond_init(&m->events_cond, NULL);
 	m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->thread_started = m->wake_fd >= 0 && pthread_create(&m->thread, NULL, pump_main, m) == 0;
-	m->notifier_started = m->thread_started &&
-			      pthread_create(&m->notifier, NULL, notifier_main, m) == 0;
+	m->notifier_started =
+	    m->thread_started && pthread_create(&m->notifier, NULL, notifier_main, m) == 0;
 	if (!m->notifier_started) {
 		err_set(e, "cannot start the agent connection: %s", strerror(errno));
 		agent_mux_close(m);

@@ -28,8 +28,8 @@ unsigned agent_mux_channels(struct agent_mux *m);
 /* A stream to the agent's SFTP server; closing fd closes the channel. */
 int agent_mux_open_sftp(struct agent_mux *m, int *fd, struct err *e);
 /* transport_ops.exec_start through the agent. */
-int agent_mux_exec_start(struct agent_mux *m, const struct exec_spec *spec,
-			 struct exec_proc **out, struct err *e);
+int agent_mux_exec_start(struct agent_mux *m, const struct exec_spec *spec, struct exec_proc **out,
+			 struct err *e);
 /* transport_ops.watch: changed(ctx, absolute path) from the pump thread for every change under
  * dir; NULL when events were lost. For as long as the mux lives. */
 int agent_mux_watch(struct agent_mux *m, const char *dir,

@@ -13,10 +13,10 @@
 #include "mux_proto.h"
 
 #define OPEN_TIMEOUT_MS 15000
-#define TX_HIGH (1024 * 1024) /* local input is not read while this much waits for the agent */
-#define RX_CHUNK (256 * 1024)
-#define CREDIT_STEP (MUX_WINDOW / 16)
-#define EVENTS_MAX 10000 /* undelivered events beyond this become one "everything changed" */
+#define TX_HIGH		(1024 * 1024) /* local input is not read while this much waits for the agent */
+#define RX_CHUNK	(256 * 1024)
+#define CREDIT_STEP	(MUX_WINDOW / 16)
+#define EVENTS_MAX	10000 /* undelivered events beyond this become one "everything changed" */
 
 enum mkind { MK_SFTP, MK_EXEC, MK_WATCH };
 enum mstate { MS_OPENING, MS_OPEN, MS_FAILED };
@@ -51,7 +51,7 @@ struct mchan {
 	bool exited;
 	int status;
 	uint64_t events_before_exit; /* m->events_queued when EXIT arrived */
-	bool coherent;		     /* a watch ran when EXIT arrived (see exec_proc.coherent_exit) */
+	bool coherent; /* a watch ran when EXIT arrived (see exec_proc.coherent_exit) */
 	bool finished; /* exited and every byte of output delivered */
 	bool released; /* the owner is gone: the pump closes and frees it */
 };
@@ -91,7 +91,6 @@ struct agent_mux {
 	struct pollfd *pfd;
 	size_t pfd_cap;
 };
-
 
 /* agent_mux.c; m->lock held for the tx_* helpers and mux_wait. */
 size_t tx_begin(struct agent_mux *m, uint8_t type, uint32_t ch);

@@ -136,10 +136,10 @@ static void exec_free(struct exec_proc *p)
 }
 
 static const struct exec_ops mux_exec_ops = {
-	.resize = exec_resize,
-	.signal = exec_signal,
-	.wait = exec_wait,
-	.free = exec_free,
+    .resize = exec_resize,
+    .signal = exec_signal,
+    .wait = exec_wait,
+    .free = exec_free,
 };
 
 static void spawn_payload(struct buf *tx, const void *arg)
@@ -171,8 +171,8 @@ static bool valid_env(char *const *env, struct err *e)
 	return true;
 }
 
-int agent_mux_exec_start(struct agent_mux *m, const struct exec_spec *spec,
-			 struct exec_proc **out, struct err *e)
+int agent_mux_exec_start(struct agent_mux *m, const struct exec_spec *spec, struct exec_proc **out,
+			 struct err *e)
 {
 	if (!valid_env(spec->env, e))
 		return -1;
@@ -241,4 +241,3 @@ int agent_mux_watch(struct agent_mux *m, const char *dir,
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
-

@@ -22,8 +22,8 @@ void buf_init(struct buf *b);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b); /* len = off = 0, err = false; keeps memory */
 bool buf_ok(const struct buf *b);
-int buf_reserve(struct buf *b, size_t extra); /* 0 or -1 (sets err) */
-size_t buf_remaining(const struct buf *b);     /* len - off */
+int buf_reserve(struct buf *b, size_t extra);	/* 0 or -1 (sets err) */
+size_t buf_remaining(const struct buf *b);	/* len - off */
 const uint8_t *buf_cursor(const struct buf *b); /* data + off */
 /* A read-only view of n bytes at p (no ownership: never free or append to a view). */
 void buf_view(struct buf *b, uint8_t *p, size_t n);

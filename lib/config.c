@@ -30,9 +30,9 @@ static void strv_free(char **v)
 
 void config_free(struct sandbox_cfg *cfg)
 {
-	char **strs[] = {&cfg->name, &cfg->remote_dir, &cfg->mountpoint, &cfg->host, &cfg->user,
-			 &cfg->identity, &cfg->known_hosts, &cfg->ssh_config, &cfg->container,
-			 &cfg->docker_host, &cfg->docker_context, &cfg->agent_dir};
+	char **strs[] = {&cfg->name,	  &cfg->remote_dir,  &cfg->mountpoint,	   &cfg->host,
+			 &cfg->user,	  &cfg->identity,    &cfg->known_hosts,	   &cfg->ssh_config,
+			 &cfg->container, &cfg->docker_host, &cfg->docker_context, &cfg->agent_dir};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
 	strv_free(cfg->env_allow);
@@ -126,13 +126,13 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		const char *key;
 		size_t off;
 	} strs[] = {
-		{"identity", offsetof(struct sandbox_cfg, identity)},
-		{"known_hosts", offsetof(struct sandbox_cfg, known_hosts)},
-		{"user", offsetof(struct sandbox_cfg, user)},
-		{"ssh_config", offsetof(struct sandbox_cfg, ssh_config)},
-		{"docker_host", offsetof(struct sandbox_cfg, docker_host)},
-		{"docker_context", offsetof(struct sandbox_cfg, docker_context)},
-		{"agent_dir", offsetof(struct sandbox_cfg, agent_dir)},
+	    {"identity", offsetof(struct sandbox_cfg, identity)},
+	    {"known_hosts", offsetof(struct sandbox_cfg, known_hosts)},
+	    {"user", offsetof(struct sandbox_cfg, user)},
+	    {"ssh_config", offsetof(struct sandbox_cfg, ssh_config)},
+	    {"docker_host", offsetof(struct sandbox_cfg, docker_host)},
+	    {"docker_context", offsetof(struct sandbox_cfg, docker_context)},
+	    {"agent_dir", offsetof(struct sandbox_cfg, agent_dir)},
 	};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (strcmp(key, strs[i].key))
@@ -174,7 +174,8 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		}
 		if (v && !strcmp(v, "yes"))
 			return 0;
-		err_set(e, "option StrictHostKeyChecking: only 'yes' or 'accept-new' are supported");
+		err_set(e,
+			"option StrictHostKeyChecking: only 'yes' or 'accept-new' are supported");
 		return -1;
 	}
 	if (!fuse_opts) {
@@ -272,8 +273,9 @@ static int parse_url(struct sandbox_cfg *cfg, const char *url, struct err *e)
 		cfg->kind = SANDBOX_DOCKER;
 		rest = url + 9;
 	} else {
-		err_set(e, "'%s' is not a sandbox URL (ssh://[USER@]HOST[:PORT]/DIR or "
-			   "docker://CONTAINER/DIR) nor a name from the config file",
+		err_set(e,
+			"'%s' is not a sandbox URL (ssh://[USER@]HOST[:PORT]/DIR or "
+			"docker://CONTAINER/DIR) nor a name from the config file",
 			url);
 		return -1;
 	}
@@ -342,11 +344,12 @@ static int apply_json_options(struct sandbox_cfg *cfg, json_t *opts, const char 
 			snprintf(num, sizeof(num), "%g", json_real_value(v));
 			val = num;
 		} else {
-			err_set(e, "%s: option %s of %s: expected a string, number or boolean", path,
-				key, cfg->name);
+			err_set(e, "%s: option %s of %s: expected a string, number or boolean",
+				path, key, cfg->name);
 			return -1;
 		}
-		if (json_is_false(v) && strcmp(key, "accept_new_host_key") && strcmp(key, "allow_other"))
+		if (json_is_false(v) && strcmp(key, "accept_new_host_key") &&
+		    strcmp(key, "allow_other"))
 			continue;
 		if (apply_option(cfg, key, val, fuse_opts, e) < 0) {
 			char inner[sizeof(e->msg)];
@@ -404,10 +407,11 @@ static int resolve_name(struct sandbox_cfg *cfg, const char *name, char **fuse_o
 {
 	char *path = config_file_path();
 	if (!path) {
-		err_set(e, "'%s' is not a sandbox URL (ssh://[USER@]HOST[:PORT]/DIR or "
-			   "docker://CONTAINER/DIR), and there is no config file to look it up in "
-			   "($SANDMOUNT_CONFIG, ~/.config/sandmount/config.json, "
-			   "/etc/sandmount/config.json)",
+		err_set(e,
+			"'%s' is not a sandbox URL (ssh://[USER@]HOST[:PORT]/DIR or "
+			"docker://CONTAINER/DIR), and there is no config file to look it up in "
+			"($SANDMOUNT_CONFIG, ~/.config/sandmount/config.json, "
+			"/etc/sandmount/config.json)",
 			name);
 		return -1;
 	}
@@ -450,7 +454,7 @@ int config_resolve(const char *sandbox, const char *opts, struct sandbox_cfg *cf
 	config_defaults(cfg);
 	cfg->name = xstrdup(sandbox);
 	int rc = strstr(sandbox, "://") ? parse_url(cfg, sandbox, e)
-					 : resolve_name(cfg, sandbox, fuse_opts, e);
+					: resolve_name(cfg, sandbox, fuse_opts, e);
 	if (rc == 0)
 		rc = config_apply_options(cfg, opts, fuse_opts, e);
 	return rc;

@@ -9,36 +9,37 @@
 enum sandbox_kind { SANDBOX_SSH, SANDBOX_DOCKER };
 
 struct sandbox_cfg {
-	char *name;       /* config name, or the URL as given */
+	char *name; /* config name, or the URL as given */
 	enum sandbox_kind kind;
 	char *remote_dir; /* the workspace directory on the sandbox (absolute) */
 	char *mountpoint; /* from the config file, may be NULL */
 
 	/* ssh */
 	char *host;
-	char *user;        /* NULL: from ~/.ssh/config or the local user name */
-	int port;          /* 0: from ~/.ssh/config or 22 */
-	char *identity;    /* private key file; NULL: ssh-agent and default keys */
-	char *known_hosts; /* NULL: ~/.ssh/known_hosts */
-	char *ssh_config;  /* NULL: ~/.ssh/config; "none" to skip */
+	char *user;		  /* NULL: from ~/.ssh/config or the local user name */
+	int port;		  /* 0: from ~/.ssh/config or 22 */
+	char *identity;		  /* private key file; NULL: ssh-agent and default keys */
+	char *known_hosts;	  /* NULL: ~/.ssh/known_hosts */
+	char *ssh_config;	  /* NULL: ~/.ssh/config; "none" to skip */
 	bool accept_new_host_key; /* add an unknown (never a changed) host key */
 
 	/* docker */
 	char *container;
 	char *docker_host;
 	char *docker_context;
-	char *agent_dir;  /* agent_dir=: where to place sandmount-agent in the container */
-	bool agent_off;   /* agent=off: serve files with the image's sftp-server */
-	bool agent_on;    /* agent=on: use sandmount-agent or fail (default auto: fall back) */
+	char *agent_dir; /* agent_dir=: where to place sandmount-agent in the container */
+	bool agent_off;	 /* agent=off: serve files with the image's sftp-server */
+	bool agent_on;	 /* agent=on: use sandmount-agent or fail (default auto: fall back) */
 
 	/* behaviour */
 	int connect_timeout_s; /* default 10 */
 	int keepalive_s;       /* default 15: probe interval; dead after 3 missed */
 	int op_timeout_s;      /* default 30: a file op waits at most this long, then EIO */
-	double cache_timeout_s;/* default 2: attr/entry TTL when the sandbox cannot notify changes */
+	double
+	    cache_timeout_s; /* default 2: attr/entry TTL when the sandbox cannot notify changes */
 	bool allow_other;
-	bool local_fallback;   /* sandexec outside every mount runs locally (config file only) */
-	char **env_allow;      /* NULL-terminated glob patterns of host variables sandexec forwards */
+	bool local_fallback; /* sandexec outside every mount runs locally (config file only) */
+	char **env_allow;    /* NULL-terminated glob patterns of host variables sandexec forwards */
 };
 
 /* Fill cfg from SANDBOX (URL or config name) and a comma-separated -o list (may be NULL).
@@ -47,7 +48,8 @@ struct sandbox_cfg {
 int config_resolve(const char *sandbox, const char *opts, struct sandbox_cfg *cfg, char **fuse_opts,
 		   struct err *e);
 /* Apply one comma-separated option list on top of cfg (same rules as above). */
-int config_apply_options(struct sandbox_cfg *cfg, const char *opts, char **fuse_opts, struct err *e);
+int config_apply_options(struct sandbox_cfg *cfg, const char *opts, char **fuse_opts,
+			 struct err *e);
 /* The config file path in use: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json,
  * /etc/sandmount/config.json — the first that exists; NULL if none. malloc'd. */
 char *config_file_path(void);

@@ -111,8 +111,10 @@ static int recv_exact(int sock, uint8_t *p, size_t n, int *fds, int maxfds, int 
 			return -ETIMEDOUT;
 
 		struct iovec iov = {.iov_base = p, .iov_len = n};
-		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = ctrl.space, .msg_controllen = sizeof(ctrl.space)};
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = ctrl.space,
+				     .msg_controllen = sizeof(ctrl.space)};
 		ssize_t r = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN)

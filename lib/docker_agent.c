@@ -82,8 +82,7 @@ static void make_tar(struct buf *t, const struct agent_bin *a, const char *subdi
 	buf_put_bytes(t, zeros, sizeof(zeros));
 }
 
-int docker_agent_tar(const char *name, struct buf *tar, char *hash, size_t hash_size,
-		     struct err *e)
+int docker_agent_tar(const char *name, struct buf *tar, char *hash, size_t hash_size, struct err *e)
 {
 	struct agent_bin a = {0};
 	if (load_agent(&a, e) < 0)
@@ -141,17 +140,19 @@ static char *candidate_words(struct docker_tr *tr, bool with_hidden)
 }
 
 /* A shell test that the agent at "$f" is ours and runs. */
-#define AGENT_OK_TEST "[ -f \"$f\" ] && [ \"$(wc -c < \"$f\")\" -eq %zu ] && \"$f\" --version >/dev/null 2>&1"
+#define AGENT_OK_TEST                                                                              \
+	"[ -f \"$f\" ] && [ \"$(wc -c < \"$f\")\" -eq %zu ] && \"$f\" --version >/dev/null 2>&1"
 
 /* One exec: an agent already placed ("found PATH"), else the existing dirs ("dir PATH"). */
 static int probe(struct docker_tr *tr, const struct agent_bin *a, struct buf *out, struct err *e)
 {
 	char *all = candidate_words(tr, true), *dirs = candidate_words(tr, false);
-	char *script = str_printf("for d in %s; do [ -n \"$d\" ] || continue; f=\"$d/%s\"; "
-				  "if " AGENT_OK_TEST "; then echo \"found $f\"; exit 0; fi; done; "
-				  "for d in %s; do [ -n \"$d\" ] && [ -d \"$d\" ] && echo \"dir $d\"; done; "
-				  "exit 0",
-				  all, a->name, a->size, dirs);
+	char *script =
+	    str_printf("for d in %s; do [ -n \"$d\" ] || continue; f=\"$d/%s\"; "
+		       "if " AGENT_OK_TEST "; then echo \"found $f\"; exit 0; fi; done; "
+		       "for d in %s; do [ -n \"$d\" ] && [ -d \"$d\" ] && echo \"dir $d\"; done; "
+		       "exit 0",
+		       all, a->name, a->size, dirs);
 	int status = -1;
 	int rc = script ? run_script(tr, script, out, &status, e) : -1;
 	free(all);
@@ -165,8 +166,8 @@ static int probe(struct docker_tr *tr, const struct agent_bin *a, struct buf *ou
 }
 
 /* PUT the agent into dir (or dir/AGENT_HIDDEN_DIR) and check that it runs there. */
-static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char *dir,
-		     bool hidden, unsigned uid, unsigned gid, char *placed, size_t size)
+static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char *dir, bool hidden,
+		     unsigned uid, unsigned gid, char *placed, size_t size)
 {
 	struct buf tar;
 	buf_init(&tar);
@@ -174,16 +175,17 @@ static bool place_at(struct docker_tr *tr, const struct agent_bin *a, const char
 	char *qdir = docker_escape(dir);
 	char *path = str_printf("/containers/%s/archive?path=%s", tr->container_id, qdir);
 	struct err e;
-	long st = buf_ok(&tar) && path
-			  ? docker_api_request(&tr->api, "PUT", path, "application/x-tar", tar.data,
-					       tar.len, NULL,
-					       deadline_in((int64_t)tr->op_timeout_s * 1000), &e)
-			  : -1;
+	long st =
+	    buf_ok(&tar) && path
+		? docker_api_request(&tr->api, "PUT", path, "application/x-tar", tar.data, tar.len,
+				     NULL, deadline_in((int64_t)tr->op_timeout_s * 1000), &e)
+		: -1;
 	free(qdir);
 	free(path);
 	buf_free(&tar);
 	if (st != 200) {
-		log_info("agent: cannot place it in %s: %s", dir, st < 0 ? "request failed" : e.msg);
+		log_info("agent: cannot place it in %s: %s", dir,
+			 st < 0 ? "request failed" : e.msg);
 		return false;
 	}
 	snprintf(placed, size, "%s%s/%s", dir, hidden ? "/" AGENT_HIDDEN_DIR : "", a->name);
@@ -244,9 +246,9 @@ static int place_agent(struct docker_tr *tr, const struct agent_bin *a, char *pl
 static int find_sftp_server(struct docker_tr *tr, char *found, size_t size, struct err *e)
 {
 	static const char script[] =
-		"for f in /usr/lib/openssh/sftp-server /usr/lib/sftp-server "
-		"/usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do "
-		"[ -x \"$f\" ] && { echo \"$f\"; exit 0; }; done; exit 1";
+	    "for f in /usr/lib/openssh/sftp-server /usr/lib/sftp-server "
+	    "/usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do "
+	    "[ -x \"$f\" ] && { echo \"$f\"; exit 0; }; done; exit 1";
 	struct buf out;
 	buf_init(&out);
 	int status = -1;
@@ -278,8 +280,7 @@ static int try_sidecar(struct docker_tr *tr, char *path, size_t size, struct err
 	return -1;
 }
 
-int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_agent,
-		       struct err *e)
+int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_agent, struct err *e)
 {
 	struct err why = {""};
 	if (!tr->agent_off) {
@@ -307,10 +308,11 @@ int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_a
 		log_info("files: the image's %s", path);
 		return 0;
 	}
-	err_set(e, "%s: cannot serve files (%s; and the image has no sftp-server): set "
-		   "-o agent_dir=DIR to a writable, exec-able directory in the container, make /tmp "
-		   "or the workspace exec-able, put the workspace on a volume or bind mount (for a "
-		   "sidecar), or use an image with OpenSSH's sftp-server",
+	err_set(e,
+		"%s: cannot serve files (%s; and the image has no sftp-server): set "
+		"-o agent_dir=DIR to a writable, exec-able directory in the container, make /tmp "
+		"or the workspace exec-able, put the workspace on a volume or bind mount (for a "
+		"sidecar), or use an image with OpenSSH's sftp-server",
 		tr->container_name, why.msg);
 	return -1;
 }

@@ -1,8 +1,9 @@
 /* docker_api.c: the Docker Engine API client — libcurl easy handles on a unix socket, tcp,
  * tcp+TLS or ssh (libcurl connects to ssh_forward's local socket, each connection a channel to
- * the daemon's socket on the SSH host); the version negotiated with /_ping; errors that quote the daemon's "message"; and the
- * hijacked connection of exec start (a connect-only handle on which we write the HTTP request and
- * parse the response head ourselves, then keep the socket as a raw stream). */
+ * the daemon's socket on the SSH host); the version negotiated with /_ping; errors that quote the
+ * daemon's "message"; and the hijacked connection of exec start (a connect-only handle on which we
+ * write the HTTP request and parse the response head ourselves, then keep the socket as a raw
+ * stream). */
 #include "docker_api.h"
 
 #include <dlfcn.h>
@@ -17,7 +18,7 @@
 #include "ssh_forward.h"
 
 #define MAX_RESPONSE (16u << 20) /* inspect/list answers are small; bounded anyway */
-#define MAX_HEAD 65536
+#define MAX_HEAD     65536
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -123,11 +124,12 @@ static void set_curl_error(struct docker_api *api, CURL *h, CURLcode rc, const s
 	}
 	/* curl names "localhost port 80" for a unix socket: the OS error says more */
 	else if (ep->socket_path && rc == CURLE_COULDNT_CONNECT &&
-	    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno)
+		 curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno)
 		why = strerror((int)os_errno);
 	if (is_tls_error(rc))
-		err_set(e, "TLS with the Docker daemon at %s failed: %s (CA: %s; set DOCKER_CERT_PATH "
-			   "or the context's TLS files to the daemon's CA)",
+		err_set(e,
+			"TLS with the Docker daemon at %s failed: %s (CA: %s; set DOCKER_CERT_PATH "
+			"or the context's TLS files to the daemon's CA)",
 			ep->host, why, ep->ca_file ? ep->ca_file : "the system CA store");
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
 		err_set(e, "the Docker daemon at %s did not answer in time: %s", ep->host, why);
@@ -138,7 +140,8 @@ static void set_curl_error(struct docker_api *api, CURL *h, CURLcode rc, const s
 /* "<what>: <message>" from an error response's JSON {"message": "..."}. */
 static void set_http_error(long status, const struct buf *body, const char *what, struct err *e)
 {
-	json_t *j = body && body->len ? json_loadb((const char *)body->data, body->len, 0, NULL) : NULL;
+	json_t *j =
+	    body && body->len ? json_loadb((const char *)body->data, body->len, 0, NULL) : NULL;
 	const char *msg = json_string_value(json_object_get(j, "message"));
 	char fallback[64];
 	if (!msg) {
@@ -263,8 +266,8 @@ static int ping(struct docker_api *api, int64_t deadline, int64_t *rtt_us, char 
 		err_set(e, "%s does not look like a Docker daemon (/_ping answered HTTP %ld)%s",
 			api->ep.host, status,
 			status == 400 && !api->ep.tls
-				? "; if it is a TLS port, set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH"
-				: "");
+			    ? "; if it is a TLS port, set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH"
+			    : "");
 		rv = -1;
 	} else if (rtt_us) {
 		curl_off_t t = 0;

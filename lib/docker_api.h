@@ -1,5 +1,5 @@
-/* docker_api.h: requests to the Docker Engine API over libcurl (unix socket, tcp, tcp+TLS, ssh), the
- * API version negotiated once with /_ping, JSON bodies via jansson, and the daemon's "message"
+/* docker_api.h: requests to the Docker Engine API over libcurl (unix socket, tcp, tcp+TLS, ssh),
+ * the API version negotiated once with /_ping, JSON bodies via jansson, and the daemon's "message"
  * in every error. Also opens the raw "hijacked" connection that exec start upgrades to. Each call
  * uses its own curl handle, so any thread may call at any time. */
 #ifndef SANDMOUNT_DOCKER_API_H
@@ -22,7 +22,7 @@ struct ssh_forward;
 struct docker_api {
 	struct docker_endpoint ep;
 	struct ssh_forward *fwd; /* ssh:// endpoints: every connection is a forwarded channel */
-	char version[16]; /* negotiated: min(ours, the daemon's) */
+	char version[16];	 /* negotiated: min(ours, the daemon's) */
 	int connect_timeout_s;
 };
 
@@ -50,9 +50,9 @@ long docker_api_request(struct docker_api *api, const char *method, const char *
 long docker_api_json(struct docker_api *api, const char *method, const char *path, json_t *body,
 		     json_t **out, const char *what, int64_t deadline, struct err *e);
 
-/* POST path with a JSON body (NULL: none) and take over the connection as a raw byte stream (the daemon
- * answers "101 UPGRADED" or "200 OK" and then streams). *early gets bytes that arrived after the
- * response headers. Returns a CURL handle in connect-only mode for curl_easy_send/recv, or NULL
+/* POST path with a JSON body (NULL: none) and take over the connection as a raw byte stream (the
+ * daemon answers "101 UPGRADED" or "200 OK" and then streams). *early gets bytes that arrived after
+ * the response headers. Returns a CURL handle in connect-only mode for curl_easy_send/recv, or NULL
  * with e set. */
 CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, struct buf *early,
 			int64_t deadline, struct err *e);

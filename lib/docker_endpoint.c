@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_DOCKER_HOST "unix:///var/run/docker.sock"
+#define DEFAULT_DOCKER_HOST   "unix:///var/run/docker.sock"
 #define DEFAULT_REMOTE_SOCKET "/var/run/docker.sock"
 
 static const char *env_nonempty(const char *name)
@@ -130,10 +130,11 @@ static int parse_host(struct docker_endpoint *ep, const char *host, struct err *
 			return -1;
 		}
 		if (authority_has_port(auth, n))
-			ep->url_base = str_printf("%s://%.*s", ep->tls ? "https" : "http", (int)n, auth);
+			ep->url_base =
+			    str_printf("%s://%.*s", ep->tls ? "https" : "http", (int)n, auth);
 		else
-			ep->url_base = str_printf("%s://%.*s:%d", ep->tls ? "https" : "http", (int)n,
-						  auth, ep->tls ? 2376 : 2375);
+			ep->url_base = str_printf("%s://%.*s:%d", ep->tls ? "https" : "http",
+						  (int)n, auth, ep->tls ? 2376 : 2375);
 		return 0;
 	}
 	if (!strncmp(host, "ssh://", 6))
@@ -208,8 +209,8 @@ static int resolve_context(const char *name, struct docker_endpoint *ep, struct 
 	char *id = NULL;
 	json_t *meta = cdir ? find_context_meta(cdir, name, &id) : NULL;
 	if (!meta) {
-		err_set(e, "docker context \"%s\" does not exist (looked in %s/contexts/meta)", name,
-			cdir ? cdir : "~/.docker");
+		err_set(e, "docker context \"%s\" does not exist (looked in %s/contexts/meta)",
+			name, cdir ? cdir : "~/.docker");
 		free(cdir);
 		return -1;
 	}

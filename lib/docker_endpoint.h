@@ -10,21 +10,21 @@
 #include "util.h"
 
 struct docker_endpoint {
-	char *host;        /* as given: "unix:///var/run/docker.sock", "tcp://h:2376", "ssh://u@h" */
+	char *host; /* as given: "unix:///var/run/docker.sock", "tcp://h:2376", "ssh://u@h" */
 	char *socket_path; /* unix: the socket file; NULL for tcp and ssh */
-	char *url_base;    /* "http://localhost", "https://h:2376": what libcurl connects to */
+	char *url_base;	   /* "http://localhost", "https://h:2376": what libcurl connects to */
 	/* ssh://[USER@]HOST[:PORT][/PATH]: the daemon's socket on HOST, reached through a
 	 * direct-streamlocal channel of an SSH session (ssh_forward.h) */
-	char *ssh_host;    /* NULL unless ssh:// */
-	char *ssh_user;    /* NULL: from ~/.ssh/config or the local user name */
-	int ssh_port;      /* 0: from ~/.ssh/config or 22 */
+	char *ssh_host;	     /* NULL unless ssh:// */
+	char *ssh_user;	     /* NULL: from ~/.ssh/config or the local user name */
+	int ssh_port;	     /* 0: from ~/.ssh/config or 22 */
 	char *remote_socket; /* the socket path on HOST: PATH, else /var/run/docker.sock */
 	bool tls;
-	bool tls_verify;   /* verify the daemon's certificate (always, unless a context skips it) */
-	char *ca_file;     /* PEM files; NULL: not given (curl's default CA store for ca_file) */
+	bool tls_verify; /* verify the daemon's certificate (always, unless a context skips it) */
+	char *ca_file;	 /* PEM files; NULL: not given (curl's default CA store for ca_file) */
 	char *cert_file;
 	char *key_file;
-	char *context;     /* the context it came from; NULL for DOCKER_HOST / the default */
+	char *context; /* the context it came from; NULL for DOCKER_HOST / the default */
 };
 
 /* host_opt / context_opt: the -o docker_host= / docker_context= values (may be NULL).

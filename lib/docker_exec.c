@@ -19,8 +19,8 @@
 
 #include "log.h"
 
-#define IO_CHUNK 65536
-#define HEADER_MAX 32
+#define IO_CHUNK	   65536
+#define HEADER_MAX	   32
 #define INSPECT_TIMEOUT_MS 10000
 
 struct dexec {
@@ -38,10 +38,10 @@ struct dexec {
 	char label[64];
 
 	/* bridge-only */
-	struct buf rx;            /* an incomplete stdcopy header */
-	int frame_type;           /* stream of the frame being read */
-	size_t frame_left;        /* its payload bytes still to come */
-	struct buf out, err, in;  /* bytes waiting for io_fd, err_fd, the daemon */
+	struct buf rx;		 /* an incomplete stdcopy header */
+	int frame_type;		 /* stream of the frame being read */
+	size_t frame_left;	 /* its payload bytes still to come */
+	struct buf out, err, in; /* bytes waiting for io_fd, err_fd, the daemon */
 	char header[HEADER_MAX];
 	size_t header_len;
 	bool header_done;
@@ -84,7 +84,8 @@ static int inspect_exit(struct dexec *x, int *status, struct err *e)
 	int delay_ms = 2, rc = -1;
 	while (path) {
 		json_t *j = NULL;
-		long st = docker_api_json(&x->tr->api, "GET", path, NULL, &j, "exec inspect", deadline, e);
+		long st = docker_api_json(&x->tr->api, "GET", path, NULL, &j, "exec inspect",
+					  deadline, e);
 		if (st != 200) {
 			json_decref(j);
 			break;
@@ -169,7 +170,8 @@ static void demux(struct dexec *x, const uint8_t *p, size_t n)
 				return;
 			const uint8_t *h = x->rx.data;
 			x->frame_type = h[0];
-			x->frame_left = (size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
+			x->frame_left =
+			    (size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
 			buf_reset(&x->rx);
 			continue;
 		}
@@ -199,7 +201,8 @@ static void raw_read(struct dexec *x)
 		if (rc != CURLE_OK) {
 			pthread_mutex_lock(&x->tr->lock);
 			x->lost = true;
-			snprintf(x->errmsg, sizeof(x->errmsg), "connection to the Docker daemon lost: %s",
+			snprintf(x->errmsg, sizeof(x->errmsg),
+				 "connection to the Docker daemon lost: %s",
 				 curl_easy_strerror(rc));
 			pthread_mutex_unlock(&x->tr->lock);
 		}
@@ -287,12 +290,13 @@ static bool bridge_step(struct dexec *x)
 	curl_socket_t s = CURL_SOCKET_BAD;
 	curl_easy_getinfo(x->raw, CURLINFO_ACTIVESOCKET, &s);
 	struct pollfd p[4] = {
-		{.fd = x->wake_fd, .events = POLLIN},
-		{.fd = s, .events = (short)((want_raw_in ? POLLIN : 0) |
-					    (buf_remaining(&x->in) ? POLLOUT : 0))},
-		{.fd = x->io_fd, .events = (short)((!x->in_eof && !buf_remaining(&x->in) ? POLLIN : 0) |
-						   (buf_remaining(&x->out) ? POLLOUT : 0))},
-		{.fd = x->err_fd, .events = buf_remaining(&x->err) ? POLLOUT : 0},
+	    {.fd = x->wake_fd, .events = POLLIN},
+	    {.fd = s,
+	     .events = (short)((want_raw_in ? POLLIN : 0) | (buf_remaining(&x->in) ? POLLOUT : 0))},
+	    {.fd = x->io_fd,
+	     .events = (short)((!x->in_eof && !buf_remaining(&x->in) ? POLLIN : 0) |
+			       (buf_remaining(&x->out) ? POLLOUT : 0))},
+	    {.fd = x->err_fd, .events = buf_remaining(&x->err) ? POLLOUT : 0},
 	};
 	if (x->raw_eof)
 		p[1].fd = -1;
@@ -654,10 +658,10 @@ static void proc_free(struct exec_proc *p)
 }
 
 static const struct exec_ops docker_exec_ops = {
-	.resize = proc_resize,
-	.signal = proc_signal,
-	.wait = proc_wait,
-	.free = proc_free,
+    .resize = proc_resize,
+    .signal = proc_signal,
+    .wait = proc_wait,
+    .free = proc_free,
 };
 
 /* The SMPID wrapper: prints the process group id, then becomes the command's shell. With a TTY
@@ -672,8 +676,8 @@ int docker_exec_start(struct transport *t, const struct exec_spec *spec, struct 
 {
 	struct docker_tr *tr = (struct docker_tr *)t;
 	char *wrapper = spec->tty && spec->rows && spec->cols
-				? str_printf(TTY_WRAPPER, spec->rows, spec->cols)
-				: xstrdup(WRAPPER);
+			    ? str_printf(TTY_WRAPPER, spec->rows, spec->cols)
+			    : xstrdup(WRAPPER);
 	char *argv[] = {"/bin/sh", "-c", wrapper, (char *)spec->command, NULL};
 	size_t n = 0;
 	while (spec->env && spec->env[n])
@@ -689,8 +693,13 @@ int docker_exec_start(struct transport *t, const struct exec_spec *spec, struct 
 	for (size_t i = 0; i < n; i++)
 		env[i] = spec->env[i];
 	env[n] = term;
-	struct dexec_req req = {.argv = argv, .cwd = spec->cwd, .env = env, .tty = spec->tty,
-				.attach_stdin = true, .strip_header = true, .owned = true};
+	struct dexec_req req = {.argv = argv,
+				.cwd = spec->cwd,
+				.env = env,
+				.tty = spec->tty,
+				.attach_stdin = true,
+				.strip_header = true,
+				.owned = true};
 	struct dexec *x;
 	int io = -1, er = -1;
 	int rc = dexec_start(tr, &req, &x, &io, spec->tty ? NULL : &er, e);
@@ -712,8 +721,8 @@ int docker_exec_capture(struct docker_tr *tr, const char *script, struct buf *ou
 			int *status, int64_t deadline, struct err *e)
 {
 	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
-	struct dexec_req req = {.argv = argv, .stderr_to_log = true, .owned = true,
-				.label = "docker probe"};
+	struct dexec_req req = {
+	    .argv = argv, .stderr_to_log = true, .owned = true, .label = "docker probe"};
 	struct dexec *x;
 	int io = -1;
 	if (dexec_start(tr, &req, &x, &io, NULL, e) < 0)

@@ -27,11 +27,12 @@ struct docker_tr {
 	char *agent_dir; /* cfg agent_dir=, may be NULL */
 	bool agent_off;
 	pthread_mutex_t place_lock; /* serializes finding the SFTP server */
-	char server_path[4096]; /* the SFTP server found by docker_sftp_server; "" until then */
+	char server_path[4096];	    /* the SFTP server found by docker_sftp_server; "" until then */
 	bool server_is_agent;
-	struct agent_mux *mux;	   /* `sandmount-agent serve`, under place_lock; NULL: none */
-	bool mux_failed;	   /* serve did not start: exec API and `agent sftp` instead */
-	struct docker_sidecar *sidecar; /* the agent serves from a sidecar container; under place_lock */
+	struct agent_mux *mux; /* `sandmount-agent serve`, under place_lock; NULL: none */
+	bool mux_failed;       /* serve did not start: exec API and `agent sftp` instead */
+	struct docker_sidecar
+	    *sidecar; /* the agent serves from a sidecar container; under place_lock */
 	struct agent_mux **retired; /* muxes that died (their exec_procs may still be held) */
 	size_t nretired;
 	int op_timeout_s;
@@ -53,17 +54,17 @@ struct docker_tr {
 
 /* What to run and how its streams are bridged. */
 struct dexec_req {
-	char *const *argv;       /* the command (no shell added) */
-	const char *cwd;         /* NULL: the container's default */
-	char *const *env;        /* "K=V", NULL-terminated, may be NULL */
+	char *const *argv; /* the command (no shell added) */
+	const char *cwd;   /* NULL: the container's default */
+	char *const *env;  /* "K=V", NULL-terminated, may be NULL */
 	bool tty;
 	bool attach_stdin;
-	bool strip_header;       /* stdout starts with "SMPID:<pid>\n" from the wrapper */
-	bool stderr_to_log;      /* no stderr fd: stderr lines go to the log (prefixed with label) */
-	bool owned;              /* an exec_proc frees it; else it frees itself when the stream ends */
+	bool strip_header;  /* stdout starts with "SMPID:<pid>\n" from the wrapper */
+	bool stderr_to_log; /* no stderr fd: stderr lines go to the log (prefixed with label) */
+	bool owned;	    /* an exec_proc frees it; else it frees itself when the stream ends */
 	const char *label;
-	const char *container;   /* NULL: the target container */
-	bool attach;             /* attach to container's main process instead of an exec */
+	const char *container; /* NULL: the target container */
+	bool attach;	       /* attach to container's main process instead of an exec */
 };
 
 /* docker_exec.c */

@@ -75,12 +75,13 @@ static void start_mux(struct docker_tr *tr, struct err *e)
 		tr->mux = NULL;
 	}
 	char *argv[] = {tr->server_path, "serve", "-d", tr->remote_dir, NULL};
-	struct dexec_req req = {.argv = argv, .attach_stdin = true, .stderr_to_log = true,
-				.label = "agent"};
+	struct dexec_req req = {
+	    .argv = argv, .attach_stdin = true, .stderr_to_log = true, .label = "agent"};
 	struct dexec *x;
 	int fd = -1;
 	int timeout_ms = tr->op_timeout_s * 1000;
-	int rc = tr->sidecar ? docker_sidecar_serve(tr, &fd, e) : dexec_start(tr, &req, &x, &fd, NULL, e);
+	int rc = tr->sidecar ? docker_sidecar_serve(tr, &fd, e)
+			     : dexec_start(tr, &req, &x, &fd, NULL, e);
 	if (rc < 0 || agent_mux_start(fd, tr->container_name, timeout_ms, &tr->mux, e) < 0) {
 		/* the sidecar has no other way to serve files: the next use tries again */
 		log_warn("agent: `serve` did not start (%s)%s", e->msg,
@@ -126,8 +127,10 @@ static int docker_open_sftp(struct transport *t, int *fd, struct err *e)
 		return -1;
 	char *agent_argv[] = {path, "sftp", "-d", tr->remote_dir, NULL};
 	char *server_argv[] = {path, "-d", tr->remote_dir, NULL};
-	struct dexec_req req = {.argv = agent ? agent_argv : server_argv, .attach_stdin = true,
-				.stderr_to_log = true, .label = agent ? "agent" : "sftp-server"};
+	struct dexec_req req = {.argv = agent ? agent_argv : server_argv,
+				.attach_stdin = true,
+				.stderr_to_log = true,
+				.label = agent ? "agent" : "sftp-server"};
 	struct dexec *x;
 	return dexec_start(tr, &req, &x, fd, NULL, e);
 }
@@ -217,12 +220,12 @@ static void docker_close(struct transport *t)
 }
 
 static const struct transport_ops docker_ops = {
-	.name = "docker",
-	.open_sftp = docker_open_sftp,
-	.exec_start = docker_exec,
-	.stats = docker_stats,
-	.watch = docker_watch,
-	.close = docker_close,
+    .name = "docker",
+    .open_sftp = docker_open_sftp,
+    .exec_start = docker_exec,
+    .stats = docker_stats,
+    .watch = docker_watch,
+    .close = docker_close,
 };
 
 /* Inspect the container: its full id, and that it runs. */
@@ -248,7 +251,8 @@ static int check_container(struct docker_tr *tr, struct err *e)
 		err_set(e, "%s: the Docker daemon returned no container id", tr->container_name);
 	} else if (!json_is_true(json_object_get(state, "Running"))) {
 		const char *s = json_string_value(json_object_get(state, "Status"));
-		err_set(e, "container %s is not running (%s)", tr->container_name, s ? s : "stopped");
+		err_set(e, "container %s is not running (%s)", tr->container_name,
+			s ? s : "stopped");
 	} else {
 		tr->container_id = xstrdup(id);
 		rc = 0;
@@ -279,8 +283,7 @@ int docker_transport_open(const struct sandbox_cfg *cfg, struct transport **out,
 	pthread_mutex_init(&tr->lock, NULL);
 	pthread_mutex_init(&tr->place_lock, NULL);
 	pthread_cond_init(&tr->cond, NULL);
-	if (docker_api_connect(&tr->api, &ep, cfg, e) < 0 ||
-	    check_container(tr, e) < 0) {
+	if (docker_api_connect(&tr->api, &ep, cfg, e) < 0 || check_container(tr, e) < 0) {
 		docker_close(&tr->base);
 		return -1;
 	}

@@ -15,26 +15,26 @@
 #include <sys/statvfs.h>
 #include "util.h"
 
-#define SFTP_ATTR_SIZE    0x00000001
-#define SFTP_ATTR_UIDGID  0x00000002
-#define SFTP_ATTR_PERM    0x00000004
+#define SFTP_ATTR_SIZE	    0x00000001
+#define SFTP_ATTR_UIDGID    0x00000002
+#define SFTP_ATTR_PERM	    0x00000004
 #define SFTP_ATTR_ACMODTIME 0x00000008
 
 struct sftp_attrs {
 	uint32_t flags; /* SFTP_ATTR_* present */
 	uint64_t size;
 	uint32_t uid, gid;
-	uint32_t perm;  /* includes S_IFMT type bits */
+	uint32_t perm; /* includes S_IFMT type bits */
 	uint32_t atime, mtime;
 };
 
 /* open flags (SSH_FXF_*) */
-#define SFTP_OPEN_READ   0x01
-#define SFTP_OPEN_WRITE  0x02
+#define SFTP_OPEN_READ	 0x01
+#define SFTP_OPEN_WRITE	 0x02
 #define SFTP_OPEN_APPEND 0x04
-#define SFTP_OPEN_CREAT  0x08
-#define SFTP_OPEN_TRUNC  0x10
-#define SFTP_OPEN_EXCL   0x20
+#define SFTP_OPEN_CREAT	 0x08
+#define SFTP_OPEN_TRUNC	 0x10
+#define SFTP_OPEN_EXCL	 0x20
 
 #define SFTP_HANDLE_MAX 256
 struct sftp_handle {
@@ -55,8 +55,8 @@ struct sftp_limits {
 };
 
 struct sftp_stats {
-	uint64_t requests;   /* sent */
-	uint64_t round_trips;/* requests a caller waited for (the latency-bound ones) */
+	uint64_t requests;    /* sent */
+	uint64_t round_trips; /* requests a caller waited for (the latency-bound ones) */
 	uint64_t in_flight;
 	uint64_t bytes_read, bytes_written;
 	uint64_t timeouts;
@@ -95,8 +95,8 @@ int sftp_close(struct sftp_client *c, const struct sftp_handle *h);
  * unacknowledged writes, whose close cannot report anything worth waiting for). */
 void sftp_close_async(struct sftp_client *c, const struct sftp_handle *h);
 /* Reads up to len bytes (split into server-sized requests sent at once); *got < len only at EOF. */
-int sftp_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, void *p,
-	      size_t len, size_t *got);
+int sftp_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, void *p, size_t len,
+	      size_t *got);
 /* Writes all len bytes (split and pipelined), waits for every ack. */
 int sftp_write(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, const void *p,
 	       size_t len);

@@ -172,8 +172,7 @@ int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const stru
 
 /* ---- files ---- */
 
-static void begin_open(struct buf *b, const char *path, uint32_t pflags,
-		       const struct sftp_attrs *a)
+static void begin_open(struct buf *b, const char *path, uint32_t pflags, const struct sftp_attrs *a)
 {
 	struct sftp_attrs mode = {0};
 	if (a && (a->flags & SFTP_ATTR_PERM)) {

@@ -16,7 +16,7 @@
 #include "log.h"
 #include "sftp_client.h"
 
-#define AGENT_DIR ".cache/sandmount" /* relative: sftp-server starts in the home directory */
+#define AGENT_DIR	".cache/sandmount" /* relative: sftp-server starts in the home directory */
 #define SFTP_TIMEOUT_MS 30000
 
 static int ensure_dirs(struct sftp_client *c, struct err *e)
@@ -95,8 +95,8 @@ static int serve(struct ssh_tr *tr, const char *name, const char *remote_dir, in
 		 struct err *e)
 {
 	char *qdir = sh_quote(remote_dir);
-	char *cmd = qdir ? str_printf("exec \"$HOME\"/" AGENT_DIR "/%s serve -d %s", name, qdir)
-			 : NULL;
+	char *cmd =
+	    qdir ? str_printf("exec \"$HOME\"/" AGENT_DIR "/%s serve -d %s", name, qdir) : NULL;
 	free(qdir);
 	if (!cmd) {
 		err_set(e, "out of memory");

@@ -31,9 +31,9 @@ int ssh_auth_connect(const struct sandbox_cfg *cfg, ssh_session *out, struct ssh
 		     struct err *e);
 
 enum chan_kind {
-	CHAN_SFTP,   /* subsystem "sftp"; lives as long as the caller keeps its fd open */
-	CHAN_EXEC,   /* a command owned by an exec_proc */
-	CHAN_HELPER, /* a fire-and-forget command of our own (kill); output discarded */
+	CHAN_SFTP,    /* subsystem "sftp"; lives as long as the caller keeps its fd open */
+	CHAN_EXEC,    /* a command owned by an exec_proc */
+	CHAN_HELPER,  /* a fire-and-forget command of our own (kill); output discarded */
 	CHAN_FORWARD, /* direct-streamlocal to the unix socket named by request (not a session:
 		       * no session slot); lives as long as the caller keeps its fd open */
 };

@@ -126,7 +126,8 @@ int ssh_transport_open(const struct sandbox_cfg *cfg, struct transport **out, st
 			return -1;
 		} else {
 			log_info("ssh: without sandmount-agent on %s (%s): sftp-server and exec "
-				 "channels serve", tr->peer.label, why.msg);
+				 "channels serve",
+				 tr->peer.label, why.msg);
 		}
 	}
 	*out = &tr->base;

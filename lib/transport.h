@@ -17,12 +17,12 @@ struct transport;
 struct exec_proc;
 
 struct exec_spec {
-	const char *command;  /* run as `sh -c command` in the sandbox */
-	const char *cwd;      /* absolute remote directory */
-	char *const *env;     /* "K=V" entries to set, NULL-terminated, may be NULL */
-	bool tty;             /* allocate a PTY (stdout and stderr merged) */
-	const char *term;     /* TERM for the PTY; NULL = "xterm" */
-	unsigned rows, cols;  /* initial PTY size */
+	const char *command; /* run as `sh -c command` in the sandbox */
+	const char *cwd;     /* absolute remote directory */
+	char *const *env;    /* "K=V" entries to set, NULL-terminated, may be NULL */
+	bool tty;	     /* allocate a PTY (stdout and stderr merged) */
+	const char *term;    /* TERM for the PTY; NULL = "xterm" */
+	unsigned rows, cols; /* initial PTY size */
 };
 
 /* exit status convention (wait): 0..255 the command's exit code; 128+N killed by signal N;
@@ -34,13 +34,15 @@ struct exec_ops {
 	/* Wait until the command has exited and all its output was delivered to the fds, up to
 	 * the deadline (0 = none). Returns 0 with *status set, -ETIMEDOUT, or -1 (lost; e set). */
 	int (*wait)(struct exec_proc *p, int64_t deadline, int *status, struct err *e);
-	/* Release. If the command still runs, its process group is killed (TERM, KILL after 1 s). */
+	/* Release. If the command still runs, its process group is killed (TERM, KILL after 1 s).
+	 */
 	void (*free)(struct exec_proc *p);
 };
 
 struct exec_proc {
 	const struct exec_ops *ops;
-	int stdio_fd;  /* write: stdin (shutdown(SHUT_WR) sends EOF); read: stdout (tty: all output) */
+	int stdio_fd;  /* write: stdin (shutdown(SHUT_WR) sends EOF); read: stdout (tty: all output)
+			*/
 	int stderr_fd; /* read: stderr; -1 with a tty */
 	/* Set by wait() when it returned a status: the transport delivered every change the
 	 * command made to the watch callback before wait() returned (so no cache barrier is
@@ -50,10 +52,10 @@ struct exec_proc {
 
 struct transport_stats {
 	bool connected;
-	int64_t rtt_us;      /* last measured round trip; -1 unknown */
+	int64_t rtt_us; /* last measured round trip; -1 unknown */
 	uint64_t bytes_in, bytes_out;
-	unsigned channels;   /* open channels/streams */
-	char detail[256];    /* "ssh agent@host:2222", "docker unix:///var/run/docker.sock c1" */
+	unsigned channels; /* open channels/streams */
+	char detail[256];  /* "ssh agent@host:2222", "docker unix:///var/run/docker.sock c1" */
 };
 
 struct transport_ops {

@@ -21,8 +21,9 @@ int64_t deadline_in(int64_t ms);
 int deadline_poll_timeout(int64_t deadline);
 
 /* Read exactly n bytes / write all n bytes on a (possibly non-blocking) fd, waiting with poll()
- * until the deadline. Writes to a socket never raise SIGPIPE (-EPIPE instead). Return 0, or -errno: -ETIMEDOUT past the deadline, -EPIPE on EOF while
- * reading (after 0 bytes too), -EINTR never (retried). */
+ * until the deadline. Writes to a socket never raise SIGPIPE (-EPIPE instead). Return 0, or -errno:
+ * -ETIMEDOUT past the deadline, -EPIPE on EOF while reading (after 0 bytes too), -EINTR never
+ * (retried). */
 int fd_read_full(int fd, void *p, size_t n, int64_t deadline);
 int fd_write_all(int fd, const void *p, size_t n, int64_t deadline);
 int fd_set_nonblock(int fd, bool on);

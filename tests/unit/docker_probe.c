@@ -61,7 +61,8 @@ static void relay(struct exec_proc *p, int64_t start)
 			if (n <= 0) {
 				shutdown(p->stdio_fd, SHUT_WR);
 				in_open = false;
-			} else if (fd_write_all(p->stdio_fd, b, (size_t)n, deadline_in(30000)) < 0) {
+			} else if (fd_write_all(p->stdio_fd, b, (size_t)n, deadline_in(30000)) <
+				   0) {
 				in_open = false;
 			}
 		}
@@ -89,7 +90,8 @@ static int cmd_exec(const char *container, const char *cwd, const char *cmd)
 	if (open_transport(container, cwd, &t) < 0)
 		return 125;
 	int64_t t1 = now_ms();
-	struct exec_spec spec = {.command = cmd, .cwd = cwd, .tty = tty_mode, .rows = 24, .cols = 80};
+	struct exec_spec spec = {
+	    .command = cmd, .cwd = cwd, .tty = tty_mode, .rows = 24, .cols = 80};
 	struct exec_proc *p;
 	struct err e;
 	if (transport_exec_start(t, &spec, &p, &e) < 0) {
@@ -131,7 +133,8 @@ static int cmd_sftp(const char *container, const char *dir)
 	char back[64] = "";
 	size_t got = 0;
 	struct sftp_attrs a;
-	if (sftp_open(c, path, SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_TRUNC, NULL, &h) == 0 &&
+	if (sftp_open(c, path, SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_TRUNC, NULL, &h) ==
+		0 &&
 	    sftp_write(c, &h, 0, text, sizeof(text) - 1) == 0 && sftp_close(c, &h) == 0 &&
 	    sftp_open(c, path, SFTP_OPEN_READ, NULL, &h) == 0 &&
 	    sftp_read(c, &h, 0, back, sizeof(back) - 1, &got) == 0 && sftp_close(c, &h) == 0 &&
@@ -176,12 +179,23 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt(argc, argv, "+o:tk:s:T")) != -1) {
 		switch (c) {
-		case 'o': opts = optarg; break;
-		case 't': tty_mode = true; break;
-		case 'k': kill_after_ms = atoi(optarg); break;
-		case 's': sscanf(optarg, "%d:%d", &sig_num, &sig_after_ms); break;
-		case 'T': timings = true; break;
-		default: return 2;
+		case 'o':
+			opts = optarg;
+			break;
+		case 't':
+			tty_mode = true;
+			break;
+		case 'k':
+			kill_after_ms = atoi(optarg);
+			break;
+		case 's':
+			sscanf(optarg, "%d:%d", &sig_num, &sig_after_ms);
+			break;
+		case 'T':
+			timings = true;
+			break;
+		default:
+			return 2;
 		}
 	}
 	argv += optind;

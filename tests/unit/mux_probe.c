@@ -34,10 +34,10 @@ struct target {
 	const char *dir; /* remote workspace */
 };
 
-static int t_exec(struct target *tg, const struct exec_spec *s, struct exec_proc **p,
-		  struct err *e)
+static int t_exec(struct target *tg, const struct exec_spec *s, struct exec_proc **p, struct err *e)
 {
-	return tg->mux ? agent_mux_exec_start(tg->mux, s, p, e) : transport_exec_start(tg->t, s, p, e);
+	return tg->mux ? agent_mux_exec_start(tg->mux, s, p, e)
+		       : transport_exec_start(tg->t, s, p, e);
 }
 
 static int t_sftp(struct target *tg, int *fd, struct err *e)
@@ -45,8 +45,7 @@ static int t_sftp(struct target *tg, int *fd, struct err *e)
 	return tg->mux ? agent_mux_open_sftp(tg->mux, fd, e) : transport_open_sftp(tg->t, fd, e);
 }
 
-static int t_watch(struct target *tg, void (*cb)(void *, const char *), void *ctx,
-		   struct err *e)
+static int t_watch(struct target *tg, void (*cb)(void *, const char *), void *ctx, struct err *e)
 {
 	return tg->mux ? agent_mux_watch(tg->mux, tg->dir, cb, ctx, e)
 		       : transport_watch(tg->t, tg->dir, cb, ctx, e);
@@ -214,7 +213,10 @@ static bool read_until(int fd, struct buf *b, const char *want)
 static void test_tty(struct target *tg)
 {
 	struct exec_spec spec = {.command = "stty size; read x; stty size; exit 7",
-				 .cwd = tg->dir, .tty = true, .rows = 24, .cols = 80};
+				 .cwd = tg->dir,
+				 .tty = true,
+				 .rows = 24,
+				 .cols = 80};
 	struct exec_proc *p;
 	struct err e;
 	if (t_exec(tg, &spec, &p, &e) < 0) {
@@ -253,8 +255,9 @@ static void test_signal(struct target *tg)
 	CHECK(p->ops->wait(p, deadline_in(5000), &st, &e) == 0 && st == 130);
 	p->ops->free(p);
 	/* A trap runs, and its exit status is the command's. */
-	struct exec_spec trap = {.command = "exec sh -c 'trap \"echo got-int; exit 42\" INT; echo ready; "
-					    "while :; do sleep 0.1; done'",
+	struct exec_spec trap = {.command =
+				     "exec sh -c 'trap \"echo got-int; exit 42\" INT; echo ready; "
+				     "while :; do sleep 0.1; done'",
 				 .cwd = tg->dir};
 	int st2 = -1;
 	struct buf out;
@@ -420,7 +423,8 @@ static void test_sftp(struct target *tg)
 	int64_t t2 = now_ms();
 	CHECK(rc == 0 && got == n && !memcmp(data, back, n));
 	printf("sftp over the mux: 20 MB written in %lld ms, read back %s in %lld ms\n",
-	       (long long)(t1 - t0), rc == 0 && got == n && !memcmp(data, back, n) ? "identical" : "DIFFERENT",
+	       (long long)(t1 - t0),
+	       rc == 0 && got == n && !memcmp(data, back, n) ? "identical" : "DIFFERENT",
 	       (long long)(t2 - t1));
 	sftp_remove(c, path);
 	sftp_client_close(c);

@@ -11,7 +11,8 @@ static void test_urls(void)
 {
 	struct sandbox_cfg c;
 	struct err e;
-	CHECK(config_resolve("ssh://agent@host.example:2222/home/agent/ws", NULL, &c, NULL, &e) == 0);
+	CHECK(config_resolve("ssh://agent@host.example:2222/home/agent/ws", NULL, &c, NULL, &e) ==
+	      0);
 	CHECK(c.kind == SANDBOX_SSH && !strcmp(c.host, "host.example") && c.port == 2222);
 	CHECK(!strcmp(c.user, "agent") && !strcmp(c.remote_dir, "/home/agent/ws"));
 	CHECK(c.connect_timeout_s == 10 && c.op_timeout_s == 30 && !c.accept_new_host_key);
@@ -81,15 +82,17 @@ static void test_config_file(void)
 {
 	struct sandbox_cfg c;
 	struct err e;
-	char *path = write_config(
-		"{\"local_fallback\": true, \"env_allow\": [\"CI_*\"],\n"
-		" \"sandboxes\": {\"mox\": {\"url\": \"ssh://a@h:2022/ws\", \"mountpoint\": \"/srv/m\",\n"
-		"   \"options\": {\"identity\": \"/id\", \"accept_new_host_key\": true, "
-		"\"op_timeout\": 5}}}}");
+	char *path =
+	    write_config("{\"local_fallback\": true, \"env_allow\": [\"CI_*\"],\n"
+			 " \"sandboxes\": {\"mox\": {\"url\": \"ssh://a@h:2022/ws\", "
+			 "\"mountpoint\": \"/srv/m\",\n"
+			 "   \"options\": {\"identity\": \"/id\", \"accept_new_host_key\": true, "
+			 "\"op_timeout\": 5}}}}");
 	CHECK(config_resolve("mox", "port=2023", &c, NULL, &e) == 0);
 	CHECK(!strcmp(c.host, "h") && c.port == 2023 && !strcmp(c.mountpoint, "/srv/m"));
 	CHECK(!strcmp(c.identity, "/id") && c.accept_new_host_key && c.op_timeout_s == 5);
-	CHECK(c.local_fallback && c.env_allow && !strcmp(c.env_allow[0], "CI_*") && !c.env_allow[1]);
+	CHECK(c.local_fallback && c.env_allow && !strcmp(c.env_allow[0], "CI_*") &&
+	      !c.env_allow[1]);
 	config_free(&c);
 
 	CHECK(config_resolve("nope", NULL, &c, NULL, &e) == -1);

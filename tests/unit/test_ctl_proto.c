@@ -149,15 +149,15 @@ static void test_eof_timeout_garbage(void)
 }
 
 static const char mountinfo[] =
-	"22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
-	"30 22 0:40 / /home/u/ws rw,nosuid,nodev shared:5 - fuse.sandmount box1 rw,user_id=0\n"
-	"31 30 0:41 / /home/u/ws/tmp rw - tmpfs tmpfs rw\n"
-	"32 22 0:42 / /home/u/my\\040space rw,nosuid - fuse.sandmount box2 rw\n"
-	"33 22 0:43 / /home/u/other rw - fuse.sshfs h:/x rw\n"
-	"34 22 0:44 / /home/u/stack rw - tmpfs tmpfs rw\n"
-	"35 34 0:45 / /home/u/stack rw master:3 - fuse.sandmount box3 rw\n"
-	"36 22 0:46 / /home/u/tab\\011and\\134back rw - fuse.sandmount box4 rw\n"
-	"garbage line\n";
+    "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+    "30 22 0:40 / /home/u/ws rw,nosuid,nodev shared:5 - fuse.sandmount box1 rw,user_id=0\n"
+    "31 30 0:41 / /home/u/ws/tmp rw - tmpfs tmpfs rw\n"
+    "32 22 0:42 / /home/u/my\\040space rw,nosuid - fuse.sandmount box2 rw\n"
+    "33 22 0:43 / /home/u/other rw - fuse.sshfs h:/x rw\n"
+    "34 22 0:44 / /home/u/stack rw - tmpfs tmpfs rw\n"
+    "35 34 0:45 / /home/u/stack rw master:3 - fuse.sandmount box3 rw\n"
+    "36 22 0:46 / /home/u/tab\\011and\\134back rw - fuse.sandmount box4 rw\n"
+    "garbage line\n";
 
 static void expect_mount(const char *path, int want, const char *want_mp, const char *want_rel)
 {
@@ -176,10 +176,10 @@ static void test_mountinfo(void)
 {
 	expect_mount("/home/u/ws", 1, "/home/u/ws", "");
 	expect_mount("/home/u/ws/src/lib", 1, "/home/u/ws", "src/lib");
-	expect_mount("/home/u/wsx", 0, NULL, NULL);    /* a prefix, not a parent */
+	expect_mount("/home/u/wsx", 0, NULL, NULL);	 /* a prefix, not a parent */
 	expect_mount("/home/u/ws/tmp/a", 0, NULL, NULL); /* a tmpfs inside the mount serves it */
 	expect_mount("/home/u/my space/d", 1, "/home/u/my space", "d");
-	expect_mount("/home/u/other/d", 0, NULL, NULL);  /* fuse, but not ours */
+	expect_mount("/home/u/other/d", 0, NULL, NULL);		  /* fuse, but not ours */
 	expect_mount("/home/u/stack/x", 1, "/home/u/stack", "x"); /* mounted on top */
 	expect_mount("/home/u/tab\tand\\back", 1, "/home/u/tab\tand\\back", "");
 	expect_mount("/", 0, NULL, NULL);

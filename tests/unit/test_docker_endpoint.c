@@ -126,8 +126,9 @@ static void test_contexts(void)
 	write_file("contexts/tls/aaaa/docker/ca.pem", "x");
 	write_file("contexts/tls/aaaa/docker/cert.pem", "x");
 	write_file("contexts/tls/aaaa/docker/key.pem", "x");
-	write_file("contexts/meta/bbbb/meta.json",
-		   "{\"Name\":\"local\",\"Endpoints\":{\"docker\":{\"Host\":\"unix:///srv/d.sock\"}}}");
+	write_file(
+	    "contexts/meta/bbbb/meta.json",
+	    "{\"Name\":\"local\",\"Endpoints\":{\"docker\":{\"Host\":\"unix:///srv/d.sock\"}}}");
 	write_file("contexts/meta/cccc/meta.json",
 		   "{\"Name\":\"insecure\",\"Endpoints\":{\"docker\":"
 		   "{\"Host\":\"tcp://h:1234\",\"SkipTLSVerify\":true}}}");
