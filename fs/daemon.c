@@ -300,13 +300,16 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 		if (runtime_log_path(mountpoint, logpath, sizeof(logpath), &le) == 0)
 			log_to_file(logpath);
 		log_set_level(level);
-		leave_terminal();
-		report_verdict(verdict, NULL);
 	}
+	/* The watch runs before sandmount returns: a change made right after the mount is seen. */
 	struct conn *c = conn_get(s.conn, 0);
 	if (c)
 		start_watch(&s, c);
 	conn_put(s.conn, c);
+	if (verdict >= 0) {
+		leave_terminal();
+		report_verdict(verdict, NULL);
+	}
 	log_info("mounted %s (%s) at %s", cfg->name, s.remote_root, mountpoint);
 
 	struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 16};
