@@ -138,11 +138,19 @@ class SandmountSSH(Sshfs):
         return mp
 
     def agent_in_use(self):
-        """True when a sandmount-agent process serves this mount."""
+        """True when the mount's files or commands go through sandmount-agent."""
+        p = run([self.bed.sandmount, "--status", self.mp], timeout=20, check=False,
+                env=self.bed.env)
+        if "(files: agent" in p.stdout:  # the Docker transport says where files come from
+            return True
+        return self.agent_process_runs()
+
+    def agent_process_runs(self):
+        """A detaching mount logs nothing on success, so the agent's `serve` process tells."""
         if re.search(r"agent: (placed|reusing|uploaded)", self.mount_log):
             return True
-        out = run(["pgrep", "-u", SANDBOX_USER, "-f", "sandmount-agent"], check=False,
-                  timeout=10).stdout
+        # any user: in a container the agent runs as the container's user
+        out = run(["pgrep", "-f", "sandmount-agent.* serve"], check=False, timeout=10).stdout
         return bool(out.split())
 
     def exec_argv(self, argv):
@@ -174,9 +182,6 @@ class SandmountDocker(SandmountSSH):
         _, _, sock = self.link.endpoints
         return self._mount(["-o", f"docker_host=unix://{sock},agent={self.agent}",
                             f"docker://{CONTAINER}/workspace/{self.key}/{tag}"], tag)
-
-    def agent_in_use(self):
-        return "agent: placed" in self.mount_log or "agent:" in self.mount_log
 
 
 def _sh_quote(s):
