@@ -71,8 +71,9 @@ static void ssh_stats(struct transport *t, struct transport_stats *st)
 	pthread_mutex_unlock(&tr->lock);
 	if (tr->mux)
 		st->channels += agent_mux_channels(tr->mux);
-	snprintf(st->detail, sizeof(st->detail), "ssh %.100s@%.120s:%d", tr->peer.user,
-		 tr->peer.host, tr->peer.port);
+	snprintf(st->detail, sizeof(st->detail), "ssh %.100s@%.120s:%d%s", tr->peer.user,
+		 tr->peer.host, tr->peer.port,
+		 tr->mux && agent_mux_alive(tr->mux) ? " (commands: agent)" : "");
 }
 
 static void ssh_close(struct transport *t)
