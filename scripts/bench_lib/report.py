@@ -281,7 +281,7 @@ def render(res, o):
              "", "Reproduce: `sudo scripts/bench` (full, ~20 min) or `sudo scripts/bench --quick` "
              "(< 2 min). It installs/builds like `scripts/test`, starts a throwaway sshd "
              "(`scripts/testbed`), a private dockerd (`scripts/dockerbed`, image "
-             "`sandmount-test/busybox`, workspace bind-mounted), and for the delayed link "
+             "`sandmount-test/debian` (debootstrap), workspace bind-mounted), and for the delayed link "
              "`../shared/tools/delayproxy.py` in front of both (5 ms each way = 10 ms RTT; netem "
              "is not available here).", "",
              "## Machine", "",
