@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,10 @@ struct session {
 	struct fuse_session *se;
 	struct control_server *ctl;
 	int64_t started_ms;
+	/* Change reports arrive on the transport's thread until the transport closes, which is
+	 * after the fs is gone: they pass this gate, which teardown shuts first. */
+	pthread_rwlock_t watch_gate;
+	bool watch_open;
 };
 
 /* ---- detaching ---- */
@@ -99,10 +104,19 @@ static void leave_terminal(void)
 
 /* Ask the sandbox to report changes to the workspace (the agent's watch). While it does, cached
  * attributes and names live longer; without it, the configured cache_timeout applies. */
+static void session_changed(void *ctx, const char *path)
+{
+	struct session *s = ctx;
+	pthread_rwlock_rdlock(&s->watch_gate);
+	if (s->watch_open)
+		fs_notify_change(s->fs, path);
+	pthread_rwlock_unlock(&s->watch_gate);
+}
+
 static void start_watch(struct session *s, struct conn *c)
 {
 	struct err e = {""};
-	int r = transport_watch(c->transport, s->remote_root, fs_notify_change, s->fs, &e);
+	int r = transport_watch(c->transport, s->remote_root, session_changed, s, &e);
 	double ttl = s->cfg->cache_timeout_s;
 	if (r == 0 && ttl < WATCHED_CACHE_TIMEOUT_S)
 		ttl = WATCHED_CACHE_TIMEOUT_S;
@@ -260,6 +274,9 @@ static int start_control(struct session *s, struct err *e)
 
 static void session_teardown(struct session *s)
 {
+	pthread_rwlock_wrlock(&s->watch_gate);
+	s->watch_open = false;
+	pthread_rwlock_unlock(&s->watch_gate);
 	if (s->ctl)
 		control_server_stop(s->ctl);
 	if (s->se) {
@@ -277,7 +294,10 @@ static void session_teardown(struct session *s)
 int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 		     const struct daemon_opts *o)
 {
-	struct session s = {.cfg = cfg, .mountpoint = mountpoint, .started_ms = now_ms()};
+	struct session s = {.cfg = cfg,
+			    .mountpoint = mountpoint,
+			    .started_ms = now_ms(),
+			    .watch_gate = PTHREAD_RWLOCK_INITIALIZER};
 	struct err e = {{0}};
 	int verdict = o->foreground ? -1 : detach_and_wait();
 	/* A detaching mount says nothing on success: until the log file takes over, only
@@ -302,6 +322,7 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 		log_set_level(level);
 	}
 	/* The watch runs before sandmount returns: a change made right after the mount is seen. */
+	s.watch_open = true;
 	struct conn *c = conn_get(s.conn, 0);
 	if (c)
 		start_watch(&s, c);
