@@ -134,7 +134,7 @@ class SandmountSSH(Sshfs):
         self.mp, self.tag = mp, tag
         if self.agent == "on" and not self.agent_in_use():
             self.unmount()
-            raise Unsupported("agent=on accepted but no agent runs (not implemented in this build)")
+            raise Unsupported("agent=on accepted but no agent serves the mount")
         return mp
 
     def agent_in_use(self):

@@ -121,12 +121,12 @@ def descendants(pid):
                     parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
             except OSError:
                 pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, pending = [], [pid]
+    while pending:
+        p = pending.pop()
         kids = [c for c, pp in parent.items() if pp == p]
         out += kids
-        todo += kids
+        pending += kids
     return out
 
 
