@@ -10,7 +10,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
-#include "mux_proto.h"
+#include "proto/mux_proto.h"
 
 /* Serve the protocol on stdin/stdout until the stream closes. Returns the exit status. */
 int mux_server_run(void);

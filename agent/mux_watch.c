@@ -1,6 +1,6 @@
-/* mux_watch.c: the change watcher of `sandmount-agent serve` (DESIGN decision 5). inotify watches
- * every directory under the watched one; a directory created or moved in is watched too, and
- * what it already holds is reported (it may have been filled before its watch existed). Paths
+/* mux_watch.c: the change watcher of `sandmount-agent serve` (docs/design.md, decision 5). inotify
+ * watches every directory under the watched one; a directory created or moved in is watched too,
+ * and what it already holds is reported (it may have been filled before its watch existed). Paths
  * are relative to the watched directory. Events are gathered for MUX_WATCH_COALESCE_MS and sent
  * once per path; a queue overflow, or more paths than we keep, becomes one OVERFLOW. */
 #include "mux.h"

@@ -10,7 +10,14 @@
 #include <sys/stat.h>
 
 #include "buf.h"
-#include "sftp_proto.h"
+#include "proto/sftp_proto.h"
+
+/* This server's limits (stated by limits@openssh.com). A packet's length field may not exceed
+ * SFTP_MAX_PACKET: the largest read or write plus room for its header. */
+#define SFTP_MAX_READ	 (256 * 1024)
+#define SFTP_MAX_WRITE	 (256 * 1024)
+#define SFTP_MAX_PACKET	 (SFTP_MAX_READ + 1024)
+#define SFTP_MAX_HANDLES 1024
 
 /* Serve SFTP on stdin/stdout until EOF. Returns the process exit status: 0 after a clean EOF,
  * 1 after a malformed packet or an I/O error (reported on stderr). */

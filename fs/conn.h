@@ -1,6 +1,6 @@
-/* conn.h: the daemon's connection to its sandbox, kept alive (DESIGN decision 8). A connection
- * is a transport plus the SFTP client on it, shared by reference: whoever uses one holds a
- * reference, so a reconnect can swap in a new connection while FUSE threads still finish their
+/* conn.h: the daemon's connection to its sandbox, kept alive (docs/design.md, decision 8). A
+ * connection is a transport plus the SFTP client on it, shared by reference: whoever uses one holds
+ * a reference, so a reconnect can swap in a new connection while FUSE threads still finish their
  * calls on the old one. When the connection dies, a background thread reconnects with backoff
  * (0.5 s doubling to 30 s, jittered); meanwhile callers wait for it up to a deadline. */
 #ifndef SANDMOUNT_CONN_H
@@ -11,7 +11,7 @@
 
 #include "buf.h"
 #include "config.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 #include "transport.h"
 #include "util.h"
 

@@ -20,7 +20,7 @@
 #include "fs.h"
 #include "log.h"
 #include "runtime.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 #include "transport.h"
 
 struct session {

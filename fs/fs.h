@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 #include "util.h"
 
 struct fs;
@@ -30,9 +30,9 @@ void fs_destroy(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
 /* Needed for cache invalidation notifications; call after fuse_session_new(). */
 void fs_set_session(struct fs *fs, struct fuse_session *se);
-/* Exec barrier (DESIGN decision 5): drop the kernel's cached attributes, entries and data of
- * everything it may hold, so what a finished command changed is seen. Safe from any thread
- * that is not serving a FUSE request. `fs` is a struct fs *. */
+/* Exec barrier (docs/design.md, decision 5): drop the kernel's cached attributes, entries and data
+ * of everything it may hold, so what a finished command changed is seen. Safe from any thread that
+ * is not serving a FUSE request. `fs` is a struct fs *. */
 void fs_barrier(void *fs);
 /* A change the sandbox reported (transport watch): drop the kernel's cached attributes, data
  * and directory entry of the absolute remote path (and of its parent directory's listing);

@@ -1,6 +1,6 @@
-/* inode.c: the inode table (DESIGN decision 6). Two chained hash tables over the same nodes: by
- * number (for the kernel's requests) and by (parent, name) (for lookups). Numbers are never
- * reused, so the generation is always 0. One mutex guards everything. */
+/* inode.c: the inode table (docs/design.md, decision 6). Two chained hash tables over the same
+ * nodes: by number (for the kernel's requests) and by (parent, name) (for lookups). Numbers are
+ * never reused, so the generation is always 0. One mutex guards everything. */
 #include "inode.h"
 
 #include <errno.h>

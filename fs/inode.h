@@ -1,6 +1,7 @@
-/* inode.h: the daemon's inode table (DESIGN decision 6). Every remote object gets one number for
- * the life of the mount, found by (parent inode, name). Entries survive the kernel forgetting
- * them, move on rename, and are replaced when the remote object changes type. Thread-safe. */
+/* inode.h: the daemon's inode table (docs/design.md, decision 6). Every remote object gets one
+ * number for the life of the mount, found by (parent inode, name). Entries survive the kernel
+ * forgetting them, move on rename, and are replaced when the remote object changes type.
+ * Thread-safe. */
 #ifndef SANDMOUNT_INODE_H
 #define SANDMOUNT_INODE_H
 
@@ -9,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 
 #define INODE_ROOT 1
 

@@ -1,6 +1,6 @@
-/* linkpath.c: symlink containment (DESIGN decision 7). Remote targets are normalized lexically
- * and rewritten relative to the link's directory; targets that would leave the workspace point
- * to a name in the mount root that never exists. */
+/* linkpath.c: symlink containment (docs/design.md, decision 7). Remote targets are normalized
+ * lexically and rewritten relative to the link's directory; targets that would leave the workspace
+ * point to a name in the mount root that never exists. */
 #include "linkpath.h"
 
 #include "agent_locate.h"
@@ -181,7 +181,7 @@ done:
 bool linkpath_is_hidden_name(const char *name)
 {
 	/* The containment target, and the directory the Docker backend may place the agent in
-	 * (DESIGN decision 3: it never shows through the mount). */
+	 * (docs/design.md, decision 3: it never shows through the mount). */
 	return strncmp(name, LINKPATH_OUTSIDE, sizeof(LINKPATH_OUTSIDE) - 1) == 0 ||
 	       strcmp(name, AGENT_HIDDEN_DIR) == 0;
 }

@@ -1,5 +1,5 @@
-/* linkpath.h: symlink containment (DESIGN decision 7). The kernel resolves our symlinks locally,
- * so every target shown must stay inside the mount: pure lexical logic, no I/O. */
+/* linkpath.h: symlink containment (docs/design.md, decision 7). The kernel resolves our symlinks
+ * locally, so every target shown must stay inside the mount: pure lexical logic, no I/O. */
 #ifndef SANDMOUNT_LINKPATH_H
 #define SANDMOUNT_LINKPATH_H
 

@@ -1,6 +1,6 @@
-/* notify.c: changes the sandbox reported (the transport's watch; DESIGN decision 5) become kernel
- * cache invalidations, so cached attributes, data and entries can be trusted for long. The path
- * is walked down the inode table without creating anything: what the table does not know, the
+/* notify.c: changes the sandbox reported (the transport's watch; docs/design.md, decision 5) become
+ * kernel cache invalidations, so cached attributes, data and entries can be trusted for long. The
+ * path is walked down the inode table without creating anything: what the table does not know, the
  * kernel cannot hold, except a negative entry in the last known directory, which is dropped too.
  * The notify calls run with no lock held: the kernel may call back into lookup or forget while
  * it handles them. */

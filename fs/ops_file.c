@@ -1,5 +1,5 @@
 /* ops_file.c: FUSE operations on open files (open, create, write, flush, release, fsync) and the
- * per-file write buffer (DESIGN decisions 5 and 8): contiguous writes are coalesced into a
+ * per-file write buffer (docs/design.md, decisions 5 and 8): contiguous writes are coalesced into a
  * staging chunk, full chunks go out asynchronously within a bounded window, and
  * flush/fsync/release wait for every acknowledgement and report the first failure.
  *

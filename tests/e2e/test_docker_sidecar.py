@@ -1,4 +1,4 @@
-"""The agent's last place (DESIGN decision 3): a container where nothing writable can execute — a
+"""The agent's last place (docs/design.md, decision 3): a container where nothing writable can execute — a
 read-only root, noexec tmpfs on /tmp, /run and /dev/shm, and a workspace that is itself noexec
 (a named volume backed by a noexec tmpfs: dockerd 20.10 cannot make a bind mount noexec). The
 agent then runs in a sidecar container that shares the target's volumes: files and the change

@@ -349,7 +349,7 @@ def test_unreachable_sandbox_is_125(suite):
 
 def test_reconnects_after_connection_loss(suite):
     """The connection drops but sshd is still there: the daemon reconnects; the mount and
-    sandexec keep working (DESIGN decision 8)."""
+    sandexec keep working (docs/design.md, decision 8)."""
     m, tb = private_mount(suite, "reconnect", op_timeout=20, keepalive=2, connect_timeout=3)
     try:
         (m / "before").write_bytes(b"before")

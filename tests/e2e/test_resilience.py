@@ -1,4 +1,4 @@
-"""Resilience (DESIGN decision 8: nothing hangs, nothing is lost): the daemon survives the death
+"""Resilience (docs/design.md, decision 8: nothing hangs, nothing is lost): the daemon survives the death
 of its SSH connection (reconnects, re-opens open files, replays unacknowledged writes), fails
 file operations with EIO within op_timeout during an outage, reports the outage in --status,
 refuses sandexec with exit 125 meanwhile, and unmounts during an outage.

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 #include "transport.h"
 
 static const char *opts;

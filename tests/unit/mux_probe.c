@@ -1,5 +1,5 @@
-/* mux_probe.c: a test driver for the agent's multiplexed protocol (agent/mux_proto.h) and its
- * client (lib/agent_mux.h), against real processes — no mocks.
+/* mux_probe.c: a test driver for the agent's multiplexed protocol (lib/proto/mux_proto.h) and its
+ * client (lib/mux/agent_mux.h), against real processes — no mocks.
  *   mux_probe local AGENT
  *       run `AGENT serve -d TMPDIR` on a socket pair and test exec (exit codes, stdout/stderr,
  *       10 MB through stdin/stdout, tty + resize, signals, kill on free, 50 at once), SFTP over
@@ -20,11 +20,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent_mux.h"
+#include "mux/agent_mux.h"
 #include "buf.h"
 #include "check.h"
 #include "config.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 #include "transport.h"
 
 /* What the tests run against: the mux directly, or a transport. */

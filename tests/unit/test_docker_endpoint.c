@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "docker_endpoint.h"
+#include "docker/docker_endpoint.h"
 
 static char cfgdir[] = "/tmp/test-docker-endpoint-XXXXXX";
 

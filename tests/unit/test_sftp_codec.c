@@ -1,6 +1,6 @@
 /* test_sftp_codec.c: the SFTP wire codec: attrs round trip, status mapping, and rejection of
  * malformed input (truncated fields, string lengths past the end). */
-#include "sftp_internal.h"
+#include "sftp/sftp_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -53,7 +53,7 @@ static void test_attrs_round_trip(void)
 
 	/* Extended attributes are skipped. */
 	buf_reset(&b);
-	buf_put_u32(&b, SFTP_ATTR_SIZE | SSH_FILEXFER_ATTR_EXTENDED);
+	buf_put_u32(&b, SFTP_ATTR_SIZE | SSH2_FILEXFER_ATTR_EXTENDED);
 	buf_put_u64(&b, 7);
 	buf_put_u32(&b, 1);
 	buf_put_cstring(&b, "name@x");
@@ -83,7 +83,7 @@ static void test_attrs_truncated(void)
 	}
 	/* An extended pair whose string length runs past the end. */
 	buf_reset(&b);
-	buf_put_u32(&b, SSH_FILEXFER_ATTR_EXTENDED);
+	buf_put_u32(&b, SSH2_FILEXFER_ATTR_EXTENDED);
 	buf_put_u32(&b, 1);
 	buf_put_u32(&b, 1000);
 	buf_put_bytes(&b, "abc", 3);
@@ -93,40 +93,40 @@ static void test_attrs_truncated(void)
 
 static void test_status(void)
 {
-	CHECK(sftp_status_to_errno(SSH_FX_OK) == 0);
-	CHECK(sftp_status_to_errno(SSH_FX_NO_SUCH_FILE) == -ENOENT);
-	CHECK(sftp_status_to_errno(SSH_FX_PERMISSION_DENIED) == -EACCES);
-	CHECK(sftp_status_to_errno(SSH_FX_FAILURE) == -EIO);
-	CHECK(sftp_status_to_errno(SSH_FX_BAD_MESSAGE) == -EPROTO);
-	CHECK(sftp_status_to_errno(SSH_FX_NO_CONNECTION) == -EIO);
-	CHECK(sftp_status_to_errno(SSH_FX_CONNECTION_LOST) == -EIO);
-	CHECK(sftp_status_to_errno(SSH_FX_OP_UNSUPPORTED) == -ENOTSUP);
-	CHECK(sftp_status_to_errno(SSH_FX_EOF) == -ENODATA);
+	CHECK(sftp_status_to_errno(SSH2_FX_OK) == 0);
+	CHECK(sftp_status_to_errno(SSH2_FX_NO_SUCH_FILE) == -ENOENT);
+	CHECK(sftp_status_to_errno(SSH2_FX_PERMISSION_DENIED) == -EACCES);
+	CHECK(sftp_status_to_errno(SSH2_FX_FAILURE) == -EIO);
+	CHECK(sftp_status_to_errno(SSH2_FX_BAD_MESSAGE) == -EPROTO);
+	CHECK(sftp_status_to_errno(SSH2_FX_NO_CONNECTION) == -EIO);
+	CHECK(sftp_status_to_errno(SSH2_FX_CONNECTION_LOST) == -EIO);
+	CHECK(sftp_status_to_errno(SSH2_FX_OP_UNSUPPORTED) == -ENOTSUP);
+	CHECK(sftp_status_to_errno(SSH2_FX_EOF) == -ENODATA);
 	CHECK(sftp_status_to_errno(18) == -ENOTEMPTY);
 	CHECK(sftp_status_to_errno(12345) == -EIO);
 
 	struct buf b;
 	uint32_t code;
 	buf_init(&b);
-	buf_put_u32(&b, SSH_FX_FAILURE);
+	buf_put_u32(&b, SSH2_FX_FAILURE);
 	buf_put_cstring(&b, "Failure");
 	buf_put_cstring(&b, "");
-	CHECK(sftp_parse_status(&b, &code) == -EIO && code == SSH_FX_FAILURE);
+	CHECK(sftp_parse_status(&b, &code) == -EIO && code == SSH2_FX_FAILURE);
 	buf_reset(&b);
-	buf_put_u32(&b, SSH_FX_FAILURE);
+	buf_put_u32(&b, SSH2_FX_FAILURE);
 	buf_put_cstring(&b, "Directory not empty");
 	buf_put_cstring(&b, "en");
 	CHECK(sftp_parse_status(&b, &code) == -ENOTEMPTY);
 	/* A bare code (some servers omit the message) is accepted. */
 	buf_reset(&b);
-	buf_put_u32(&b, SSH_FX_NO_SUCH_FILE);
+	buf_put_u32(&b, SSH2_FX_NO_SUCH_FILE);
 	CHECK(sftp_parse_status(&b, &code) == -ENOENT);
 	/* Truncated: no code, or a message length past the end. */
 	buf_reset(&b);
 	buf_put_u8(&b, 0);
 	CHECK(sftp_parse_status(&b, &code) == -EPROTO);
 	buf_reset(&b);
-	buf_put_u32(&b, SSH_FX_OK);
+	buf_put_u32(&b, SSH2_FX_OK);
 	buf_put_u32(&b, 50);
 	buf_put_bytes(&b, "short", 5);
 	CHECK(sftp_parse_status(&b, &code) == -EPROTO);
@@ -230,17 +230,17 @@ static void test_version_and_extensions(void)
 static void test_packet_framing(void)
 {
 	struct buf b;
-	sftp_packet_begin(&b, SSH_FXP_STAT);
+	sftp_packet_begin(&b, SSH2_FXP_STAT);
 	buf_put_cstring(&b, "/a");
 	CHECK(sftp_packet_finish(&b, 77, 0) == 0);
 	uint32_t len, id;
 	uint8_t type;
 	CHECK(buf_get_u32(&b, &len) == 0 && len == b.len - 4);
-	CHECK(buf_get_u8(&b, &type) == 0 && type == SSH_FXP_STAT);
+	CHECK(buf_get_u8(&b, &type) == 0 && type == SSH2_FXP_STAT);
 	CHECK(buf_get_u32(&b, &id) == 0 && id == 77);
 	buf_free(&b);
 
-	sftp_packet_begin(&b, SSH_FXP_WRITE);
+	sftp_packet_begin(&b, SSH2_FXP_WRITE);
 	CHECK(sftp_packet_finish(&b, 1, 1000) == 0);
 	b.off = 0;
 	CHECK(buf_get_u32(&b, &len) == 0 && len == 5 + 1000);

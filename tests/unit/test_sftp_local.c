@@ -3,7 +3,7 @@
  * a killed server fails pending and later calls with -EIO at once, a stopped one times out, and
  * short reads from a scripted peer are completed by asking again. */
 #include "buf.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
-/* sftp_client.h: our SFTP v3 client (DESIGN decision 1) over any stream fd. Fully pipelined: any
- * number of threads issue requests at once, one reader thread matches replies by id. Every
- * request has a deadline (the client's op timeout). Uses the OpenSSH extensions posix-rename,
+/* sftp_client.h: our SFTP v3 client (docs/design.md, decision 1) over any stream fd. Fully
+ * pipelined: any number of threads issue requests at once, one reader thread matches replies by id.
+ * Every request has a deadline (the client's op timeout). Uses the OpenSSH extensions posix-rename,
  * statvfs, fsync, hardlink and limits when the server offers them.
  *
  * All calls return 0 or a negative errno: SFTP status codes map to ENOENT, EACCES, EEXIST (where
@@ -28,7 +28,7 @@ struct sftp_attrs {
 	uint32_t atime, mtime;
 };
 
-/* open flags (SSH_FXF_*) */
+/* open flags (SSH2_FXF_*) */
 #define SFTP_OPEN_READ	 0x01
 #define SFTP_OPEN_WRITE	 0x02
 #define SFTP_OPEN_APPEND 0x04
@@ -61,7 +61,7 @@ struct sftp_stats {
 	uint64_t bytes_read, bytes_written;
 	uint64_t timeouts;
 	int64_t last_rtt_us;
-	uint64_t per_op[32]; /* requests by SSH_FXP_* type, index = type - 3 (OPEN=3..) capped */
+	uint64_t per_op[32]; /* requests by SSH2_FXP_* type, index = type - 3 (OPEN=3..) capped */
 };
 
 struct sftp_client;
@@ -119,7 +119,7 @@ int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode);
 int sftp_rmdir(struct sftp_client *c, const char *path);
 int sftp_remove(struct sftp_client *c, const char *path);
 /* overwrite: replace an existing target atomically (posix-rename@openssh.com; -ENOTSUP without
- * it). Without overwrite: SSH_FXP_RENAME, which fails with -EEXIST if the target exists. */
+ * it). Without overwrite: SSH2_FXP_RENAME, which fails with -EEXIST if the target exists. */
 int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool overwrite);
 /* Creates linkpath pointing to target (handles OpenSSH's swapped argument order). */
 int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath);

@@ -1,11 +1,11 @@
-/* docker_agent.c: decide which SFTP server serves a container's files (DESIGN decision 3). First
- * choice: sandmount-agent, placed once with the archive API (PUT of an in-memory tar) in the
+/* docker_agent.c: decide which SFTP server serves a container's files (docs/design.md, decision 3).
+ * First choice: sandmount-agent, placed once with the archive API (PUT of an in-memory tar) in the
  * first place where it can actually run — agent_dir=, /tmp, /var/tmp, /dev/shm, $HOME, then a
  * hidden dir in the workspace (bind mounts are exec-able even in hardened containers). A copy of
  * the same content (its name carries a hash) placed earlier is reused. Where it cannot run: a
  * sidecar container (docker_sidecar.c), then the image's own OpenSSH sftp-server. Else an error
  * naming the options. */
-#include "docker_internal.h"
+#include "docker/docker_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

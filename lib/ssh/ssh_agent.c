@@ -1,9 +1,9 @@
-/* ssh_agent.c: sandmount-agent on an SSH host (agent=auto|on; DESIGN decision 4). The local
- * binary is uploaded over SFTP to ~/.cache/sandmount/sandmount-agent-<content hash> (mode 0700)
- * unless that copy is there already, then `serve` runs on an exec channel; its HELLO is the probe
- * (a binary for another CPU never says it). A reused copy that does not start, or reports another
- * version, is replaced once. */
-#include "ssh_internal.h"
+/* ssh_agent.c: sandmount-agent on an SSH host (agent=auto|on; docs/design.md, decision 4). The
+ * local binary is uploaded over SFTP to ~/.cache/sandmount/sandmount-agent-<content hash> (mode
+ * 0700) unless that copy is there already, then `serve` runs on an exec channel; its HELLO is the
+ * probe (a binary for another CPU never says it). A reused copy that does not start, or reports
+ * another version, is replaced once. */
+#include "ssh/ssh_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "agent_locate.h"
-#include "agent_mux.h"
+#include "mux/agent_mux.h"
 #include "log.h"
-#include "sftp_client.h"
+#include "sftp/sftp_client.h"
 
 #define AGENT_DIR	".cache/sandmount" /* relative: sftp-server starts in the home directory */
 #define SFTP_TIMEOUT_MS 30000

@@ -1,4 +1,4 @@
-/* agent_mux.c: the client of `sandmount-agent serve` (agent/mux_proto.h). One pump thread owns
+/* agent_mux.c: the client of `sandmount-agent serve` (lib/proto/mux_proto.h). One pump thread owns
  * the stream: it reads frames, writes the queued ones, and bridges every channel to local socket
  * pairs (like ssh_pump.c does for libssh channels). Flow control is the protocol's credit
  * window: a channel's output buffers never hold more than MUX_WINDOW, and stdin is read from the
@@ -11,7 +11,7 @@
  * kernel caches may wait for a FUSE request that itself waits for the pump. The agent sends a
  * command's changes before its EXIT; a command's wait returns only once the notifier has run
  * every event queued before that EXIT (events_delivered), so its caller sees what it changed. */
-#include "agent_mux_internal.h"
+#include "mux/agent_mux_internal.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,7 +1,7 @@
 /* ssh_auth.c: open an SSH session — options from ~/.ssh/config overridden by the sandbox config,
  * TCP connect with a timeout, host key verification against known_hosts, public key
  * authentication. Every failure becomes one line that names the host and what to do. */
-#include "ssh_internal.h"
+#include "ssh/ssh_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

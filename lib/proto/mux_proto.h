@@ -1,5 +1,5 @@
 /* mux_proto.h: the multiplexed protocol of `sandmount-agent serve`, shared by the agent
- * (agent/mux_*.c) and its client (lib/agent_mux.c). Constants only.
+ * (agent/mux_*.c) and its client (lib/mux/agent_mux.c). Constants only.
  *
  * One byte stream (the agent's stdin/stdout) carries frames:
  *	u32 length   bytes that follow (type + channel + payload), MUX_FRAME_MIN..MUX_FRAME_MAX

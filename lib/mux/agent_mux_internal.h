@@ -8,9 +8,9 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "agent_mux.h"
+#include "mux/agent_mux.h"
 #include "buf.h"
-#include "mux_proto.h"
+#include "proto/mux_proto.h"
 
 #define OPEN_TIMEOUT_MS 15000
 #define TX_HIGH		(1024 * 1024) /* local input is not read while this much waits for the agent */

@@ -6,7 +6,7 @@
  * "SMPID:<pid>" first (an exec's process is a session leader, so the pid names its process group)
  * and signals are a second, detached exec running `kill -SIG -PID` (no "--": dash rejects it).
  * Stdin EOF is a half-close of the raw connection (a TLS close_notify on tcp+TLS). */
-#include "docker_internal.h"
+#include "docker/docker_internal.h"
 
 #include <errno.h>
 #include <poll.h>

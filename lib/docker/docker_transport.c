@@ -6,13 +6,13 @@
  * (docker_sidecar.c), that one carries files and the watch while commands use the exec API;
  * without it (agent=off, or it cannot run), files come from the image's sftp-server and commands
  * from the exec API. */
-#include "docker_internal.h"
+#include "docker/docker_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent_mux.h"
+#include "mux/agent_mux.h"
 #include "log.h"
 
 static void cond_wait_ms(struct docker_tr *tr, int64_t ms)

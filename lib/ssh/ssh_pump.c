@@ -5,7 +5,7 @@
  * Flow control is real in both directions: a channel is read only when its pending buffer to the
  * local end is empty (so libssh stops growing the window and the server stops sending), and the
  * local end is read only as far as the remote window allows. */
-#include "ssh_internal.h"
+#include "ssh/ssh_internal.h"
 
 #include <errno.h>
 #include <libssh/server.h> /* ssh_send_keepalive */

@@ -4,12 +4,12 @@
  * and the change watch go through it; otherwise (agent=off, or auto when it cannot run there)
  * through the sftp subsystem and exec channels. Every exec_proc must be freed before the
  * transport is closed. */
-#include "ssh_internal.h"
+#include "ssh/ssh_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "agent_mux.h"
+#include "mux/agent_mux.h"
 #include "log.h"
 
 /* The agent, while its connection lives (afterwards the plain channels serve). */

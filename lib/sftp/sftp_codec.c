@@ -1,7 +1,7 @@
 /* sftp_codec.c: SFTP v3 wire formats: packet framing, file attributes, status codes and their
  * errno, and the parsers of the replies the client understands. Pure functions over struct buf;
  * every parser rejects truncated input with -1 (or -EPROTO). */
-#include "sftp_internal.h"
+#include "sftp/sftp_internal.h"
 
 #include <errno.h>
 #include <string.h>
@@ -19,7 +19,7 @@ void sftp_packet_begin(struct buf *b, uint8_t type)
 
 void sftp_packet_begin_extended(struct buf *b, const char *name)
 {
-	sftp_packet_begin(b, SSH_FXP_EXTENDED);
+	sftp_packet_begin(b, SSH2_FXP_EXTENDED);
 	buf_put_cstring(b, name);
 }
 
@@ -85,7 +85,7 @@ int sftp_attrs_decode(struct buf *b, struct sftp_attrs *a)
 	if ((flags & SFTP_ATTR_ACMODTIME) &&
 	    (buf_get_u32(b, &a->atime) < 0 || buf_get_u32(b, &a->mtime) < 0))
 		return -1;
-	if ((flags & SSH_FILEXFER_ATTR_EXTENDED) && skip_extended_attrs(b) < 0)
+	if ((flags & SSH2_FILEXFER_ATTR_EXTENDED) && skip_extended_attrs(b) < 0)
 		return -1;
 	a->flags =
 	    flags & (SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME);
@@ -96,15 +96,15 @@ int sftp_attrs_decode(struct buf *b, struct sftp_attrs *a)
 int sftp_status_to_errno(uint32_t status)
 {
 	static const int map[] = {
-	    [SSH_FX_OK] = 0,
-	    [SSH_FX_EOF] = ENODATA,
-	    [SSH_FX_NO_SUCH_FILE] = ENOENT,
-	    [SSH_FX_PERMISSION_DENIED] = EACCES,
-	    [SSH_FX_FAILURE] = EIO,
-	    [SSH_FX_BAD_MESSAGE] = EPROTO,
-	    [SSH_FX_NO_CONNECTION] = EIO,
-	    [SSH_FX_CONNECTION_LOST] = EIO,
-	    [SSH_FX_OP_UNSUPPORTED] = ENOTSUP,
+	    [SSH2_FX_OK] = 0,
+	    [SSH2_FX_EOF] = ENODATA,
+	    [SSH2_FX_NO_SUCH_FILE] = ENOENT,
+	    [SSH2_FX_PERMISSION_DENIED] = EACCES,
+	    [SSH2_FX_FAILURE] = EIO,
+	    [SSH2_FX_BAD_MESSAGE] = EPROTO,
+	    [SSH2_FX_NO_CONNECTION] = EIO,
+	    [SSH2_FX_CONNECTION_LOST] = EIO,
+	    [SSH2_FX_OP_UNSUPPORTED] = ENOTSUP,
 	    [9] = EBADF,      /* INVALID_HANDLE */
 	    [10] = ENOENT,    /* NO_SUCH_PATH */
 	    [11] = EEXIST,    /* FILE_ALREADY_EXISTS */
@@ -169,7 +169,7 @@ int sftp_parse_status(struct buf *b, uint32_t *code)
 	if (buf_remaining(b) > 0 && buf_get_string(b, &msg, &msg_len) < 0)
 		return -EPROTO;
 	int e = sftp_status_to_errno(*code);
-	if (*code == SSH_FX_FAILURE && msg) {
+	if (*code == SSH2_FX_FAILURE && msg) {
 		int m = sftp_errno_from_message(msg, msg_len);
 		if (m)
 			e = -m;

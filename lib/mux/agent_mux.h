@@ -1,6 +1,6 @@
-/* agent_mux.h: the client of `sandmount-agent serve` (protocol: agent/mux_proto.h) over any byte
- * stream fd a transport hands out. A pump thread bridges every channel to local socket pairs, so
- * what it returns keeps the transport contract of transport.h: an SFTP stream fd, exec_procs,
+/* agent_mux.h: the client of `sandmount-agent serve` (protocol: lib/proto/mux_proto.h) over any
+ * byte stream fd a transport hands out. A pump thread bridges every channel to local socket pairs,
+ * so what it returns keeps the transport contract of transport.h: an SFTP stream fd, exec_procs,
  * and a change watch. The mux is dead once the stream closes: pending waits fail with a clear
  * error and every fd it handed out reads EOF. */
 #ifndef SANDMOUNT_AGENT_MUX_H

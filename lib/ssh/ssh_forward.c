@@ -3,7 +3,7 @@
  * the local end of a new direct-streamlocal channel, so bytes are copied once. A session that
  * was lost (the pump declares it) is replaced at the next connection; the old one is kept until
  * close, since its channels may still be in use. */
-#include "ssh_forward.h"
+#include "ssh/ssh_forward.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -18,7 +18,7 @@
 
 #include "log.h"
 #include "runtime.h"
-#include "ssh_internal.h"
+#include "ssh/ssh_internal.h"
 
 struct ssh_forward {
 	struct sandbox_cfg cfg; /* the SSH fields only; strings owned */

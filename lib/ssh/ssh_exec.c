@@ -2,7 +2,7 @@
  * (sshd starts every session in a new session, so it is the process group to signal), sets the
  * environment and the directory, then execs `sh -c COMMAND`. Signals and the final kill run
  * `kill` over a new channel, since SSH signal requests reach only the session's shell. */
-#include "ssh_internal.h"
+#include "ssh/ssh_internal.h"
 
 #include <errno.h>
 #include <signal.h>

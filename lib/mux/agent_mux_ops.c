@@ -1,7 +1,7 @@
 /* agent_mux_ops.c: what callers open through the agent's mux — SFTP streams, commands as
  * exec_procs (transport.h's contract: resize, signal to the process group, wait with a deadline,
  * free that kills a command still running) and the change watch. */
-#include "agent_mux_internal.h"
+#include "mux/agent_mux_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

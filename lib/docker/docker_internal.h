@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "docker_api.h"
+#include "docker/docker_api.h"
 #include "transport.h"
 
 struct dexec;
@@ -91,8 +91,8 @@ int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_a
 int docker_agent_tar(const char *name, struct buf *tar, char *hash, size_t hash_size,
 		     struct err *e);
 
-/* docker_sidecar.c: when the agent cannot run in the target (DESIGN decision 3, last resort) it
- * runs in a sidecar container that shares the target's volumes. prepare checks that the
+/* docker_sidecar.c: when the agent cannot run in the target (docs/design.md, decision 3, last
+ * resort) it runs in a sidecar container that shares the target's volumes. prepare checks that the
  * workspace is on a volume or bind mount and loads the image: 0 sets tr->sidecar. */
 int docker_sidecar_prepare(struct docker_tr *tr, struct err *e);
 /* Start (or reuse) the sidecar: *fd gets the stream of `sandmount-agent serve` in it. */

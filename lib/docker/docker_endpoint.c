@@ -3,7 +3,7 @@
  * material, DOCKER_TLS_VERIFY/DOCKER_CERT_PATH — into a socket path or URL plus TLS files.
  * Contexts are found by scanning contexts/meta/<id>/meta.json for their "Name", which is the
  * same directory the CLI addresses by sha256(name). */
-#include "docker_endpoint.h"
+#include "docker/docker_endpoint.h"
 
 #include <dirent.h>
 #include <jansson.h>

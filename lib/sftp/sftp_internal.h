@@ -1,5 +1,5 @@
 /* sftp_internal.h: what sftp_client.c (connection, request table, reader), sftp_codec.c (wire
- * formats) and sftp_ops.c (the operations) share. Not for use outside lib/sftp_*.c. */
+ * formats) and sftp_ops.c (the operations) share. Not for use outside lib/sftp/. */
 #ifndef SANDMOUNT_SFTP_INTERNAL_H
 #define SANDMOUNT_SFTP_INTERNAL_H
 
@@ -7,50 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "buf.h"
-#include "sftp_client.h"
+#include "proto/sftp_proto.h"
+#include "sftp/sftp_client.h"
 
-/* Packet types (draft-ietf-secsh-filexfer-02, and OpenSSH's extended replies). */
-#define SSH_FXP_INIT	       1
-#define SSH_FXP_VERSION	       2
-#define SSH_FXP_OPEN	       3
-#define SSH_FXP_CLOSE	       4
-#define SSH_FXP_READ	       5
-#define SSH_FXP_WRITE	       6
-#define SSH_FXP_LSTAT	       7
-#define SSH_FXP_FSTAT	       8
-#define SSH_FXP_SETSTAT	       9
-#define SSH_FXP_FSETSTAT       10
-#define SSH_FXP_OPENDIR	       11
-#define SSH_FXP_READDIR	       12
-#define SSH_FXP_REMOVE	       13
-#define SSH_FXP_MKDIR	       14
-#define SSH_FXP_RMDIR	       15
-#define SSH_FXP_REALPATH       16
-#define SSH_FXP_STAT	       17
-#define SSH_FXP_RENAME	       18
-#define SSH_FXP_READLINK       19
-#define SSH_FXP_SYMLINK	       20
-#define SSH_FXP_STATUS	       101
-#define SSH_FXP_HANDLE	       102
-#define SSH_FXP_DATA	       103
-#define SSH_FXP_NAME	       104
-#define SSH_FXP_ATTRS	       105
-#define SSH_FXP_EXTENDED       200
-#define SSH_FXP_EXTENDED_REPLY 201
-
-#define SSH_FX_OK		 0
-#define SSH_FX_EOF		 1
-#define SSH_FX_NO_SUCH_FILE	 2
-#define SSH_FX_PERMISSION_DENIED 3
-#define SSH_FX_FAILURE		 4
-#define SSH_FX_BAD_MESSAGE	 5
-#define SSH_FX_NO_CONNECTION	 6
-#define SSH_FX_CONNECTION_LOST	 7
-#define SSH_FX_OP_UNSUPPORTED	 8
-
-#define SSH_FILEXFER_ATTR_EXTENDED 0x80000000u
-
-#define SFTP_PROTOCOL_VERSION 3
 /* Chunk sizes: OpenSSH's safe default without limits@openssh.com, and our cap. */
 #define SFTP_DEFAULT_CHUNK (32 * 1024)
 #define SFTP_MAX_CHUNK	   (255 * 1024)

@@ -1,5 +1,5 @@
-/* docker_sidecar.c: the last place the agent can run (DESIGN decision 3). When nothing in the
- * target container is both writable and exec-able, `sandmount-agent serve` runs in a sidecar
+/* docker_sidecar.c: the last place the agent can run (docs/design.md, decision 3). When nothing in
+ * the target container is both writable and exec-able, `sandmount-agent serve` runs in a sidecar
  * container instead: made from a one-file image (`sandmount-agent:<version>-<hash>`, imported
  * through the API from an in-memory tar, no registry), with the target's volumes (VolumesFrom),
  * the target's user, no network, a read-only root and no capabilities. The agent is the
@@ -8,7 +8,7 @@
  * reads EOF and exits, and AutoRemove deletes the container, so a crashed daemon leaves nothing.
  * A sidecar that already runs for the target (another mount) is reused through an exec of
  * `serve` in it. The sidecar only sees files: commands still run in the target (exec API). */
-#include "docker_internal.h"
+#include "docker/docker_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,8 @@
-/* sftp_proto.h: SFTP v3 wire constants (draft-ietf-secsh-filexfer-02) and the limits this server
- * states through limits@openssh.com. Names follow OpenSSH's sftp.h. */
-#ifndef SANDMOUNT_AGENT_SFTP_PROTO_H
-#define SANDMOUNT_AGENT_SFTP_PROTO_H
+/* sftp_proto.h: SFTP v3 wire constants (draft-ietf-secsh-filexfer-02), shared by the client
+ * (lib/sftp/) and the agent's server (agent/sftp_server*.c). Names follow OpenSSH's sftp.h.
+ * Constants only: each side keeps its own limits. */
+#ifndef SANDMOUNT_PROTO_SFTP_H
+#define SANDMOUNT_PROTO_SFTP_H
 
 #define SSH2_FILEXFER_VERSION 3
 
@@ -66,12 +67,5 @@
 #define SSH2_FX_CONNECTION_LOST	  7
 #define SSH2_FX_OP_UNSUPPORTED	  8
 #define SSH2_FX_MAX		  8
-
-/* Limits (stated by limits@openssh.com). A packet's length field may not exceed
- * SFTP_MAX_PACKET: the largest read or write plus room for its header. */
-#define SFTP_MAX_READ	 (256 * 1024)
-#define SFTP_MAX_WRITE	 (256 * 1024)
-#define SFTP_MAX_PACKET	 (SFTP_MAX_READ + 1024)
-#define SFTP_MAX_HANDLES 1024
 
 #endif

@@ -4,7 +4,7 @@
  * daemon's "message"; and the hijacked connection of exec start (a connect-only handle on which we
  * write the HTTP request and parse the response head ourselves, then keep the socket as a raw
  * stream). */
-#include "docker_api.h"
+#include "docker/docker_api.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "ssh_forward.h"
+#include "ssh/ssh_forward.h"
 
 #define MAX_RESPONSE (16u << 20) /* inspect/list answers are small; bounded anyway */
 #define MAX_HEAD     65536

@@ -3,7 +3,7 @@
  * OpenSSH's sftp-server answers FAILURE for most errnos (EEXIST, ENOTEMPTY, EISDIR...) with the
  * bare message "Failure", and NO_SUCH_FILE for ENOTDIR. Where the operation implies a precise
  * errno, the error path asks the server one LSTAT to tell which it was. */
-#include "sftp_internal.h"
+#include "sftp/sftp_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -41,7 +41,7 @@ static int reply_error(struct sftp_req *r)
 {
 	uint32_t code;
 	int e = -EPROTO;
-	if (r->reply_type == SSH_FXP_STATUS) {
+	if (r->reply_type == SSH2_FXP_STATUS) {
 		e = sftp_parse_status(&r->reply, &code);
 		if (e == 0)
 			e = -EPROTO;
@@ -54,7 +54,7 @@ static int reply_error(struct sftp_req *r)
 static int reply_status(struct sftp_req *r)
 {
 	uint32_t code;
-	if (r->reply_type != SSH_FXP_STATUS) {
+	if (r->reply_type != SSH2_FXP_STATUS) {
 		sftp_req_free(r);
 		return -EPROTO;
 	}
@@ -76,7 +76,7 @@ static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs 
 	int e = call(c, pkt, &r);
 	if (e < 0)
 		return e;
-	if (r->reply_type != SSH_FXP_ATTRS)
+	if (r->reply_type != SSH2_FXP_ATTRS)
 		return reply_error(r);
 	e = sftp_attrs_decode(&r->reply, a) < 0 ? -EPROTO : 0;
 	sftp_req_free(r);
@@ -89,7 +89,7 @@ static int call_handle(struct sftp_client *c, struct buf *pkt, struct sftp_handl
 	int e = call(c, pkt, &r);
 	if (e < 0)
 		return e;
-	if (r->reply_type != SSH_FXP_HANDLE)
+	if (r->reply_type != SSH2_FXP_HANDLE)
 		return reply_error(r);
 	e = sftp_parse_handle(&r->reply, h);
 	sftp_req_free(r);
@@ -102,7 +102,7 @@ static int call_name(struct sftp_client *c, struct buf *pkt, char **name)
 	int e = call(c, pkt, &r);
 	if (e < 0)
 		return e;
-	if (r->reply_type != SSH_FXP_NAME)
+	if (r->reply_type != SSH2_FXP_NAME)
 		return reply_error(r);
 	e = sftp_parse_single_name(&r->reply, name);
 	sftp_req_free(r);
@@ -136,28 +136,28 @@ static int exists_or_eio(struct sftp_client *c, int e, const char *path)
 int sftp_stat(struct sftp_client *c, const char *path, struct sftp_attrs *a)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_STAT, path);
+	begin_path(&b, SSH2_FXP_STAT, path);
 	return call_attrs(c, &b, a);
 }
 
 int sftp_lstat(struct sftp_client *c, const char *path, struct sftp_attrs *a)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_LSTAT, path);
+	begin_path(&b, SSH2_FXP_LSTAT, path);
 	return call_attrs(c, &b, a);
 }
 
 int sftp_fstat(struct sftp_client *c, const struct sftp_handle *h, struct sftp_attrs *a)
 {
 	struct buf b;
-	begin_handle(&b, SSH_FXP_FSTAT, h);
+	begin_handle(&b, SSH2_FXP_FSTAT, h);
 	return call_attrs(c, &b, a);
 }
 
 int sftp_setstat(struct sftp_client *c, const char *path, const struct sftp_attrs *a)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_SETSTAT, path);
+	begin_path(&b, SSH2_FXP_SETSTAT, path);
 	sftp_attrs_encode(&b, a);
 	return call_status(c, &b);
 }
@@ -165,7 +165,7 @@ int sftp_setstat(struct sftp_client *c, const char *path, const struct sftp_attr
 int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const struct sftp_attrs *a)
 {
 	struct buf b;
-	begin_handle(&b, SSH_FXP_FSETSTAT, h);
+	begin_handle(&b, SSH2_FXP_FSETSTAT, h);
 	sftp_attrs_encode(&b, a);
 	return call_status(c, &b);
 }
@@ -179,7 +179,7 @@ static void begin_open(struct buf *b, const char *path, uint32_t pflags, const s
 		mode.flags = SFTP_ATTR_PERM;
 		mode.perm = a->perm;
 	}
-	begin_path(b, SSH_FXP_OPEN, path);
+	begin_path(b, SSH2_FXP_OPEN, path);
 	buf_put_u32(b, pflags);
 	sftp_attrs_encode(b, &mode);
 }
@@ -226,10 +226,10 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 	int e = sftp_send(c, &b, NULL, 0, &ro);
 	if (e < 0)
 		return e;
-	begin_path(&b, SSH_FXP_STAT, path);
+	begin_path(&b, SSH2_FXP_STAT, path);
 	if (sftp_send(c, &b, NULL, 0, &rs) < 0)
 		rs = NULL;
-	e = wait_reply(ro, SSH_FXP_HANDLE);
+	e = wait_reply(ro, SSH2_FXP_HANDLE);
 	if (e == 0) {
 		e = sftp_parse_handle(&ro->reply, h);
 		sftp_req_free(ro);
@@ -239,7 +239,7 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 			sftp_req_abandon(rs);
 		return open_error(c, path, pflags, e);
 	}
-	if (rs && wait_reply(rs, SSH_FXP_ATTRS) == 0) {
+	if (rs && wait_reply(rs, SSH2_FXP_ATTRS) == 0) {
 		*have_st = sftp_attrs_decode(&rs->reply, st) == 0;
 		sftp_req_free(rs);
 	}
@@ -249,7 +249,7 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 int sftp_close(struct sftp_client *c, const struct sftp_handle *h)
 {
 	struct buf b;
-	begin_handle(&b, SSH_FXP_CLOSE, h);
+	begin_handle(&b, SSH2_FXP_CLOSE, h);
 	return call_status(c, &b);
 }
 
@@ -257,7 +257,7 @@ void sftp_close_async(struct sftp_client *c, const struct sftp_handle *h)
 {
 	struct buf b;
 	struct sftp_req *r = NULL;
-	begin_handle(&b, SSH_FXP_CLOSE, h);
+	begin_handle(&b, SSH2_FXP_CLOSE, h);
 	if (sftp_send(c, &b, NULL, 0, &r) == 0)
 		sftp_req_abandon(r);
 }
@@ -278,7 +278,7 @@ static int send_read(struct sftp_client *c, const struct sftp_handle *h, uint64_
 		     struct sftp_req **out)
 {
 	struct buf b;
-	begin_handle(&b, SSH_FXP_READ, h);
+	begin_handle(&b, SSH2_FXP_READ, h);
 	buf_put_u64(&b, off);
 	buf_put_u32(&b, (uint32_t)len);
 	int e = sftp_send(c, &b, NULL, 0, out);
@@ -291,7 +291,7 @@ static int send_write(struct sftp_client *c, const struct sftp_handle *h, uint64
 		      const void *p, size_t len, struct sftp_req **out)
 {
 	struct buf b;
-	begin_handle(&b, SSH_FXP_WRITE, h);
+	begin_handle(&b, SSH2_FXP_WRITE, h);
 	buf_put_u64(&b, off);
 	buf_put_u32(&b, (uint32_t)len);
 	return sftp_send(c, &b, p, len, out);
@@ -304,11 +304,11 @@ static int wait_reply_or_eof(struct sftp_req *r, uint8_t want)
 	int e = sftp_wait(r);
 	if (e < 0)
 		return e;
-	if (r->reply_type == SSH_FXP_STATUS) {
+	if (r->reply_type == SSH2_FXP_STATUS) {
 		uint32_t code;
 		e = sftp_parse_status(&r->reply, &code);
 		sftp_req_free(r);
-		return code == SSH_FX_EOF ? 1 : e == 0 ? -EPROTO : e;
+		return code == SSH2_FX_EOF ? 1 : e == 0 ? -EPROTO : e;
 	}
 	return r->reply_type == want ? 0 : reply_error(r);
 }
@@ -317,7 +317,7 @@ static int wait_reply_or_eof(struct sftp_req *r, uint8_t want)
 static int finish_read(struct sftp_req *r, void *p, size_t len, size_t *got)
 {
 	*got = 0;
-	int e = wait_reply_or_eof(r, SSH_FXP_DATA);
+	int e = wait_reply_or_eof(r, SSH2_FXP_DATA);
 	if (e != 0)
 		return e == 1 ? 0 : e;
 	const uint8_t *data;
@@ -339,11 +339,11 @@ static int finish_status(struct sftp_req *r)
 	int e = sftp_wait(r);
 	if (e < 0)
 		return e;
-	if (r->reply_type == SSH_FXP_DATA) {
+	if (r->reply_type == SSH2_FXP_DATA) {
 		sftp_req_free(r);
 		return 0;
 	}
-	if (r->reply_type != SSH_FXP_STATUS)
+	if (r->reply_type != SSH2_FXP_STATUS)
 		return reply_error(r);
 	uint32_t code;
 	e = sftp_parse_status(&r->reply, &code);
@@ -474,14 +474,14 @@ int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got)
 static int send_readdir(struct sftp_client *c, const struct sftp_handle *h, struct sftp_req **out)
 {
 	struct buf b;
-	begin_handle(&b, SSH_FXP_READDIR, h);
+	begin_handle(&b, SSH2_FXP_READDIR, h);
 	return sftp_send(c, &b, NULL, 0, out);
 }
 
 /* Collect one READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
 static int finish_readdir(struct sftp_req *r, sftp_dir_cb cb, void *ctx, int *stop)
 {
-	int e = wait_reply_or_eof(r, SSH_FXP_NAME);
+	int e = wait_reply_or_eof(r, SSH2_FXP_NAME);
 	if (e != 0)
 		return e == 1 ? 0 : e;
 	uint32_t count;
@@ -534,7 +534,7 @@ int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void 
 {
 	struct buf b;
 	struct sftp_handle h;
-	begin_path(&b, SSH_FXP_OPENDIR, path);
+	begin_path(&b, SSH2_FXP_OPENDIR, path);
 	int e = call_handle(c, &b, &h);
 	if (e == -ENOENT && lstat_kind(c, path) == KIND_OTHER)
 		return -ENOTDIR;
@@ -552,7 +552,7 @@ int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)
 {
 	struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
 	struct buf b;
-	begin_path(&b, SSH_FXP_MKDIR, path);
+	begin_path(&b, SSH2_FXP_MKDIR, path);
 	sftp_attrs_encode(&b, &a);
 	return exists_or_eio(c, call_status(c, &b), path);
 }
@@ -560,7 +560,7 @@ int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)
 int sftp_rmdir(struct sftp_client *c, const char *path)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_RMDIR, path);
+	begin_path(&b, SSH2_FXP_RMDIR, path);
 	int e = call_status(c, &b);
 	if (e == -EIO && lstat_kind(c, path) == KIND_DIR)
 		return -ENOTEMPTY;
@@ -572,7 +572,7 @@ int sftp_rmdir(struct sftp_client *c, const char *path)
 int sftp_remove(struct sftp_client *c, const char *path)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_REMOVE, path);
+	begin_path(&b, SSH2_FXP_REMOVE, path);
 	int e = call_status(c, &b);
 	if (e == -EIO && lstat_kind(c, path) == KIND_DIR)
 		return -EISDIR;
@@ -602,7 +602,7 @@ int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool ov
 	if (overwrite)
 		return posix_rename(c, from, to);
 	struct buf b;
-	sftp_packet_begin(&b, SSH_FXP_RENAME);
+	sftp_packet_begin(&b, SSH2_FXP_RENAME);
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
 	return exists_or_eio(c, call_status(c, &b), to);
@@ -611,7 +611,7 @@ int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool ov
 int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath)
 {
 	struct buf b;
-	sftp_packet_begin(&b, SSH_FXP_SYMLINK);
+	sftp_packet_begin(&b, SSH2_FXP_SYMLINK);
 	/* The draft says (linkpath, targetpath); OpenSSH has always read (targetpath, linkpath). */
 	buf_put_cstring(&b, c->openssh_symlink ? target : linkpath);
 	buf_put_cstring(&b, c->openssh_symlink ? linkpath : target);
@@ -621,7 +621,7 @@ int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath
 int sftp_readlink(struct sftp_client *c, const char *path, char **target)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_READLINK, path);
+	begin_path(&b, SSH2_FXP_READLINK, path);
 	int e = call_name(c, &b, target);
 	/* OpenSSH reports readlink's EINVAL (not a symlink) as BAD_MESSAGE. */
 	return e == -EPROTO && lstat_kind(c, path) == KIND_OTHER ? -EINVAL : e;
@@ -630,7 +630,7 @@ int sftp_readlink(struct sftp_client *c, const char *path, char **target)
 int sftp_realpath(struct sftp_client *c, const char *path, char **out)
 {
 	struct buf b;
-	begin_path(&b, SSH_FXP_REALPATH, path);
+	begin_path(&b, SSH2_FXP_REALPATH, path);
 	return call_name(c, &b, out);
 }
 
@@ -656,7 +656,7 @@ int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st)
 	int e = call(c, &b, &r);
 	if (e < 0)
 		return e;
-	if (r->reply_type != SSH_FXP_EXTENDED_REPLY)
+	if (r->reply_type != SSH2_FXP_EXTENDED_REPLY)
 		return reply_error(r);
 	e = sftp_parse_statvfs(&r->reply, st);
 	sftp_req_free(r);

@@ -12,7 +12,7 @@
 
 #include "buf.h"
 #include "config.h"
-#include "docker_endpoint.h"
+#include "docker/docker_endpoint.h"
 #include "util.h"
 
 #define DOCKER_API_VERSION "1.41" /* the newest version we speak */

@@ -7,7 +7,7 @@
  * abandoned and leaves; whoever takes it out of the table later frees it.
  *
  * Callers must wait for (or abandon) every asynchronous request before sftp_client_close. */
-#include "sftp_internal.h"
+#include "sftp/sftp_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -130,7 +130,7 @@ static int register_req(struct sftp_client *c, struct sftp_req *r)
 	c->table[r->id % SFTP_TABLE_SIZE] = r;
 	c->st.requests++;
 	c->st.in_flight++;
-	c->st.per_op[r->type - SSH_FXP_OPEN < 31 ? r->type - SSH_FXP_OPEN : 31]++;
+	c->st.per_op[r->type - SSH2_FXP_OPEN < 31 ? r->type - SSH2_FXP_OPEN : 31]++;
 	r->deadline = deadline_in(c->op_timeout_ms);
 	r->sent_us = now_us();
 	pthread_mutex_unlock(&c->mu);
@@ -229,9 +229,9 @@ static void count_bytes(struct sftp_client *c, const struct sftp_req *r, const u
 	if (len < 9)
 		return;
 	uint32_t v = load_be32(p + 5);
-	if (p[0] == SSH_FXP_DATA)
+	if (p[0] == SSH2_FXP_DATA)
 		c->st.bytes_read += v < len - 9 ? v : len - 9;
-	else if (r->type == SSH_FXP_WRITE && p[0] == SSH_FXP_STATUS && v == SSH_FX_OK)
+	else if (r->type == SSH2_FXP_WRITE && p[0] == SSH2_FXP_STATUS && v == SSH2_FX_OK)
 		c->st.bytes_written += r->asked;
 }
 
@@ -354,7 +354,7 @@ static int query_limits(struct sftp_client *c, int64_t deadline)
 	sftp_packet_begin_extended(&b, "limits@openssh.com");
 	int r = sftp_packet_finish(&b, c->next_id, 0) < 0 ? -ENOMEM : 0;
 	if (r == 0)
-		r = exchange(c, &b, SSH_FXP_EXTENDED_REPLY, deadline);
+		r = exchange(c, &b, SSH2_FXP_EXTENDED_REPLY, deadline);
 	if (r == 0 && (buf_get_u32(&b, &id) < 0 || id != c->next_id))
 		r = -EPROTO;
 	if (r == 0)
@@ -382,9 +382,9 @@ static int handshake(struct sftp_client *c, struct err *e)
 	uint32_t version;
 	buf_init(&b);
 	buf_put_u32(&b, 5);
-	buf_put_u8(&b, SSH_FXP_INIT);
-	buf_put_u32(&b, SFTP_PROTOCOL_VERSION);
-	int r = buf_ok(&b) ? exchange(c, &b, SSH_FXP_VERSION, deadline) : -ENOMEM;
+	buf_put_u8(&b, SSH2_FXP_INIT);
+	buf_put_u32(&b, SSH2_FILEXFER_VERSION);
+	int r = buf_ok(&b) ? exchange(c, &b, SSH2_FXP_VERSION, deadline) : -ENOMEM;
 	if (r == 0)
 		r = sftp_parse_version(&b, &version, &c->ext);
 	buf_free(&b);
@@ -392,7 +392,7 @@ static int handshake(struct sftp_client *c, struct err *e)
 		err_set(e, "SFTP handshake failed: %s", strerror(-r));
 		return r;
 	}
-	if (version < SFTP_PROTOCOL_VERSION) {
+	if (version < SSH2_FILEXFER_VERSION) {
 		err_set(e, "SFTP server speaks protocol version %u, need 3", version);
 		return -EPROTO;
 	}
