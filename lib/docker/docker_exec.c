@@ -592,7 +592,8 @@ static long wait_pid(struct dexec *x, int64_t deadline)
 static int proc_signal(struct exec_proc *p, int sig)
 {
 	struct dexec *x = of_proc(p);
-	long pid = wait_pid(x, deadline_in(2000));
+	/* A slow daemon may start the wrapper late: a signal sent before must not be lost. */
+	long pid = wait_pid(x, deadline_in((int64_t)x->tr->op_timeout_s * 1000));
 	if (!pid)
 		return -ESRCH;
 	char *script = str_printf("kill -%d -%ld 2>/dev/null || kill -%d %ld", sig, pid, sig, pid);

@@ -5,7 +5,6 @@ sandbox by anything else show up within a second although the cache lives 30 s, 
 sandexec kills the remote command, and agent=off still works."""
 
 import os
-import statistics
 import subprocess
 import time
 
@@ -22,17 +21,13 @@ def exec_ok(mnt, script):
 
 
 def test_agent_is_used(suite, mnt):
+    """Commands run as children of the agent (not of sshd or a Docker exec), and the watch runs.
+    (How fast that is belongs to scripts/bench, not to a timed test.)"""
     assert "the sandbox reports changes" in suite.daemon_logs(mnt.mp), \
         "the change watch is not running (agent not used?)\n" + suite.daemon_logs(mnt.mp)
-    exec_ok(mnt, "true")  # warm up
-    times = []
-    for _ in range(20):
-        t0 = time.monotonic()
-        p = mnt.exec("--", "true")
-        times.append((time.monotonic() - t0) * 1000)
-        assert p.returncode == 0, p.stderr
-    med = statistics.median(times)
-    assert med < 20, f"sandexec true takes {med:.1f} ms (median of 20): not through the agent?"
+    for _ in range(3):
+        p = exec_ok(mnt, "cat /proc/$PPID/comm")
+        assert p.stdout.decode().strip() == "sandmount-agent"[:15], p.stdout
 
 
 def test_overwrite_visible_at_once(mnt):
