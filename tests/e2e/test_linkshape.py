@@ -132,6 +132,11 @@ def test_jitter_keeps_order(shaper):
     st = ls.stats()
     assert st["up_bytes"] == st["down_bytes"] == 1600
     assert st["jitter_ms"] == 30
+    ls.delay(0)
+    ls.jitter(60)        # each way uniform(0, 60 ms): a round trip averages 60 ms
+    with connect(ls) as s:
+        rtts = [round_trip(s) for _ in range(8)]
+    assert sum(rtts) / len(rtts) >= 0.030, rtts
 
 
 def test_rate_cap_is_roughly_honoured(shaper):
