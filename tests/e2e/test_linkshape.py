@@ -291,3 +291,26 @@ def test_bounds_and_bad_input(echo):
             s.sendall(b"x" * 4096 + b"\n")
             assert_closed(s)
         assert ls.stats()["delay_ms"] == 0
+
+
+def test_ctl_command_line(shaper):
+    ls = shaper()
+    p = subprocess.run([SCRIPT, "ctl", ls.ctl_path, "delay", "7"], capture_output=True,
+                       text=True, timeout=30)
+    assert (p.returncode, p.stdout) == (0, "")
+    assert ls.stats()["delay_ms"] == 7
+    p = subprocess.run([SCRIPT, "ctl", ls.ctl_path, "blackhole", "maybe"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1 and "want on or off" in p.stderr
+
+
+def test_seconds_stops_it_and_removes_its_sockets(unix_echo, tmp_path):
+    sock, ctl = tmp_path / "in.sock", tmp_path / "ctl"
+    t = time.monotonic()
+    p = subprocess.run([SCRIPT, "--listen", f"unix:{sock}", "--to",
+                        f"unix:{unix_echo.server_address}", "--control", f"unix:{ctl}",
+                        "--seconds", "0.5"],
+                       capture_output=True, text=True, timeout=30)
+    assert (p.returncode, p.stdout) == (0, "ready\n"), p.stderr
+    assert time.monotonic() - t >= 0.5
+    assert not sock.exists() and not ctl.exists()
