@@ -1,7 +1,8 @@
 """bed: the benchmark's test bed and its cleanup — a private work dir, the throwaway sshd
 (scripts/testbed), the private dockerd (scripts/dockerbed) with one workspace container, the
-delay proxies that turn loopback into a 10 ms link, and an ssh ControlMaster. Everything started
-here is recorded and stopped by pid (or unmounted) in Bed.close(), which runs on any exit."""
+link shapers (scripts/linkshape) that turn loopback into a delayed link, and an ssh
+ControlMaster. Everything started here is recorded and stopped by pid (or unmounted) in
+Bed.close(), which runs on any exit."""
 
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_USER = "sandbox"
 CONTAINER = "sandmount-bench"
+LINKSHAPE = REPO / "scripts" / "linkshape"
 
 
 def log(msg):
@@ -87,18 +89,6 @@ def vm_hwm_kib(pid):
     return None
 
 
-def find_delayproxy():
-    env = os.environ.get("SM_DELAYPROXY")
-    cands = [Path(env)] if env else []
-    cands += [REPO.parent / "shared" / "tools" / "delayproxy.py",
-              REPO / ".." / ".." / "shared" / "tools" / "delayproxy.py"]
-    for c in cands:
-        if c.is_file():
-            return c.resolve()
-    raise SystemExit("bench: delayproxy.py not found (looked at "
-                     + ", ".join(str(c) for c in cands) + "; set SM_DELAYPROXY=PATH)")
-
-
 class Bed:
     """Owns every process, mount and directory the benchmark creates."""
 
@@ -154,18 +144,18 @@ class Bed:
         return run(["docker", *args], timeout=timeout, env=env)
 
     def start_proxy(self, listen, to, delay_ms):
-        """A delayproxy listening on `listen`; returns when it printed "ready"."""
-        p = subprocess.Popen([sys.executable, str(find_delayproxy()), "--listen", listen,
+        """A linkshape forwarder listening on `listen`; returns when it printed "ready"."""
+        p = subprocess.Popen([sys.executable, str(LINKSHAPE), "--listen", listen,
                               "--to", to, "--delay-ms", str(delay_ms)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(p)
         line = b""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         os.set_blocking(p.stdout.fileno(), False)
         while b"ready" not in line:
             if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"delayproxy for {listen} did not start")
+                raise RuntimeError(f"linkshape for {listen} did not start")
             time.sleep(0.02)
             line += p.stdout.read() or b""
         return p
@@ -175,7 +165,7 @@ class Bed:
         if delay_ms == 0:
             return self.ssh_port, self.tb["SM_KNOWN_HOSTS"], self.docker_sock
         port = free_port()
-        self.start_proxy(f"127.0.0.1:{port}", f"127.0.0.1:{self.ssh_port}", delay_ms / 2)
+        self.start_proxy(f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{self.ssh_port}", delay_ms / 2)
         key = Path(self.tb["SM_KNOWN_HOSTS"]).read_text().split(None, 1)[1]
         kh = self.work / f"known_hosts-{port}"
         kh.write_text(f"[127.0.0.1]:{port} {key}")

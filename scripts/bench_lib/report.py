@@ -281,9 +281,9 @@ def render(res, o):
              "", "Reproduce: `sudo scripts/bench` (full, ~20 min) or `sudo scripts/bench --quick` "
              "(< 2 min). It installs/builds like `scripts/test`, starts a throwaway sshd "
              "(`scripts/testbed`), a private dockerd (`scripts/dockerbed`, image "
-             "`sandmount-test/debian` (debootstrap), workspace bind-mounted), and for the delayed link "
-             "`../shared/tools/delayproxy.py` in front of both (5 ms each way = 10 ms RTT; netem "
-             "is not available here).", "",
+             "`sandmount-test/debian` (debootstrap), workspace bind-mounted), and for each delayed "
+             "link `scripts/linkshape` in front of both (half the RTT each way, e.g. 5 ms each way "
+             "= 10 ms RTT; netem is not available here).", "",
              "## Machine", "",
              f"- CPU: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB RAM",
              f"- Kernel {m['kernel']}, {m['os']}",
