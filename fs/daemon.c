@@ -167,6 +167,20 @@ static int connect_sandbox(struct session *s, struct err *e)
 
 /* ---- status ---- */
 
+/* The bounds on what the sandbox sends (sandmount(1), LIMITS). */
+static void limits_status(const struct mount_limits *l, int op_timeout_s, struct buf *text)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line),
+			 "limits: op_timeout=%ds max_dir_entries=%llu max_listing_bytes=%llu "
+			 "max_name=%llu max_link_target=%llu max_packet=%llu max_inflight=%llu\n",
+			 op_timeout_s, (unsigned long long)l->max_dir_entries,
+			 (unsigned long long)l->max_listing_bytes, (unsigned long long)l->max_name,
+			 (unsigned long long)l->max_link_target, (unsigned long long)l->max_packet,
+			 (unsigned long long)l->max_inflight);
+	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
 static void session_status(void *ctx, struct buf *text)
 {
 	struct session *s = ctx;
@@ -186,6 +200,7 @@ static void session_status(void *ctx, struct buf *text)
 		     (long long)(now_ms() - s->started_ms) / 1000, (unsigned long long)ts.bytes_in,
 		     (unsigned long long)ts.bytes_out);
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	limits_status(&s->cfg->limits, s->cfg->op_timeout_s, text);
 	if (s->fs)
 		fs_status(s->fs, text);
 }
