@@ -1,0 +1,255 @@
+"""test_hostile: the sandbox is hostile. A scripted malicious SFTP server (hostile_sftp.py, run by
+the testbed's sshd through -o sftp_server=) sends endless listings, bad names, lying counts and
+lengths, wrong ids, replies longer than asked, slow drips, floods, huge packets and a 1 MiB link
+target. For each: the reader gets its answer (an error, or a sanitized listing) within
+op_timeout plus a margin, the daemon stays up with a bounded peak RSS (VmHWM), unmount works,
+and a healthy mount of the same testbed stays usable throughout.
+
+Plus security checks: another uid cannot use a mount's control socket nor run sandexec through
+it; symlinks swapped in by the sandbox while the mount reads never lead out of the workspace.
+(A changed host key, a wrong TLS CA and the sandexec environment policy are covered by
+test_errors.py, test_docker_mount.py and test_exec.py.)"""
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers as h
+from conftest import Remote, do_mount
+
+OP_TIMEOUT = 3
+MARGIN = 4  # seconds past op_timeout an answer may take (reconnects, a retry)
+# Peak RSS of the daemon. The suite runs the ASan build, whose shadow memory and quarantine add
+# to the plain build's: still far below the GiBs an unbounded listing reaches in seconds.
+RSS_LIMIT_KB = 300 * 1024
+HERE = Path(__file__).resolve().parent
+
+# scenario -> (operation, expected errnos, or the listing expected; extra -o options)
+SCENARIOS = {
+    "endless": ("list", {errno.EIO, errno.ETIMEDOUT}, {"op_timeout": "20"}),
+    "endless_slow": ("list", {errno.EIO, errno.ETIMEDOUT}, {}),
+    "badnames": ("list", ["fine", "good"], {}),
+    "nulname": ("list", {errno.EIO, errno.EPROTO}, {}),
+    "lying_count": ("list", {errno.EIO, errno.EPROTO}, {}),
+    "lying_len": ("list", {errno.EIO, errno.EPROTO}, {}),
+    "wrong_id": ("list", {errno.EIO}, {}),
+    "long_reply": ("read", {errno.EIO, errno.EPROTO}, {}),
+    "drip": ("list", {errno.EIO, errno.ETIMEDOUT}, {}),
+    "flood": ("list", {errno.EIO}, {}),
+    "huge_packet": ("list", {errno.EIO}, {}),
+    "silent": ("list", {errno.EIO, errno.ETIMEDOUT}, {}),
+    "longlink": ("readlink", {errno.ENAMETOOLONG, errno.EIO}, {}),
+}
+
+# Runs in a child process so a hung reader cannot hang the test: prints the result as JSON.
+PROBE = r"""
+import json, os, sys, time
+op, path = sys.argv[1], sys.argv[2]
+t0 = time.monotonic()
+try:
+    if op == "list":
+        res = sorted(os.listdir(path))
+    elif op == "read":
+        with open(path, "rb") as f:
+            res = len(f.read())
+    else:
+        res = len(os.readlink(path))
+    out = {"ok": res}
+except OSError as ex:
+    out = {"errno": ex.errno}
+out["secs"] = time.monotonic() - t0
+print(json.dumps(out))
+"""
+
+
+def vm_hwm_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def probe(op, path, timeout):
+    import json
+    p = h.run([sys.executable, "-c", PROBE, op, str(path)], timeout=timeout)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.fixture(scope="module")
+def script(suite):
+    """hostile_sftp.py where the sandbox user can run it (the suite's tmp dir is 0711)."""
+    dst = suite.tmp / "hostile_sftp.py"
+    shutil.copy(HERE / "hostile_sftp.py", dst)
+    os.chmod(dst, 0o644)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def healthy(suite):
+    """A normal mount of the same testbed, checked after every hostile scenario."""
+    sb = suite.backend("ssh")
+    rem = sb.new_remote("healthy")
+    m = do_mount(suite, rem, suite.new_mountpoint("healthy"), opts=sb.opts(agent="off"), sb=sb)
+    m.rwrite("hello.txt", b"hello\n")
+    try:
+        yield m
+    finally:
+        m.cleanup()
+
+
+def check_healthy(m):
+    t0 = time.monotonic()
+    assert os.listdir(m.mp) == ["hello.txt"]
+    assert (m / "hello.txt").read_bytes() == b"hello\n"
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_hostile_sftp_server(suite, script, healthy, scenario, record_property):
+    op, want, extra = SCENARIOS[scenario]
+    sb = suite.backend("ssh")
+    opts = dict(agent="off", op_timeout=str(OP_TIMEOUT),
+                sftp_server=f"python3 {script} {scenario}")
+    opts.update(extra)
+    op_timeout = int(opts["op_timeout"])
+    mp = suite.new_mountpoint(f"hostile-{scenario}")
+    m = do_mount(suite, Remote("/ws", "/ws"), mp, opts=sb.opts(**opts), sb=sb)
+    try:
+        pids = suite.daemon_pids(mp)
+        assert len(pids) == 1, pids
+        pid = pids[0]
+        assert sorted(os.listdir(mp)) == ["evil", "link", "ok.txt"]
+        target = {"list": mp / "evil", "read": mp / "evil" / "file", "readlink": mp / "link"}[op]
+        res = probe(op, target, timeout=op_timeout + MARGIN + 30)
+        hwm = vm_hwm_kb(pid)
+        print(f"\n{scenario}: {res} VmHWM={hwm // 1024} MiB")
+        record_property("result", f"{res} VmHWM={hwm // 1024}MiB")
+        if isinstance(want, list):
+            assert res.get("ok") == want, res
+        else:
+            assert res.get("errno") in want, (res, suite.daemon_logs(mp))
+        assert res["secs"] < op_timeout + MARGIN, res
+        assert hwm < RSS_LIMIT_KB, f"daemon peak RSS {hwm} kB"
+        assert suite.daemon_pids(mp) == [pid], "the daemon died"
+        check_healthy(healthy)
+        m.unmount()
+        check_healthy(healthy)
+    finally:
+        m.cleanup()
+
+
+def test_limits_shown_and_configurable(suite, script, healthy):
+    sb = suite.backend("ssh")
+    mp = suite.new_mountpoint("limits")
+    opts = sb.opts(agent="off", op_timeout="5", max_dir_entries="500",
+                   sftp_server=f"python3 {script} endless")
+    m = do_mount(suite, Remote("/ws", "/ws"), mp, opts=opts, sb=sb)
+    try:
+        p = suite.sandmount("--status", mp)
+        assert p.returncode == 0, p.stderr
+        line = [ln for ln in p.stdout.decode().splitlines() if ln.startswith("limits:")]
+        assert line and "max_dir_entries=500 " in line[0] and "op_timeout=5s" in line[0], \
+            p.stdout
+        res = probe("list", mp / "evil", timeout=30)
+        # 500 entries arrive in well under a second: the cap, not the deadline, ends it
+        assert res.get("errno") == errno.EIO and res["secs"] < 2, res
+        assert "max_dir_entries" in suite.daemon_logs(mp)
+        bad = suite.sandmount("-o", sb.opts(max_dir_entries="x"), sb.url("/ws"),
+                              suite.new_mountpoint("badlimit"))
+        assert bad.returncode != 0 and b"max_dir_entries" in bad.stderr
+        m.unmount()
+    finally:
+        m.cleanup()
+
+
+# ---- security ----
+
+def as_nobody(*cmd, env):
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "--", *map(str, cmd)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30)
+
+
+def test_other_uid_cannot_use_the_mount(suite, healthy):
+    sock_dir = Path(suite.env["XDG_RUNTIME_DIR"])
+    socks = [p for p in sock_dir.rglob("*") if p.is_socket()]
+    assert socks, f"no control socket under {sock_dir}"
+    code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1]); s.sendall(b'status\\n'); print('CONNECTED', s.recv(100))\n"
+            "except OSError as e: print('REFUSED', e.errno)\n")
+    for s in socks:
+        p = as_nobody(sys.executable, "-c", code, s, env={"PATH": "/usr/bin:/bin"})
+        assert p.stdout.startswith(b"REFUSED"), (s, p.stdout, p.stderr)
+    # sandexec as another user, inside the mount (a 0711 path it can reach) must not run there
+    env = dict(suite.env, HOME="/nonexistent")
+    p = as_nobody(h.SANDEXEC, "-c", "echo RAN-IN-SANDBOX", env=env)
+    assert b"RAN-IN-SANDBOX" not in p.stdout, p.stdout
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                        str(h.SANDEXEC), "-c", "echo RAN-IN-SANDBOX"], cwd="/", env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert b"RAN-IN-SANDBOX" not in p.stdout
+
+
+def test_symlink_swap_never_leads_out(suite, healthy):
+    """The sandbox swaps a directory for a symlink to a gateway-only directory (and back) while
+    we read through the mount. The sandbox user cannot read that directory, so its content can
+    only come back if the mount let the kernel (running as root here) follow a link out."""
+    m = healthy
+    secret = suite.tmp / "gw-secret"
+    secret.mkdir(mode=0o700, exist_ok=True)
+    (secret / "passwd").write_bytes(b"GATEWAY-SECRET\n")
+    m.rmkdir("d")
+    m.rwrite("d/passwd", b"workspace-file\n")
+    stop = threading.Event()
+    uid, gid = m.sb.ids
+    swaps = [0]
+
+    def swapper():
+        d, tmp, link = m.r("d"), m.r("d.real"), m.r("d.link")
+        while not stop.is_set():
+            try:
+                if link.is_symlink():
+                    os.unlink(link)
+                os.symlink(str(secret), link)
+                os.lchown(link, uid, gid)
+                os.rename(d, tmp)
+                os.rename(link, d)  # d is now a symlink out of the workspace
+                time.sleep(0.002)
+                os.unlink(d)
+                os.rename(tmp, d)  # d is the real directory again
+                swaps[0] += 1
+            except OSError:
+                pass
+
+    t = threading.Thread(target=swapper, daemon=True)
+    t.start()
+    leaked, reads = [], 0
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and reads < 2000:
+            for rel in ("d/passwd", "d/../d/passwd"):
+                reads += 1
+                try:
+                    data = (m / rel).read_bytes()
+                except OSError:
+                    continue
+                if data != b"workspace-file\n":
+                    leaked.append((rel, data[:40]))
+            try:
+                os.listdir(m / "d")
+            except OSError:
+                pass
+    finally:
+        stop.set()
+        t.join(5)
+    print(f"\nsymlink swap: {swaps[0]} swaps, {reads} reads")
+    assert swaps[0] > 10, "the swapper did not run"
+    assert not leaked, leaked[:3]
