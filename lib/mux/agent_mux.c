@@ -196,6 +196,10 @@ static int on_changed(struct agent_mux *m, struct mchan *c, struct buf *f)
 		uint32_t len;
 		if (buf_get_string(f, &p, &len) < 0 || memchr(p, 0, len))
 			return -1;
+		if (len > EVENT_PATH_MAX) {
+			queue_event(m, c, NULL);
+			continue;
+		}
 		char *path = len ? str_printf("%s/%.*s", c->dir, (int)len, (const char *)p)
 				 : xstrdup(c->dir);
 		if (path)
@@ -417,7 +421,8 @@ static void chan_progress(struct agent_mux *m, struct mchan *c)
 	bool err_done = c->tty || c->err_eof;
 	if (c->exited && c->out_shut && err_done && !buf_remaining(&c->err))
 		c->finished = true;
-	if (c->kind == MK_SFTP && (c->hup || (m->dead && c->state != MS_OPENING)))
+	/* Not before chan_open let go of it: OPEN_OK and the death may come in one round. */
+	if (c->kind == MK_SFTP && c->handed_over && (c->hup || m->dead))
 		c->released = true;
 	if (c->released) {
 		if (!m->dead)
@@ -580,6 +585,7 @@ int chan_open(struct agent_mux *m, struct mchan *c, uint8_t type,
 	int64_t deadline = deadline_in(OPEN_TIMEOUT_MS);
 	while (c->state == MS_OPENING && mux_wait(m, deadline))
 		;
+	c->handed_over = true;
 	if (c->state == MS_OPEN)
 		return 0;
 	if (c->state == MS_FAILED)

@@ -85,8 +85,12 @@ def probe(op, path, timeout):
 
 @pytest.fixture(scope="module")
 def script(suite):
-    """hostile_sftp.py where the sandbox user can run it (the suite's tmp dir is 0711)."""
-    dst = suite.tmp / "hostile_sftp.py"
+    """hostile_sftp.py where the sandbox user can run and import it (the suite's tmp dir is
+    0711: a directory of its own that can be listed)."""
+    d = suite.tmp / "hostile"
+    d.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(d, 0o755)
+    dst = d / "hostile_sftp.py"
     shutil.copy(HERE / "hostile_sftp.py", dst)
     os.chmod(dst, 0o644)
     return dst
@@ -170,6 +174,96 @@ def test_limits_shown_and_configurable(suite, script, healthy):
         m.cleanup()
 
 
+# ---- a hostile agent ----
+
+# scenario -> what listing "evil" through the mount must give (errnos, or None: a listing)
+AGENT_SCENARIOS = {
+    "huge_frame": {errno.EIO},
+    "overrun": {errno.EIO},
+    "credit_overflow": {errno.EIO},
+    "garbage": None,
+    "watch_flood": None,
+    "endless_sftp": {errno.EIO, errno.ETIMEDOUT},
+}
+
+
+def agent_copy(suite, script, scenario):
+    """hostile_agent.py with its scenario, hostile_sftp.py's directory and our version."""
+    text = (HERE / "hostile_agent.py").read_text()
+    text = text.replace('SCENARIO = "none"', f'SCENARIO = "{scenario}"', 1)
+    text = text.replace('SFTP_DIR = "."', f'SFTP_DIR = "{script.parent}"', 1)
+    version = h.run([h.SANDMOUNT, "--version"], check=True).stdout.decode().split()[-1]
+    text = text.replace('VERSION = "0"', f'VERSION = "{version}"', 1)
+    dst = suite.tmp / f"hostile-agent-{scenario}"
+    dst.write_text(text)
+    os.chmod(dst, 0o755)
+    return dst
+
+
+@pytest.mark.parametrize("scenario", list(AGENT_SCENARIOS))
+def test_hostile_agent(suite, script, healthy, scenario):
+    """Whatever the agent does, the mount either works (the plain channels take over when the
+    agent's connection is dropped) or answers with an error in time; the daemon stays bounded."""
+    want = AGENT_SCENARIOS[scenario]
+    sb = suite.backend("ssh")
+    rem = sb.new_remote(f"agent-{scenario}")
+    h.remote_write(rem.host / "ok.txt", b"fine\n", ids=sb.ids)
+    h.remote_mkdir(rem.host / "evil", sb.ids)
+    h.remote_symlink("ok.txt", rem.host / "link", sb.ids)
+    env = dict(suite.env, SANDMOUNT_AGENT=str(agent_copy(suite, script, scenario)))
+    mp = suite.new_mountpoint(f"agent-{scenario}")
+    t0 = time.monotonic()
+    m = do_mount(suite, rem, mp, opts=sb.opts(agent="on", op_timeout=str(OP_TIMEOUT)), sb=sb,
+                 env=env)
+    try:
+        pid = suite.daemon_pids(mp)[0]
+        mount_secs = time.monotonic() - t0
+        res = probe("list", mp / "evil", timeout=OP_TIMEOUT + MARGIN + 30)
+        if scenario == "watch_flood":
+            time.sleep(6)  # the flood lasts 6 s: the mount must stay usable meanwhile
+        top = probe("list", mp, timeout=OP_TIMEOUT + MARGIN + 30)
+        hwm = vm_hwm_kb(pid)
+        print(f"\nagent {scenario}: mount {mount_secs:.1f}s evil={res} root={top} "
+              f"VmHWM={hwm // 1024} MiB")
+        if want is None:
+            assert res.get("ok") == [], (res, suite.daemon_logs(mp))
+        else:
+            assert res.get("errno") in want, (res, suite.daemon_logs(mp))
+        assert res["secs"] < OP_TIMEOUT + MARGIN, res
+        assert top.get("ok") == ["evil", "link", "ok.txt"], (top, suite.daemon_logs(mp))
+        assert hwm < RSS_LIMIT_KB, f"daemon peak RSS {hwm} kB"
+        assert suite.daemon_pids(mp) == [pid], "the daemon died"
+        check_healthy(healthy)
+        m.unmount()
+    finally:
+        m.cleanup()
+
+
+@pytest.mark.parametrize("scenario", ["huge_frame_at_open", "overrun_at_open",
+                                      "credit_overflow_at_open"])
+def test_hostile_agent_at_mount(suite, script, scenario):
+    """An agent that breaks the protocol on the mount's first stream: the mount fails with an
+    error, in time, and leaves no daemon behind (agent=on: no fallback was asked for)."""
+    sb = suite.backend("ssh")
+    rem = sb.new_remote(f"agent-{scenario}")
+    env = dict(suite.env, SANDMOUNT_AGENT=str(agent_copy(suite, script, scenario)))
+    mp = suite.new_mountpoint(f"agent-{scenario}")
+    t0 = time.monotonic()
+    p = suite.sandmount("-o", sb.opts(agent="on", op_timeout=str(OP_TIMEOUT)), sb.url(rem), mp,
+                        timeout=60, env=env)
+    secs = time.monotonic() - t0
+    print(f"\nagent {scenario}: exit {p.returncode} in {secs:.1f}s: {p.stderr.decode().strip()}")
+    try:
+        assert p.returncode != 0 and (b"sandbox agent" in p.stderr or b"SFTP" in p.stderr), \
+            p.stderr
+        assert secs < 20
+        assert not h.is_mounted(mp)
+        assert h.wait_until(lambda: not suite.daemon_pids(mp), 10)
+    finally:
+        if h.is_mounted(mp):
+            suite.sandmount("-u", mp)
+
+
 # ---- security ----
 
 def as_nobody(*cmd, env):
@@ -188,14 +282,13 @@ def test_other_uid_cannot_use_the_mount(suite, healthy):
     for s in socks:
         p = as_nobody(sys.executable, "-c", code, s, env={"PATH": "/usr/bin:/bin"})
         assert p.stdout.startswith(b"REFUSED"), (s, p.stdout, p.stderr)
-    # sandexec as another user, inside the mount (a 0711 path it can reach) must not run there
+    # sandexec as another user whose cwd is inside the mount (inherited from root) runs nothing
     env = dict(suite.env, HOME="/nonexistent")
-    p = as_nobody(h.SANDEXEC, "-c", "echo RAN-IN-SANDBOX", env=env)
-    assert b"RAN-IN-SANDBOX" not in p.stdout, p.stdout
     p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-                        str(h.SANDEXEC), "-c", "echo RAN-IN-SANDBOX"], cwd="/", env=env,
+                        str(h.SANDEXEC), "-c", "echo RAN-IN-SANDBOX"], cwd=healthy.mp, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    assert b"RAN-IN-SANDBOX" not in p.stdout
+    print(f"\nsandexec as nobody: exit {p.returncode}: {p.stderr.decode(errors='replace').strip()}")
+    assert p.returncode != 0 and b"RAN-IN-SANDBOX" not in p.stdout, (p.stdout, p.stderr)
 
 
 def test_symlink_swap_never_leads_out(suite, healthy):
