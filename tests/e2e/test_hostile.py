@@ -276,12 +276,27 @@ def test_other_uid_cannot_use_the_mount(suite, healthy):
     sock_dir = Path(suite.env["XDG_RUNTIME_DIR"])
     socks = [p for p in sock_dir.rglob("*") if p.is_socket()]
     assert socks, f"no control socket under {sock_dir}"
-    code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
-            "try:\n s.connect(sys.argv[1]); s.sendall(b'status\\n'); print('CONNECTED', s.recv(100))\n"
+    code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(10)\n"
+            "try:\n s.connect(sys.argv[1]); s.sendall(b'\\0\\0\\0\\1\\1')\n"
+            " print('CONNECTED', s.recv(100))\n"
             "except OSError as e: print('REFUSED', e.errno)\n")
     for s in socks:
         p = as_nobody(sys.executable, "-c", code, s, env={"PATH": "/usr/bin:/bin"})
         assert p.stdout.startswith(b"REFUSED"), (s, p.stdout, p.stderr)
+    # Even with the file modes opened up, the daemon itself refuses the uid (SO_PEERCRED).
+    sock = socks[0]  # the healthy mount's: the only one live in this module's tests
+    chain = [sock] + [d for d in sock.parents if d == sock_dir or sock_dir in d.parents]
+    modes = {f: f.stat().st_mode & 0o7777 for f in chain}
+    try:
+        for f in chain:
+            os.chmod(f, 0o777 if f == sock else modes[f] | 0o011)
+        p = as_nobody(sys.executable, "-c", code, sock, env={"PATH": "/usr/bin:/bin"})
+    finally:
+        for f, mode in modes.items():
+            os.chmod(f, mode)
+    # connected (the modes allowed it), then closed by the daemon: EOF, EPIPE or ECONNRESET
+    assert p.stdout.strip() in (b"CONNECTED b''", b"REFUSED 32", b"REFUSED 104"), p.stdout
+    assert "refused a connection from uid" in suite.daemon_logs(), suite.daemon_logs()
     # sandexec as another user whose cwd is inside the mount (inherited from root) runs nothing
     env = dict(suite.env, HOME="/nonexistent")
     p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
