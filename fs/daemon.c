@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,8 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 			    .started_ms = now_ms(),
 			    .watch_gate = PTHREAD_RWLOCK_INITIALIZER};
 	struct err e = {{0}};
+	/* A sandbox that closes a stream must get EPIPE, never a signal that ends the daemon. */
+	signal(SIGPIPE, SIG_IGN);
 	int verdict = o->foreground ? -1 : detach_and_wait();
 	/* A detaching mount says nothing on success: until the log file takes over, only
 	 * warnings reach the terminal. */

@@ -25,6 +25,13 @@
 
 #include "log.h"
 
+/* write() that never raises SIGPIPE: the streams are sockets, whose peer may be gone. */
+static ssize_t send_nosig(int fd, const void *p, size_t n)
+{
+	ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+	return r < 0 && errno == ENOTSOCK ? write(fd, p, n) : r;
+}
+
 /* ---- frames (m->lock held) ---- */
 
 size_t tx_begin(struct agent_mux *m, uint8_t type, uint32_t ch)
@@ -227,7 +234,7 @@ static int on_data(struct agent_mux *m, struct mchan *c, struct buf *f)
 	const uint8_t *data = buf_cursor(f);
 	if (!buf_remaining(b)) {
 		/* Nothing waits: straight to the local end, buffering only what it did not take. */
-		ssize_t w = write(to_err ? c->err_fd : c->io_fd, data, n);
+		ssize_t w = send_nosig(to_err ? c->err_fd : c->io_fd, data, n);
 		if (w > 0) {
 			data += w;
 			n -= (size_t)w;
@@ -357,7 +364,7 @@ static void stream_io(struct agent_mux *m, short revents)
 		}
 	}
 	if (buf_remaining(&m->tx) && (revents & POLLOUT)) {
-		ssize_t n = write(m->fd, buf_cursor(&m->tx), buf_remaining(&m->tx));
+		ssize_t n = send_nosig(m->fd, buf_cursor(&m->tx), buf_remaining(&m->tx));
 		if (n > 0)
 			m->tx.off += (size_t)n;
 		else if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -396,7 +403,7 @@ static void read_local(struct agent_mux *m, struct mchan *c)
 /* Buffered output to one local end; a reader that went away makes it dropped from now on. */
 static void write_local(struct agent_mux *m, struct mchan *c, int fd, struct buf *b, bool *broken)
 {
-	ssize_t n = write(fd, buf_cursor(b), buf_remaining(b));
+	ssize_t n = send_nosig(fd, buf_cursor(b), buf_remaining(b));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n < 0) {
