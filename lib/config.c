@@ -504,5 +504,9 @@ int config_resolve(const char *sandbox, const char *opts, struct sandbox_cfg *cf
 					: resolve_name(cfg, sandbox, fuse_opts, e);
 	if (rc == 0)
 		rc = config_apply_options(cfg, opts, fuse_opts, e);
+	if (rc == 0 && cfg->sftp_server && cfg->kind != SANDBOX_SSH) {
+		err_set(e, "option sftp_server is for ssh:// sandboxes only");
+		rc = -1;
+	}
 	return rc;
 }

@@ -136,6 +136,9 @@ static void test_limits(void)
 	CHECK(c.limits.max_link_target == 100 && c.limits.max_packet == LIMIT_DEF_PACKET);
 	CHECK(c.sftp_server && !strcmp(c.sftp_server, "python3 /x/s.py endless"));
 	config_free(&c);
+	CHECK(config_resolve("docker://c/w", "sftp_server=/x", &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "sftp_server") != NULL);
+	config_free(&c);
 	const char *bad[] = {"max_dir_entries=-1", "max_name=256",
 			     "max_packet=1000",	   "max_listing_bytes=17179869185",
 			     "max_inflight=x",	   "max_dir_entries="};
