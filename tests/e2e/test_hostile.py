@@ -169,8 +169,8 @@ def test_limits_shown_and_configurable(suite, script, healthy):
         assert line and "max_dir_entries=500 " in line[0] and "op_timeout=5s" in line[0], \
             p.stdout
         res = probe("list", mp / "evil", timeout=30)
-        # 500 entries arrive in well under a second: the cap, not the deadline, ends it
-        assert res.get("errno") == errno.EIO and res["secs"] < 2, res
+        # 500 entries arrive in well under a second: the cap, not the 5 s deadline, ends it
+        assert res.get("errno") == errno.EIO and res["secs"] < 4, res
         assert "max_dir_entries" in suite.daemon_logs(mp)
         bad = suite.sandmount("-o", sb.opts(max_dir_entries="x"), sb.url("/ws"),
                               suite.new_mountpoint("badlimit"))
