@@ -61,7 +61,7 @@ static int conn_open(const struct sandbox_cfg *cfg, unsigned generation, struct 
 		goto fail;
 	if (transport_open_sftp(c->transport, &fd, e) < 0)
 		goto fail;
-	if (sftp_client_open(fd, cfg->op_timeout_s * 1000, &c->sftp, e) < 0)
+	if (sftp_client_open_limited(fd, cfg->op_timeout_s * 1000, &cfg->limits, &c->sftp, e) < 0)
 		goto fail;
 	c->generation = generation;
 	c->refs = 1;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,20 @@ static int connect_sandbox(struct session *s, struct err *e)
 
 /* ---- status ---- */
 
+/* The bounds on what the sandbox sends (sandmount(1), LIMITS). */
+static void limits_status(const struct mount_limits *l, int op_timeout_s, struct buf *text)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line),
+			 "limits: op_timeout=%ds max_dir_entries=%llu max_listing_bytes=%llu "
+			 "max_name=%llu max_link_target=%llu max_packet=%llu max_inflight=%llu\n",
+			 op_timeout_s, (unsigned long long)l->max_dir_entries,
+			 (unsigned long long)l->max_listing_bytes, (unsigned long long)l->max_name,
+			 (unsigned long long)l->max_link_target, (unsigned long long)l->max_packet,
+			 (unsigned long long)l->max_inflight);
+	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
 static void session_status(void *ctx, struct buf *text)
 {
 	struct session *s = ctx;
@@ -186,6 +201,7 @@ static void session_status(void *ctx, struct buf *text)
 		     (long long)(now_ms() - s->started_ms) / 1000, (unsigned long long)ts.bytes_in,
 		     (unsigned long long)ts.bytes_out);
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	limits_status(&s->cfg->limits, s->cfg->op_timeout_s, text);
 	if (s->fs)
 		fs_status(s->fs, text);
 }
@@ -299,6 +315,8 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 			    .started_ms = now_ms(),
 			    .watch_gate = PTHREAD_RWLOCK_INITIALIZER};
 	struct err e = {{0}};
+	/* A sandbox that closes a stream must get EPIPE, never a signal that ends the daemon. */
+	signal(SIGPIPE, SIG_IGN);
 	int verdict = o->foreground ? -1 : detach_and_wait();
 	/* A detaching mount says nothing on success: until the log file takes over, only
 	 * warnings reach the terminal. */

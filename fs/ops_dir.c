@@ -7,6 +7,7 @@
  * the listing is fetched on the first readdir (which a kernel serving its cache never sends).
  * Without change reports, opendir lists at once, so errors come where programs expect them. */
 #include "fs_internal.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -53,6 +54,48 @@ static int snapshot_add(void *ctx, const char *name, const struct sftp_attrs *a)
 	return 0;
 }
 
+static int cmp_by_name(const void *a, const void *b)
+{
+	const struct dir_entry *x = *(const struct dir_entry *const *)a;
+	const struct dir_entry *y = *(const struct dir_entry *const *)b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : (x > y) - (x < y); /* equal names: the earlier entry first */
+}
+
+/* A hostile sandbox may list a name twice: keep its first occurrence, so a name has one entry. */
+static int drop_duplicates(struct dir_snapshot *d)
+{
+	if (d->n < 2)
+		return 0;
+	struct dir_entry **by_name = malloc(d->n * sizeof(*by_name));
+	if (!by_name)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n; i++)
+		by_name[i] = &d->v[i];
+	qsort(by_name, d->n, sizeof(*by_name), cmp_by_name);
+	size_t dups = 0;
+	for (size_t i = 1, keep = 0; i < d->n; i++) {
+		if (strcmp(by_name[i]->name, by_name[keep]->name)) {
+			keep = i;
+			continue;
+		}
+		free(by_name[i]->name);
+		by_name[i]->name = NULL;
+		dups++;
+	}
+	free(by_name);
+	if (!dups)
+		return 0;
+	size_t w = 0;
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].name)
+			d->v[w++] = d->v[i];
+	d->n = w;
+	log_warn("listing of inode %llu: %zu duplicate names dropped", (unsigned long long)d->ino,
+		 dups);
+	return 0;
+}
+
 /* Listing is idempotent: after a lost connection, list again from the start. */
 static int list_dir(struct fs *fs, struct dir_snapshot *d)
 {
@@ -75,6 +118,8 @@ static int list_dir(struct fs *fs, struct dir_snapshot *d)
 	} while (fs_call_retry(&call, &r));
 	fs_call_end(&call);
 	free(path);
+	if (r == 0)
+		r = drop_duplicates(d);
 	d->listed = r == 0;
 	if (r == 0 && atomic_load(&fs->watched))
 		inode_set_listed(fs->inodes, d->ino, now_ms() + (int64_t)(fs->timeout_s * 1000),

@@ -19,6 +19,7 @@ void config_defaults(struct sandbox_cfg *cfg)
 	cfg->keepalive_s = 15;
 	cfg->op_timeout_s = 30;
 	cfg->cache_timeout_s = 2.0;
+	cfg->limits = mount_limits_default();
 }
 
 static void strv_free(char **v)
@@ -30,9 +31,11 @@ static void strv_free(char **v)
 
 void config_free(struct sandbox_cfg *cfg)
 {
-	char **strs[] = {&cfg->name,	  &cfg->remote_dir,  &cfg->mountpoint,	   &cfg->host,
-			 &cfg->user,	  &cfg->identity,    &cfg->known_hosts,	   &cfg->ssh_config,
-			 &cfg->container, &cfg->docker_host, &cfg->docker_context, &cfg->agent_dir};
+	char **strs[] = {&cfg->name,	    &cfg->remote_dir,	  &cfg->mountpoint,
+			 &cfg->host,	    &cfg->user,		  &cfg->identity,
+			 &cfg->known_hosts, &cfg->ssh_config,	  &cfg->container,
+			 &cfg->docker_host, &cfg->docker_context, &cfg->agent_dir,
+			 &cfg->sftp_server};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
 	strv_free(cfg->env_allow);
@@ -81,6 +84,46 @@ static int parse_int(const char *key, const char *v, long lo, long hi, int *out,
 	}
 	*out = (int)n;
 	return 0;
+}
+
+static int parse_u64(const char *key, const char *v, uint64_t lo, uint64_t hi, uint64_t *out,
+		     struct err *e)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = v && *v != '-' ? strtoull(v, &end, 10) : 0;
+	if (!v || !*v || *v == '-' || *end || errno || n < lo || n > hi) {
+		err_set(e, "option %s: expected a whole number from %llu to %llu, got '%s'", key,
+			(unsigned long long)lo, (unsigned long long)hi, v ? v : "");
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+/* The mount_limits.h keys; 1 when key is not one of them. */
+static int apply_limit(struct mount_limits *l, const char *key, const char *v, struct err *e)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		uint64_t lo, hi;
+	} keys[] = {
+	    {"max_dir_entries", offsetof(struct mount_limits, max_dir_entries), 16, 100000000},
+	    {"max_listing_bytes", offsetof(struct mount_limits, max_listing_bytes), 65536,
+	     16ull << 30},
+	    {"max_name", offsetof(struct mount_limits, max_name), 1, 255},
+	    {"max_link_target", offsetof(struct mount_limits, max_link_target), 1, 1 << 20},
+	    {"max_packet", offsetof(struct mount_limits, max_packet), 272 * 1024, 64 << 20},
+	    {"max_inflight", offsetof(struct mount_limits, max_inflight), 256, 1 << 20},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (strcmp(key, keys[i].key))
+			continue;
+		uint64_t *field = (uint64_t *)((char *)l + keys[i].off);
+		return parse_u64(key, v, keys[i].lo, keys[i].hi, field, e);
+	}
+	return 1;
 }
 
 static int parse_bool(const char *key, const char *v, bool *out, struct err *e)
@@ -133,6 +176,7 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 	    {"docker_host", offsetof(struct sandbox_cfg, docker_host)},
 	    {"docker_context", offsetof(struct sandbox_cfg, docker_context)},
 	    {"agent_dir", offsetof(struct sandbox_cfg, agent_dir)},
+	    {"sftp_server", offsetof(struct sandbox_cfg, sftp_server)},
 	};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (strcmp(key, strs[i].key))
@@ -144,6 +188,9 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		set_str((char **)((char *)cfg + strs[i].off), v);
 		return 0;
 	}
+	int lim = apply_limit(&cfg->limits, key, v, e);
+	if (lim <= 0)
+		return lim;
 	if (!strcmp(key, "port"))
 		return parse_int(key, v, 1, 65535, &cfg->port, e);
 	if (!strcmp(key, "connect_timeout"))
@@ -457,5 +504,9 @@ int config_resolve(const char *sandbox, const char *opts, struct sandbox_cfg *cf
 					: resolve_name(cfg, sandbox, fuse_opts, e);
 	if (rc == 0)
 		rc = config_apply_options(cfg, opts, fuse_opts, e);
+	if (rc == 0 && cfg->sftp_server && cfg->kind != SANDBOX_SSH) {
+		err_set(e, "option sftp_server is for ssh:// sandboxes only");
+		rc = -1;
+	}
 	return rc;
 }

@@ -4,6 +4,7 @@
 #define SANDMOUNT_CONFIG_H
 
 #include <stdbool.h>
+#include "mount_limits.h"
 #include "util.h"
 
 enum sandbox_kind { SANDBOX_SSH, SANDBOX_DOCKER };
@@ -22,6 +23,7 @@ struct sandbox_cfg {
 	char *known_hosts;	  /* NULL: ~/.ssh/known_hosts */
 	char *ssh_config;	  /* NULL: ~/.ssh/config; "none" to skip */
 	bool accept_new_host_key; /* add an unknown (never a changed) host key */
+	char *sftp_server;	  /* sftp_server=: run this command for SFTP, not the subsystem */
 
 	/* docker */
 	char *container;
@@ -40,6 +42,7 @@ struct sandbox_cfg {
 	bool allow_other;
 	bool local_fallback; /* sandexec outside every mount runs locally (config file only) */
 	char **env_allow;    /* NULL-terminated glob patterns of host variables sandexec forwards */
+	struct mount_limits limits; /* bounds on what the sandbox sends (mount_limits.h) */
 };
 
 /* Fill cfg from SANDBOX (URL or config name) and a comma-separated -o list (may be NULL).

@@ -25,6 +25,13 @@
 
 #include "log.h"
 
+/* write() that never raises SIGPIPE: the streams are sockets, whose peer may be gone. */
+static ssize_t send_nosig(int fd, const void *p, size_t n)
+{
+	ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+	return r < 0 && errno == ENOTSOCK ? write(fd, p, n) : r;
+}
+
 /* ---- frames (m->lock held) ---- */
 
 size_t tx_begin(struct agent_mux *m, uint8_t type, uint32_t ch)
@@ -196,6 +203,10 @@ static int on_changed(struct agent_mux *m, struct mchan *c, struct buf *f)
 		uint32_t len;
 		if (buf_get_string(f, &p, &len) < 0 || memchr(p, 0, len))
 			return -1;
+		if (len > EVENT_PATH_MAX) {
+			queue_event(m, c, NULL);
+			continue;
+		}
 		char *path = len ? str_printf("%s/%.*s", c->dir, (int)len, (const char *)p)
 				 : xstrdup(c->dir);
 		if (path)
@@ -223,7 +234,7 @@ static int on_data(struct agent_mux *m, struct mchan *c, struct buf *f)
 	const uint8_t *data = buf_cursor(f);
 	if (!buf_remaining(b)) {
 		/* Nothing waits: straight to the local end, buffering only what it did not take. */
-		ssize_t w = write(to_err ? c->err_fd : c->io_fd, data, n);
+		ssize_t w = send_nosig(to_err ? c->err_fd : c->io_fd, data, n);
 		if (w > 0) {
 			data += w;
 			n -= (size_t)w;
@@ -353,7 +364,7 @@ static void stream_io(struct agent_mux *m, short revents)
 		}
 	}
 	if (buf_remaining(&m->tx) && (revents & POLLOUT)) {
-		ssize_t n = write(m->fd, buf_cursor(&m->tx), buf_remaining(&m->tx));
+		ssize_t n = send_nosig(m->fd, buf_cursor(&m->tx), buf_remaining(&m->tx));
 		if (n > 0)
 			m->tx.off += (size_t)n;
 		else if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -392,7 +403,7 @@ static void read_local(struct agent_mux *m, struct mchan *c)
 /* Buffered output to one local end; a reader that went away makes it dropped from now on. */
 static void write_local(struct agent_mux *m, struct mchan *c, int fd, struct buf *b, bool *broken)
 {
-	ssize_t n = write(fd, buf_cursor(b), buf_remaining(b));
+	ssize_t n = send_nosig(fd, buf_cursor(b), buf_remaining(b));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n < 0) {
@@ -417,7 +428,8 @@ static void chan_progress(struct agent_mux *m, struct mchan *c)
 	bool err_done = c->tty || c->err_eof;
 	if (c->exited && c->out_shut && err_done && !buf_remaining(&c->err))
 		c->finished = true;
-	if (c->kind == MK_SFTP && (c->hup || (m->dead && c->state != MS_OPENING)))
+	/* Not before chan_open let go of it: OPEN_OK and the death may come in one round. */
+	if (c->kind == MK_SFTP && c->handed_over && (c->hup || m->dead))
 		c->released = true;
 	if (c->released) {
 		if (!m->dead)
@@ -580,6 +592,7 @@ int chan_open(struct agent_mux *m, struct mchan *c, uint8_t type,
 	int64_t deadline = deadline_in(OPEN_TIMEOUT_MS);
 	while (c->state == MS_OPENING && mux_wait(m, deadline))
 		;
+	c->handed_over = true;
 	if (c->state == MS_OPEN)
 		return 0;
 	if (c->state == MS_FAILED)

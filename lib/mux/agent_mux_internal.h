@@ -17,6 +17,9 @@
 #define RX_CHUNK	(256 * 1024)
 #define CREDIT_STEP	(MUX_WINDOW / 16)
 #define EVENTS_MAX	10000 /* undelivered events beyond this become one "everything changed" */
+/* A longer changed path becomes "everything changed": the backlog stays within EVENTS_MAX x
+ * EVENT_PATH_MAX bytes. */
+#define EVENT_PATH_MAX 4096
 
 enum mkind { MK_SFTP, MK_EXEC, MK_WATCH };
 enum mstate { MS_OPENING, MS_OPEN, MS_FAILED };
@@ -51,9 +54,10 @@ struct mchan {
 	bool exited;
 	int status;
 	uint64_t events_before_exit; /* m->events_queued when EXIT arrived */
-	bool coherent; /* a watch ran when EXIT arrived (see exec_proc.coherent_exit) */
-	bool finished; /* exited and every byte of output delivered */
-	bool released; /* the owner is gone: the pump closes and frees it */
+	bool coherent;	  /* a watch ran when EXIT arrived (see exec_proc.coherent_exit) */
+	bool finished;	  /* exited and every byte of output delivered */
+	bool released;	  /* the owner is gone: the pump closes and frees it */
+	bool handed_over; /* chan_open returned it: the opener no longer looks at it */
 };
 
 struct event {

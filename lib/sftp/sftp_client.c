@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define READ_CHUNK (256 * 1024)
 
 static int64_t now_us(void)
@@ -120,6 +122,15 @@ static int register_req(struct sftp_client *c, struct sftp_req *r)
 {
 	pthread_mutex_lock(&c->mu);
 	if (c->dead) {
+		pthread_mutex_unlock(&c->mu);
+		return -EIO;
+	}
+	if (c->st.in_flight >= c->lim.max_inflight) {
+		/* A server that leaves requests unanswered would make the table grow forever. */
+		log_warn("sftp: %llu requests left unanswered (max_inflight): dropping the "
+			 "connection",
+			 (unsigned long long)c->st.in_flight);
+		fail_all_locked(c);
 		pthread_mutex_unlock(&c->mu);
 		return -EIO;
 	}
@@ -242,8 +253,12 @@ static int deliver(struct sftp_client *c, const uint8_t *p, uint32_t len)
 	pthread_mutex_lock(&c->mu);
 	struct sftp_req *r = table_take(c, id);
 	pthread_mutex_unlock(&c->mu);
-	if (!r)
+	if (!r) {
+		log_warn("sftp: reply to request id %u, which is not pending: dropping the "
+			 "connection",
+			 id);
 		return -1;
+	}
 	/* Out of the table and not done: only this thread touches r->reply now. */
 	r->reply_type = p[0];
 	buf_put_bytes(&r->reply, p + 5, len - 5);
@@ -267,8 +282,12 @@ static int deliver_buffered(struct sftp_client *c, struct buf *in)
 {
 	while (buf_remaining(in) >= 4) {
 		uint32_t len = load_be32(buf_cursor(in));
-		if (len < 5 || len > SFTP_MAX_INCOMING)
+		if (len < 5 || len > c->lim.max_packet) {
+			log_warn(
+			    "sftp: packet length %u (max_packet %llu): dropping the connection",
+			    len, (unsigned long long)c->lim.max_packet);
 			return -1;
+		}
 		if (buf_remaining(in) - 4 < len)
 			break;
 		if (deliver(c, buf_cursor(in) + 4, len) < 0)
@@ -423,6 +442,12 @@ static void client_free(struct sftp_client *c)
 
 int sftp_client_open(int fd, int op_timeout_ms, struct sftp_client **out, struct err *e)
 {
+	return sftp_client_open_limited(fd, op_timeout_ms, NULL, out, e);
+}
+
+int sftp_client_open_limited(int fd, int op_timeout_ms, const struct mount_limits *lim,
+			     struct sftp_client **out, struct err *e)
+{
 	struct sftp_client *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
@@ -431,6 +456,7 @@ int sftp_client_open(int fd, int op_timeout_ms, struct sftp_client **out, struct
 	}
 	c->fd = fd;
 	c->op_timeout_ms = op_timeout_ms > 0 ? op_timeout_ms : 1;
+	c->lim = lim ? *lim : mount_limits_default();
 	c->next_id = 1;
 	c->wake[0] = c->wake[1] = -1;
 	pthread_mutex_init(&c->write_mu, NULL);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
+#include "mount_limits.h"
 #include "util.h"
 
 #define SFTP_ATTR_SIZE	    0x00000001
@@ -70,6 +71,12 @@ struct sftp_req; /* an asynchronous request */
 /* Handshake on fd (INIT/VERSION, extensions, limits) and start the reader. Takes ownership of
  * fd. op_timeout_ms bounds every request. */
 int sftp_client_open(int fd, int op_timeout_ms, struct sftp_client **out, struct err *e);
+/* The same, with the bounds on what the server may send (NULL: mount_limits_default()): a packet
+ * over max_packet, a reply to an id nobody asked for, or more than max_inflight requests left
+ * unanswered end the connection; sftp_list_dir and sftp_readlink enforce the listing, name and
+ * link target bounds. */
+int sftp_client_open_limited(int fd, int op_timeout_ms, const struct mount_limits *lim,
+			     struct sftp_client **out, struct err *e);
 /* Fail all pending requests with -EIO, stop the reader, close the fd, free. */
 void sftp_client_close(struct sftp_client *c);
 bool sftp_client_dead(struct sftp_client *c);
@@ -111,7 +118,9 @@ int sftp_req_wait(struct sftp_req *r);
 int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got);
 
 /* List a directory: calls cb for every entry except "." and "..". cb returns 0 to go on. Two
- * READDIRs are kept in flight and the handle is closed without waiting. */
+ * READDIRs are kept in flight and the handle is closed without waiting. Names with a '/' or longer
+ * than max_name are skipped (and logged); a listing past max_dir_entries or max_listing_bytes is
+ * -EIO (logged), one that lasts longer than the op timeout in all -ETIMEDOUT. */
 typedef int (*sftp_dir_cb)(void *ctx, const char *name, const struct sftp_attrs *a);
 int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx);
 

@@ -13,7 +13,7 @@
 /* Chunk sizes: OpenSSH's safe default without limits@openssh.com, and our cap. */
 #define SFTP_DEFAULT_CHUNK (32 * 1024)
 #define SFTP_MAX_CHUNK	   (255 * 1024)
-/* The largest packet we accept from a server (a full data reply is ~255 KiB). */
+/* The largest packet accepted during the handshake (afterwards: c->lim.max_packet). */
 #define SFTP_MAX_INCOMING (1024 * 1024)
 /* Requests one sftp_read/sftp_write keeps in flight. */
 #define SFTP_MAX_INFLIGHT 64
@@ -51,6 +51,7 @@ struct sftp_client {
 	struct sftp_stats st;
 	unsigned ext;
 	struct sftp_limits limits; /* as stated by the server */
+	struct mount_limits lim;   /* ours: what we accept from the server */
 	size_t max_read, max_write;
 	bool openssh_symlink; /* server uses OpenSSH's (target, linkpath) order */
 };

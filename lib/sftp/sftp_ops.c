@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h"
+
 /* ---- request helpers ---- */
 
 static void begin_path(struct buf *b, uint8_t type, const char *path)
@@ -478,13 +480,54 @@ static int send_readdir(struct sftp_client *c, const struct sftp_handle *h, stru
 	return sftp_send(c, &b, NULL, 0, out);
 }
 
-/* Collect one READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
-static int finish_readdir(struct sftp_req *r, sftp_dir_cb cb, void *ctx, int *stop)
+/* One listing's progress against the client's bounds (mount_limits.h). */
+struct listing {
+	const char *path;
+	uint64_t entries, bytes, skipped;
+	int64_t deadline;
+};
+
+/* A name the sandbox may not give us: one with a '/' (it would name another path), an empty one,
+ * or one over max_name. "." and ".." are not entries. NUL cannot occur (buf_get_cstring). */
+static bool name_refused(const struct sftp_client *c, const char *name, struct listing *l)
 {
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return true;
+	if (*name && !strchr(name, '/') && strlen(name) <= c->lim.max_name)
+		return false;
+	l->skipped++;
+	return true;
+}
+
+/* A listing past its bounds is refused as a whole: a partial listing would look complete. */
+static int listing_over(const struct sftp_client *c, const struct listing *l)
+{
+	if (l->entries > c->lim.max_dir_entries || l->bytes > c->lim.max_listing_bytes) {
+		log_warn(
+		    "sftp: listing of %s is over max_dir_entries %llu or max_listing_bytes %llu "
+		    "(%llu entries, %llu bytes so far): refused with EIO",
+		    l->path, (unsigned long long)c->lim.max_dir_entries,
+		    (unsigned long long)c->lim.max_listing_bytes, (unsigned long long)l->entries,
+		    (unsigned long long)l->bytes);
+		return -EIO;
+	}
+	if (now_ms() > l->deadline) {
+		log_warn("sftp: listing of %s took longer than the op timeout: refused", l->path);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Collect one READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
+static int finish_readdir(struct sftp_req *r, struct listing *l, sftp_dir_cb cb, void *ctx,
+			  int *stop)
+{
+	struct sftp_client *c = r->c;
 	int e = wait_reply_or_eof(r, SSH2_FXP_NAME);
 	if (e != 0)
 		return e == 1 ? 0 : e;
 	uint32_t count;
+	l->bytes += r->reply.len;
 	e = buf_get_u32(&r->reply, &count) < 0 ? -EPROTO : 1;
 	for (uint32_t i = 0; e == 1 && i < count && !*stop; i++) {
 		char *name = NULL;
@@ -495,17 +538,20 @@ static int finish_readdir(struct sftp_req *r, sftp_dir_cb cb, void *ctx, int *st
 		    buf_get_string(&r->reply, &longname, &longname_len) < 0 ||
 		    sftp_attrs_decode(&r->reply, &a) < 0)
 			e = -EPROTO;
-		else if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+		else if (++l->entries > c->lim.max_dir_entries)
+			e = listing_over(c, l);
+		else if (!name_refused(c, name, l))
 			*stop = cb(ctx, name, &a);
 		free(name);
 	}
 	sftp_req_free(r);
-	return e;
+	int over = e == 1 ? listing_over(c, l) : 0;
+	return over < 0 ? over : e;
 }
 
 /* READDIR until EOF with READDIR_AHEAD requests in flight; 1 never comes back. */
-static int read_dir_all(struct sftp_client *c, const struct sftp_handle *h, sftp_dir_cb cb,
-			void *ctx, int *stop)
+static int read_dir_all(struct sftp_client *c, const struct sftp_handle *h, struct listing *l,
+			sftp_dir_cb cb, void *ctx, int *stop)
 {
 	struct sftp_req *q[READDIR_AHEAD];
 	unsigned head = 0, n = 0;
@@ -523,7 +569,7 @@ static int read_dir_all(struct sftp_client *c, const struct sftp_handle *h, sftp
 		struct sftp_req *r = q[head];
 		head = (head + 1) % READDIR_AHEAD;
 		n--;
-		e = finish_readdir(r, cb, ctx, stop);
+		e = finish_readdir(r, l, cb, ctx, stop);
 	}
 	for (; n > 0; n--, head = (head + 1) % READDIR_AHEAD)
 		sftp_req_abandon(q[head]);
@@ -541,8 +587,14 @@ int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void 
 	if (e < 0)
 		return e;
 	int stop = 0;
-	e = read_dir_all(c, &h, cb, ctx, &stop);
+	struct listing l = {.path = path, .deadline = deadline_in(c->op_timeout_ms)};
+	e = read_dir_all(c, &h, &l, cb, ctx, &stop);
 	sftp_close_async(c, &h);
+	if (l.skipped)
+		log_warn(
+		    "sftp: listing of %s: %llu names skipped (with '/', empty or over max_name "
+		    "%llu)",
+		    path, (unsigned long long)l.skipped, (unsigned long long)c->lim.max_name);
 	if (e < 0)
 		return e;
 	return stop;
@@ -623,6 +675,13 @@ int sftp_readlink(struct sftp_client *c, const char *path, char **target)
 	struct buf b;
 	begin_path(&b, SSH2_FXP_READLINK, path);
 	int e = call_name(c, &b, target);
+	if (e == 0 && strlen(*target) > c->lim.max_link_target) {
+		log_warn("sftp: link target of %s is over max_link_target %llu: refused", path,
+			 (unsigned long long)c->lim.max_link_target);
+		free(*target);
+		*target = NULL;
+		return -ENAMETOOLONG;
+	}
 	/* OpenSSH reports readlink's EINVAL (not a symlink) as BAD_MESSAGE. */
 	return e == -EPROTO && lstat_kind(c, path) == KIND_OTHER ? -EINVAL : e;
 }

@@ -104,6 +104,7 @@ struct ssh_tr {
 	struct ssh_peer peer;
 	int keepalive_s;
 	int open_timeout_ms;
+	char *sftp_server; /* sftp_server=: a command run for SFTP streams; NULL: the subsystem */
 
 	pthread_t thread;
 	bool thread_started;

@@ -232,7 +232,7 @@ static void advance_open(struct ssh_tr *tr, struct pump_chan *c)
 		}
 		c->state = CS_REQUEST;
 	}
-	if (c->kind == CHAN_SFTP)
+	if (c->kind == CHAN_SFTP && !strcmp(c->request, "sftp")) /* else an sftp_server= command */
 		rc = ssh_channel_request_subsystem(c->ch, c->request);
 	else
 		rc = ssh_channel_request_exec(c->ch, c->request);

@@ -2,12 +2,14 @@
  * exposes SFTP streams, remote commands (ssh_exec.c) and statistics through the transport vtable.
  * With sandmount-agent running on the host (ssh_agent.c; agent=auto|on), SFTP streams, commands
  * and the change watch go through it; otherwise (agent=off, or auto when it cannot run there)
- * through the sftp subsystem and exec channels. Every exec_proc must be freed before the
- * transport is closed. */
+ * through the sftp subsystem and exec channels. With sftp_server=CMD, SFTP streams are CMD run in
+ * an exec channel (whether or not the agent runs; like sshfs's option). Every exec_proc must be
+ * freed before the transport is closed. */
 #include "ssh/ssh_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mux/agent_mux.h"
 #include "log.h"
@@ -22,9 +24,9 @@ static int ssh_open_sftp(struct transport *t, int *fd, struct err *e)
 {
 	struct ssh_tr *tr = (struct ssh_tr *)t;
 	struct agent_mux *m = live_mux(tr);
-	if (m)
+	if (m && !tr->sftp_server)
 		return agent_mux_open_sftp(m, fd, e);
-	struct pump_chan *c = pump_chan_new(CHAN_SFTP, "sftp");
+	struct pump_chan *c = pump_chan_new(CHAN_SFTP, tr->sftp_server ? tr->sftp_server : "sftp");
 	if (!c) {
 		err_set(e, "out of memory opening an sftp stream");
 		return -1;
@@ -84,6 +86,7 @@ static void ssh_close(struct transport *t)
 	pump_stop(tr);
 	ssh_disconnect(tr->session);
 	ssh_free(tr->session);
+	free(tr->sftp_server);
 	free(tr);
 }
 
@@ -112,6 +115,7 @@ int ssh_transport_open(const struct sandbox_cfg *cfg, struct transport **out, st
 		free(tr);
 		return -1;
 	}
+	tr->sftp_server = cfg->sftp_server ? strdup(cfg->sftp_server) : NULL;
 	if (pump_start(tr, e) < 0) {
 		ssh_close(&tr->base);
 		return -1;

@@ -120,10 +120,40 @@ static void test_config_file(void)
 	unsetenv("SANDMOUNT_CONFIG");
 }
 
+static void test_limits(void)
+{
+	struct sandbox_cfg c;
+	struct err e;
+	CHECK(config_resolve("ssh://h/d", NULL, &c, NULL, &e) == 0);
+	CHECK(c.limits.max_dir_entries == LIMIT_DEF_DIR_ENTRIES && c.limits.max_name == 255);
+	config_free(&c);
+	CHECK(
+	    config_resolve("ssh://h/d",
+			   "max_dir_entries=5000,max_listing_bytes=17179869184,max_link_target=100,"
+			   "sftp_server=python3 /x/s.py endless",
+			   &c, NULL, &e) == 0);
+	CHECK(c.limits.max_dir_entries == 5000 && c.limits.max_listing_bytes == 16ull << 30);
+	CHECK(c.limits.max_link_target == 100 && c.limits.max_packet == LIMIT_DEF_PACKET);
+	CHECK(c.sftp_server && !strcmp(c.sftp_server, "python3 /x/s.py endless"));
+	config_free(&c);
+	CHECK(config_resolve("docker://c/w", "sftp_server=/x", &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "sftp_server") != NULL);
+	config_free(&c);
+	const char *bad[] = {"max_dir_entries=-1", "max_name=256",
+			     "max_packet=1000",	   "max_listing_bytes=17179869185",
+			     "max_inflight=x",	   "max_dir_entries="};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(config_resolve("ssh://h/d", bad[i], &c, NULL, &e) == -1);
+		CHECK(strstr(e.msg, "expected a whole number") != NULL);
+		config_free(&c);
+	}
+}
+
 int main(void)
 {
 	test_urls();
 	test_options();
+	test_limits();
 	test_config_file();
 	return check_done();
 }
