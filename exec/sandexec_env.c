@@ -132,6 +132,7 @@ static char **path_split(const char *s, size_t *n)
 	return v;
 }
 
+/* v[from..to) joined with ':', shell-quoted if asked; an allocation failure marks b. */
 static void put_joined(struct buf *b, char *const *v, size_t from, size_t to, bool quote)
 {
 	struct buf j;
@@ -143,10 +144,11 @@ static void put_joined(struct buf *b, char *const *v, size_t from, size_t to, bo
 	}
 	buf_put_u8(&j, 0);
 	char *q = buf_ok(&j) && quote ? sh_quote((char *)j.data) : NULL;
-	if (quote && !q)
-		b->err = true;
+	const char *s = quote ? q : buf_ok(&j) ? (char *)j.data : NULL;
+	if (s)
+		buf_put_bytes(b, s, strlen(s));
 	else
-		buf_put_bytes(b, q ? q : (char *)j.data, strlen(q ? q : (char *)j.data));
+		b->err = true;
 	free(q);
 	buf_free(&j);
 }
