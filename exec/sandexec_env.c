@@ -22,9 +22,9 @@
 #define PARENT_ENV_MAX (4 * 1024 * 1024)
 
 /* Local bookkeeping that means nothing in the sandbox even when the caller changed it. */
-static const char *const never_added[] = {"PWD",    "OLDPWD", "SHLVL",	     "_",
-					  "HOME",   "USER",   "LOGNAME",     "SHELL",
-					  "TMPDIR", "LD_*",   "SANDMOUNT_*", NULL};
+static const char *const never_added[] = {"PWD",	 "OLDPWD",  "SHLVL", "_",      "HOME",
+					  "USER",	 "LOGNAME", "SHELL", "TMPDIR", "LD_*",
+					  "SANDMOUNT_*", "XDG_*",   NULL};
 
 char *env_read_parent(size_t *len)
 {

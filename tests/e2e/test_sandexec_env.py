@@ -46,12 +46,13 @@ def test_env_allow_forwards_startup_variables(suite, mnt):
 
 
 def test_bookkeeping_and_bad_names_are_not_forwarded(suite, mnt):
-    added = {"HOME": "/home/gateway", "LD_PRELOAD": "/x.so", "OK_1": "y", "BAD-NAME": "z"}
-    p = h.run_as_caller([SANDEXEC, "-c", 'printf "%s|" "$HOME" "${LD_PRELOAD-unset}" "$OK_1"'],
-                        suite.env, added, cwd=mnt.mp)
+    added = {"HOME": "/home/gateway", "LD_PRELOAD": "/x.so", "OK_1": "y", "BAD-NAME": "z",
+             "XDG_CONFIG_HOME": "/home/gateway/.config"}
+    script = 'printf "%s|" "$HOME" "${LD_PRELOAD-unset}" "$OK_1" "${XDG_CONFIG_HOME-unset}"'
+    p = h.run_as_caller([SANDEXEC, "-c", script], suite.env, added, cwd=mnt.mp)
     assert p.returncode == 0, p.stderr
-    home, preload, ok = p.stdout.decode().split("|")[:3]
-    assert (home != "/home/gateway", preload, ok) == (True, "unset", "y")
+    home, preload, ok, xdg = p.stdout.decode().split("|")[:4]
+    assert (home != "/home/gateway", preload, ok, xdg) == (True, "unset", "y", "unset")
 
 
 def test_oversized_variable_is_left_out_with_a_warning(suite, mnt):
