@@ -174,6 +174,7 @@ def test_check_good_wiring(suite, mnt, registered_shell):
     env = dict(suite.env, SHELL=registered_shell)
     p = suite.sandexec("--check", str(mnt.mp), cwd="/", env=env)
     out = p.stdout.decode()
+    print(out)  # the round trip, for the record (pytest -s)
     assert p.returncode == 0, out + p.stderr.decode()
     assert "FAIL" not in out
     assert f"ok    SHELL={SANDEXEC} is sandexec" in out
