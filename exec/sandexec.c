@@ -2,10 +2,13 @@
  *
  * Finds the mount (or --mount), connects to its daemon's control socket, hands over
  * stdin/stdout/stderr with SCM_RIGHTS and then only relays signals and window sizes until the
- * daemon reports the exit status. Works as a login shell: `sandexec -c 'STRING'` is `sh -c`. */
+ * daemon reports the exit status; a command killed by signal N kills sandexec with N too. Works
+ * as a login shell: `sandexec -c 'STRING'` is `sh -c`, and the login-environment probe of
+ * gateways (`sandexec -l -c "printf '\0'; env -0"`) is answered here without running anything.
+ * `sandexec --check` reports the wiring (sandexec_check.c); what environment reaches the sandbox
+ * is sandexec_env.c's. */
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -24,10 +28,14 @@
 #include "config.h"
 #include "ctl_proto.h"
 #include "runtime.h"
+#include "sandexec_check.h"
+#include "sandexec_env.h"
 #include "util.h"
 
 #define EXIT_UNREACHABLE 125
 #define EXIT_USAGE	 2
+/* What gateways run to learn the login shell's environment (OpenClaw: `$SHELL -l -c ...`). */
+#define LOGIN_ENV_PROBE "printf '\\0'; env -0"
 
 extern char **environ;
 
@@ -41,6 +49,8 @@ struct options {
 	char **set_env; /* -e K=V, NULL-terminated */
 	int nset_env;
 	bool force_tty, no_tty;
+	bool login; /* -l, --login */
+	bool check; /* --check [WORKSPACE...] */
 };
 
 static struct termios saved_termios;
@@ -78,6 +88,7 @@ static void usage(FILE *f)
 	      "SANDBOX]"
 	      " [--] CMD [ARG...]\n"
 	      "       sandexec [-l] -c 'STRING' [NAME [ARG...]]\n"
+	      "       sandexec --check [WORKSPACE...]\n"
 	      "Runs a command in the sandbox whose sandmount mount holds the current directory.\n",
 	      f);
 }
@@ -85,9 +96,13 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-	    {"mount", required_argument, NULL, 'm'}, {"sandbox", required_argument, NULL, 's'},
-	    {"login", no_argument, NULL, 'l'},	     {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
+	    {"mount", required_argument, NULL, 'm'},
+	    {"sandbox", required_argument, NULL, 's'},
+	    {"login", no_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"check", no_argument, NULL, 'C'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	memset(o, 0, sizeof(*o));
@@ -115,7 +130,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->no_tty = true;
 			break;
 		case 'i': /* stdin is always forwarded */
-		case 'l': /* a login shell: nothing to do here */
+			break;
+		case 'l':
+			o->login = true;
 			break;
 		case 'e':
 			if (optarg[0] == '=' || !strchr(optarg, '='))
@@ -128,6 +145,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case 'V':
 			printf("sandexec %s\n", SANDMOUNT_VERSION);
 			exit(0);
+		case 'C':
+			o->check = true;
+			break;
 		default:
 			usage(stderr);
 			exit(EXIT_USAGE);
@@ -201,38 +221,48 @@ static char *command_string(const struct options *o)
 	return join_quoted(o->argv, o->argc, "exec");
 }
 
-static bool env_forwarded(const char *entry, char *const *allow)
+/* The environment, then -e entries (which win on the remote side by coming last). */
+static void put_env(struct buf *b, const struct env_plan *plan)
 {
-	size_t n = strcspn(entry, "=");
-	char name[256];
-	if (n == 0 || n >= sizeof(name) || entry[n] != '=')
-		return false;
-	memcpy(name, entry, n);
-	name[n] = 0;
-	if (!strcmp(name, "TERM") || !strcmp(name, "LANG") || !strncmp(name, "LC_", 3))
-		return true;
-	for (char *const *p = allow; p && *p; p++)
-		if (fnmatch(*p, name, 0) == 0)
-			return true;
-	return false;
+	buf_put_u32(b, (uint32_t)plan->n);
+	for (size_t i = 0; i < plan->n; i++)
+		buf_put_cstring(b, plan->entries[i]);
 }
 
-/* TERM, LANG, LC_*, the config's env_allow patterns, then -e (which wins on the remote side by
- * coming last). */
-static void put_env(struct buf *b, const struct options *o, const struct sandbox_cfg *cfg)
+/* Answer a gateway's login-environment probe with sandexec's own environment, as a local
+ * login shell would answer with the host's: the gateway asks about itself, not the sandbox. */
+static void answer_env_probe(void)
 {
-	size_t count_pos = b->len;
-	uint32_t n = 0;
-	buf_put_u32(b, 0);
-	for (char **e = environ; *e; e++) {
-		if (env_forwarded(*e, cfg->env_allow)) {
-			buf_put_cstring(b, *e);
-			n++;
-		}
-	}
-	for (int i = 0; i < o->nset_env; i++, n++)
-		buf_put_cstring(b, o->set_env[i]);
-	buf_set_u32_at(b, count_pos, n);
+	fputc(0, stdout);
+	for (char **e = environ; *e; e++)
+		fwrite(*e, 1, strlen(*e) + 1, stdout);
+	exit(fflush(stdout) == 0 ? 0 : EXIT_UNREACHABLE);
+}
+
+/* The remote sandbox reports a command killed by signal N as 128+N: die by N as well, as a local
+ * shell's command would, so the caller sees the signal (terminal restored, no core file). */
+static int die_like(int status)
+{
+	static const int deadly[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGILL,	 SIGTRAP, SIGABRT,
+				     SIGBUS,  SIGFPE,  SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2,
+				     SIGPIPE, SIGALRM, SIGTERM, SIGXCPU, SIGXFSZ, SIGSYS};
+	int sig = status - 128;
+	bool known = false;
+	for (size_t i = 0; i < sizeof(deadly) / sizeof(deadly[0]); i++)
+		known |= deadly[i] == sig;
+	if (!known)
+		return status;
+	struct rlimit no_core = {0, 0};
+	sigset_t set;
+	restore_terminal();
+	fflush(NULL);
+	setrlimit(RLIMIT_CORE, &no_core);
+	signal(sig, SIG_DFL);
+	raise(sig);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	return status; /* still alive: the exit code says it */
 }
 
 /* rel of path under mountpoint, or NULL if path is outside. */
@@ -411,8 +441,8 @@ static void ensure_std_fds(void)
 	}
 }
 
-static void send_exec(int sock, const struct options *o, const struct sandbox_cfg *cfg,
-		      const char *command, const char *rel, bool tty)
+static void send_exec(int sock, const struct env_plan *env, const char *command, const char *rel,
+		      bool tty)
 {
 	struct buf m;
 	unsigned rows = 0, cols = 0;
@@ -427,7 +457,7 @@ static void send_exec(int sock, const struct options *o, const struct sandbox_cf
 	buf_put_u32(&m, rows);
 	buf_put_u32(&m, cols);
 	buf_put_cstring(&m, tty && term ? term : "");
-	put_env(&m, o, cfg);
+	put_env(&m, env);
 	if (!buf_ok(&m))
 		fail(EXIT_UNREACHABLE, "out of memory");
 	int r = ctl_send(sock, CTL_EXEC, &m, fds, 3);
@@ -465,9 +495,13 @@ int main(int argc, char **argv)
 
 	ensure_std_fds();
 	parse_args(argc, argv, &o);
+	if (o.check)
+		return sandexec_check(o.argv, o.argc);
 	config_defaults(&cfg);
 	if (config_load_global(&cfg, &e) < 0)
 		fail(EXIT_UNREACHABLE, "%s", e.msg);
+	if (o.login && o.command && o.argc == 0 && !strcmp(o.command, LOGIN_ENV_PROBE))
+		answer_env_probe();
 	char *command = command_string(&o);
 
 	if (!locate(&o, target, mountpoint, &rel)) {
@@ -487,8 +521,23 @@ int main(int argc, char **argv)
 	int sock = connect_daemon(mountpoint);
 	if (tty)
 		enter_raw_mode();
-	send_exec(sock, &o, &cfg, command, rel, tty);
+	struct env_plan env;
+	size_t parent_len = 0;
+	char *parent = env_read_parent(&parent_len);
+	if (env_plan_build(&env, environ, parent, parent_len, cfg.env_allow, o.set_env,
+			   o.nset_env) < 0)
+		fail(EXIT_UNREACHABLE, "out of memory");
+	free(parent);
+	if (env.path_prefix) {
+		char *prefixed = str_printf("%s%s", env.path_prefix, command);
+		if (!prefixed)
+			fail(EXIT_UNREACHABLE, "out of memory");
+		free(command);
+		command = prefixed;
+	}
+	send_exec(sock, &env, command, rel, tty);
+	env_plan_free(&env);
 	int status = wait_for_exit(sock, sigfd, tty);
 	restore_terminal();
-	return status;
+	return die_like(status);
 }

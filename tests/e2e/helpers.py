@@ -280,3 +280,19 @@ class EngineAPI:
         assert status == 200, (status, out)
         info = self.json("GET", f"/exec/{eid}/json")
         return info["ExitCode"], out.replace(b"\r\n", b"\n")
+
+
+# A calling program (a gateway) in miniature: started with one environment, it runs its command
+# with variables added to it, as OpenClaw's exec does; sandexec forwards only what was added.
+_CALLER = ("import json, os, subprocess, sys\n"
+           "env = dict(os.environ, **json.loads(sys.argv[1]))\n"
+           "rc = subprocess.run(sys.argv[2:], env=env).returncode\n"
+           "sys.exit(rc if rc >= 0 else 128 - rc)\n")
+
+
+def run_as_caller(cmd, startup_env, added, cwd, timeout=DEFAULT_TIMEOUT):
+    """Run cmd from a process started with startup_env that adds `added` for cmd alone."""
+    import json
+    import sys
+    return run([sys.executable, "-c", _CALLER, json.dumps(added), *cmd], env=startup_env,
+               cwd=cwd, timeout=timeout)
