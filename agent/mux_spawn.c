@@ -46,7 +46,7 @@ int spawn_status(int wstatus)
 	if (WIFEXITED(wstatus))
 		return WEXITSTATUS(wstatus);
 	if (WIFSIGNALED(wstatus))
-		return 128 + WTERMSIG(wstatus);
+		return 256 + WTERMSIG(wstatus); /* MUX_EXIT: 256+N, not an exit code */
 	return 255;
 }
 

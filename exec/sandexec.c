@@ -30,6 +30,7 @@
 #include "runtime.h"
 #include "sandexec_check.h"
 #include "sandexec_env.h"
+#include "transport.h"
 #include "util.h"
 
 #define EXIT_UNREACHABLE 125
@@ -239,14 +240,14 @@ static void answer_env_probe(void)
 	exit(fflush(stdout) == 0 ? 0 : EXIT_UNREACHABLE);
 }
 
-/* The remote sandbox reports a command killed by signal N as 128+N: die by N as well, as a local
- * shell's command would, so the caller sees the signal (terminal restored, no core file). */
-static int die_like(int status)
+/* A command killed by signal N: die by N as well, as a local shell's command would, so the
+ * caller sees the signal (terminal restored, no core file). Returns 128+N if still alive. */
+static int die_like(int sig)
 {
 	static const int deadly[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGILL,	 SIGTRAP, SIGABRT,
 				     SIGBUS,  SIGFPE,  SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2,
 				     SIGPIPE, SIGALRM, SIGTERM, SIGXCPU, SIGXFSZ, SIGSYS};
-	int sig = status - 128;
+	int status = 128 + sig;
 	bool known = false;
 	for (size_t i = 0; i < sizeof(deadly) / sizeof(deadly[0]); i++)
 		known |= deadly[i] == sig;
@@ -381,7 +382,11 @@ static void send_u32s(int sock, uint8_t type, uint32_t a, uint32_t b, int n)
 	buf_free(&m);
 }
 
-/* Forward signals and resizes until the daemon reports how the command ended. */
+/* The last signal forwarded to the remote command (0: none). */
+static int forwarded_signal;
+
+/* Forward signals and resizes until the daemon reports how the command ended: an exit code
+ * 0..255, or EXEC_STATUS_SIGNALED(N). */
 static int wait_for_exit(int sock, int sigfd, bool tty)
 {
 	struct buf msg;
@@ -404,6 +409,7 @@ static int wait_for_exit(int sock, int sigfd, bool tty)
 				send_u32s(sock, CTL_RESIZE, rows, cols, 2);
 			} else if (si.ssi_signo != SIGWINCH) {
 				send_u32s(sock, CTL_SIGNAL, si.ssi_signo, 0, 1);
+				forwarded_signal = (int)si.ssi_signo;
 			}
 		}
 		if (!p[0].revents)
@@ -418,7 +424,7 @@ static int wait_for_exit(int sock, int sigfd, bool tty)
 		uint32_t code;
 		char *text = NULL;
 		if (type == CTL_EXIT && buf_get_u32(&msg, &code) == 0)
-			return code > 255 ? EXIT_UNREACHABLE : (int)code;
+			return code > EXEC_STATUS_SIGNAL_MAX ? EXIT_UNREACHABLE : (int)code;
 		if (type == CTL_ERROR && buf_get_u32(&msg, &code) == 0 &&
 		    buf_get_cstring(&msg, &text) == 0) {
 			restore_terminal();
@@ -539,5 +545,11 @@ int main(int argc, char **argv)
 	env_plan_free(&env);
 	int status = wait_for_exit(sock, sigfd, tty);
 	restore_terminal();
-	return die_like(status);
+	if (status >= EXEC_STATUS_SIGNALED(1))
+		return die_like(status - EXEC_STATUS_SIGNALED(0));
+	/* A transport that cannot tell a signal from an exit code (Docker's exec API) reports
+	 * 128+N; when N is the signal we forwarded, that is how the command ended. */
+	if (forwarded_signal && status == 128 + forwarded_signal)
+		return die_like(forwarded_signal);
+	return status;
 }

@@ -25,8 +25,12 @@ struct exec_spec {
 	unsigned rows, cols; /* initial PTY size */
 };
 
-/* exit status convention (wait): 0..255 the command's exit code; 128+N killed by signal N;
+/* Exit status convention (wait): 0..255 the command's exit code; EXEC_STATUS_SIGNALED(N) when
+ * signal N killed it and the transport knows (the agent, SSH's exit-signal). A transport that
+ * cannot tell (Docker's exec API reports 128+N as an exit code) passes on what it got.
  * -1 with e set: the connection was lost, the status is unknown. */
+#define EXEC_STATUS_SIGNALED(n) (256 + (n))
+#define EXEC_STATUS_SIGNAL_MAX	EXEC_STATUS_SIGNALED(64)
 struct exec_ops {
 	int (*resize)(struct exec_proc *p, unsigned rows, unsigned cols);
 	/* Deliver a signal to the remote command's whole process group. */

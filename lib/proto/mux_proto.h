@@ -56,7 +56,7 @@
 #define MUX_CREDIT     9  /* both: u32 bytes the receiver consumed (adds to the sender's window) */
 #define MUX_SIGNAL     10 /* c->a: u32 signal number, delivered to the channel's process group */
 #define MUX_RESIZE     11 /* c->a: u32 rows, u32 cols (TIOCSWINSZ on the PTY) */
-#define MUX_EXIT       12 /* a->c: u32 status: exit code 0..255, or 128+N after signal N */
+#define MUX_EXIT       12 /* a->c: u32 status: exit code 0..255, or 256+N after signal N */
 #define MUX_CLOSE                                                                                  \
 	13 /* c->a: the client is done; a process still running has its group                      \
 	    * killed (TERM, KILL after the grace); nothing more is sent for it */

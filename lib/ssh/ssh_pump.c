@@ -122,7 +122,7 @@ static void on_exit_signal(ssh_session s, ssh_channel ch, const char *sig, int c
 	(void)lang;
 	int n = ssh_signal_number(sig);
 	c->exited = true;
-	c->status = n > 0 ? 128 + n : 255;
+	c->status = n > 0 ? EXEC_STATUS_SIGNALED(n) : 255;
 }
 
 static void spawn_helper(struct ssh_tr *tr, char *cmd)

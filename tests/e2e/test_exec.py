@@ -38,6 +38,13 @@ def test_signal_death_is_passed_on(mnt, sig):
     assert p.returncode == -int(sig), (p.returncode, p.stderr)
 
 
+@pytest.mark.parametrize("code", [130, 137, 143])
+def test_exit_code_that_looks_like_a_signal_stays_an_exit_code(mnt, code):
+    """`exit 143` is an exit code, not a death by SIGTERM: the sandbox tells the two apart."""
+    p = mnt.exec("-c", f"exit {code}")
+    assert p.returncode == code, (p.returncode, p.stderr)
+
+
 def test_argv_is_passed_verbatim(mnt):
     args = ["a b", "it's", "$HOME", "*", "", "new\nline", "ünï"]
     p = mnt.exec("--", "printf", "[%s]", *args)
