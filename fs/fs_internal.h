@@ -104,6 +104,7 @@ struct fs {
 	atomic_bool watched;	  /* the sandbox reports its changes: fresh caches are trusted */
 	uid_t uid;
 	gid_t gid;
+	bool owners_real; /* owners=real: the sandbox's uid/gid are shown and set */
 	size_t write_chunk;
 	struct fuse_session *se;
 	struct inode_table *inodes;
@@ -137,6 +138,8 @@ bool fs_call_retry(struct fs_call *call, int *r);
 void fs_call_end(struct fs_call *call);
 /* Idempotent calls with the retry built in. */
 int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a);
+/* The connection's SFTP_EXT_* bits (0 while it is down). */
+unsigned fs_extensions(struct fs *fs);
 int fs_readlink(struct fs *fs, const char *path, char **target);
 /* Round trips of the SFTP client so far (summed over reconnects); for the op counters. */
 uint64_t fs_round_trips(struct fs *fs);

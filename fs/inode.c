@@ -32,8 +32,22 @@ struct hash {
 	size_t cap; /* a power of two */
 };
 
+/* A remote (dev, ino) off the first device, and the number shown for it. */
+struct devino {
+	uint64_t dev, ino, number;
+	struct devino *next;
+};
+
+#define DEVINO_SLOTS 256
+#define DEVINO_TOP   (1ull << 63) /* numbers given to (dev, ino) of other devices */
+
 struct inode_table {
 	pthread_mutex_t lock;
+	bool have_dev; /* first_dev is known */
+	uint64_t
+	    first_dev; /* the device of the first full stat seen: its numbers are shown as is */
+	uint64_t next_devino;
+	struct devino *devino[DEVINO_SLOTS];
 	struct hash by_ino, by_name;
 	size_t count;
 	uint64_t next_ino;
@@ -175,6 +189,7 @@ struct inode_table *inode_table_new(void)
 	*by_ino_slot(t, INODE_ROOT) = root;
 	t->count = 1;
 	t->next_ino = INODE_ROOT + 1;
+	t->next_devino = 1;
 	return t;
 fail:
 	if (t) {
@@ -198,10 +213,46 @@ void inode_table_free(struct inode_table *t)
 			free(n);
 		}
 	}
+	for (size_t i = 0; i < DEVINO_SLOTS; i++) {
+		struct devino *d = t->devino[i], *next;
+		for (; d; d = next) {
+			next = d->next;
+			free(d);
+		}
+	}
 	free(t->by_ino.slot);
 	free(t->by_name.slot);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+/* Under the lock: the number of a (dev, ino) off the first device, made if new (0: no memory). */
+static uint64_t devino_number(struct inode_table *t, uint64_t dev, uint64_t ino)
+{
+	struct devino **s = &t->devino[(hash_ino(ino) ^ hash_ino(dev)) % DEVINO_SLOTS];
+	for (struct devino *d = *s; d; d = d->next)
+		if (d->dev == dev && d->ino == ino)
+			return d->number;
+	struct devino *d = calloc(1, sizeof(*d));
+	if (!d)
+		return 0;
+	*d = (struct devino){dev, ino, DEVINO_TOP | t->next_devino++, *s};
+	*s = d;
+	return d->number;
+}
+
+uint64_t inode_number(struct inode_table *t, uint64_t dev, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	if (!t->have_dev) {
+		t->have_dev = true;
+		t->first_dev = dev;
+	}
+	uint64_t number = ino;
+	if (dev != t->first_dev || (ino & DEVINO_TOP) || ino == 0)
+		number = devino_number(t, dev, ino);
+	pthread_mutex_unlock(&t->lock);
+	return number;
 }
 
 size_t inode_table_count(struct inode_table *t)

@@ -53,6 +53,8 @@ static void usage(FILE *out)
 	    "  op_timeout=S           a file operation fails with EIO after S seconds (30)\n"
 	    "  cache_timeout=S        attribute/name cache lifetime in seconds (2)\n"
 	    "  allow_other            let other users use the mount (needs user_allow_other)\n"
+	    "  owners=user|real       files show as the mounting user (user, default), or with\n"
+	    "                         the sandbox's numeric uid/gid, which chown sets (real)\n"
 	    "  docker_host=URL        unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST (default:\n"
 	    "                         as the docker CLI resolves it)\n"
 	    "  docker_context=NAME    a docker context from ~/.docker\n"

@@ -154,11 +154,21 @@ int sftp_fstat(struct sftp_client *c, const struct sftp_handle *h, struct sftp_a
 	return call_attrs(c, &b, a);
 }
 
+/* Times with nanoseconds go only to a server that offers stat@sandmount. */
+static void encode_setstat(struct sftp_client *c, struct buf *b, const struct sftp_attrs *a)
+{
+	struct sftp_attrs v3 = *a;
+	if (!(c->ext & SFTP_EXT_SM_STAT))
+		v3.flags &= ~SFTP_ATTR_NSTIME;
+	v3.flags &= ~(SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_RDEV | SFTP_ATTR_CTIME);
+	sftp_attrs_encode(b, &v3);
+}
+
 int sftp_setstat(struct sftp_client *c, const char *path, const struct sftp_attrs *a)
 {
 	struct buf b;
 	begin_path(&b, SSH2_FXP_SETSTAT, path);
-	sftp_attrs_encode(&b, a);
+	encode_setstat(c, &b, a);
 	return call_status(c, &b);
 }
 
@@ -166,7 +176,7 @@ int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const stru
 {
 	struct buf b;
 	begin_handle(&b, SSH2_FXP_FSETSTAT, h);
-	sftp_attrs_encode(&b, a);
+	encode_setstat(c, &b, a);
 	return call_status(c, &b);
 }
 
@@ -643,6 +653,18 @@ int sftp_hardlink(struct sftp_client *c, const char *from, const char *to)
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
 	return exists_or_eio(c, call_status(c, &b), to);
+}
+
+int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t rdev)
+{
+	if (!(c->ext & SFTP_EXT_SM_MKNOD))
+		return -ENOSYS;
+	struct buf b;
+	sftp_packet_begin_extended(&b, SM_EXT_MKNOD);
+	buf_put_cstring(&b, path);
+	buf_put_u32(&b, mode);
+	buf_put_u64(&b, rdev);
+	return exists_or_eio(c, call_status(c, &b), path);
 }
 
 int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st)
