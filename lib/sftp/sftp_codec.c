@@ -116,6 +116,17 @@ static int get_sm_stat(const uint8_t *p, uint32_t n, struct sftp_attrs *a)
 	    get_time(&b, &a->mtim) < 0 || get_time(&b, &a->ctim) < 0)
 		return -1;
 	a->flags |= (valid << SM_SHIFT) & SM_FLAGS;
+	/* What is not flagged valid is not kept. */
+	if (!(a->flags & SFTP_ATTR_DEVINO))
+		a->dev = a->ino = 0;
+	if (!(a->flags & SFTP_ATTR_NLINK))
+		a->nlink = 0;
+	if (!(a->flags & SFTP_ATTR_RDEV))
+		a->rdev = 0;
+	if (!(a->flags & SFTP_ATTR_NSTIME))
+		a->atim = a->mtim = (struct timespec){0};
+	if (!(a->flags & SFTP_ATTR_CTIME))
+		a->ctim = (struct timespec){0};
 	return 0;
 }
 
