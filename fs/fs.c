@@ -111,9 +111,22 @@ uint64_t fs_seq(struct fs *fs)
 	return inode_stale_seq(fs->inodes);
 }
 
+/* A file with several names: a change through one name (or a change the watch reports for it)
+ * does not reach the kernel's or our cache of the others, so its attributes are not cached. */
+static bool hard_linked(const struct sftp_attrs *a)
+{
+	return (a->flags & SFTP_ATTR_NLINK) && a->nlink > 1 &&
+	       !((a->flags & SFTP_ATTR_PERM) && S_ISDIR(a->perm));
+}
+
+double fs_attr_timeout(struct fs *fs, const struct sftp_attrs *a)
+{
+	return hard_linked(a) ? 0 : fs->timeout_s;
+}
+
 void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq)
 {
-	if (seq == FS_SEQ_NONE || !atomic_load(&fs->watched))
+	if (seq == FS_SEQ_NONE || !atomic_load(&fs->watched) || hard_linked(a))
 		return;
 	inode_set_attrs(fs->inodes, ino, a, now_ms() + (int64_t)(fs->timeout_s * 1000), seq);
 }
@@ -403,7 +416,7 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
 	fs_remember_attrs(fs, e->ino, a, seq);
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, e->ino, a->size, false);
-	e->attr_timeout = fs->timeout_s;
+	e->attr_timeout = fs_attr_timeout(fs, a);
 	e->entry_timeout = fs->timeout_s;
 	return 0;
 }

@@ -84,7 +84,7 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, ino, a->size, false);
 	inode_touch(fs->inodes, ino, now_ms());
-	fuse_reply_attr(req, &st, fs->timeout_s);
+	fuse_reply_attr(req, &st, fs_attr_timeout(fs, a));
 }
 
 /* The root is a directory whatever happens: while the sandbox is unreachable, its last known
