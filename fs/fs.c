@@ -359,8 +359,7 @@ mode_t fs_attrs_type(const struct sftp_attrs *a)
 	return type ? type : S_IFREG;
 }
 
-/* The number shown as st_ino: the remote identity when the agent gave it, else the node id. */
-static ino_t shown_ino(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a)
+ino_t fs_shown_ino(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a)
 {
 	uint64_t n = 0;
 	if (a->flags & SFTP_ATTR_DEVINO)
@@ -386,7 +385,7 @@ static void fill_times(struct stat *st, const struct sftp_attrs *a)
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = shown_ino(fs, ino, a);
+	st->st_ino = fs_shown_ino(fs, ino, a);
 	st->st_mode = fs_attrs_type(a) | ((a->flags & SFTP_ATTR_PERM) ? (a->perm & 07777) : 0644);
 	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
 	if (a->flags & SFTP_ATTR_NLINK)

@@ -160,6 +160,9 @@ int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out);
 /* True for a name that never exists (the containment name in the root). */
 bool fs_hidden_name(fuse_ino_t parent, const char *name);
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st);
+/* The number shown as st_ino (and d_ino) for node ino: the remote identity (inode_number) when
+ * the agent gave it, else the node id. */
+ino_t fs_shown_ino(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a);
 /* How long the kernel may cache these attributes (0 for a file with several hard links). */
 double fs_attr_timeout(struct fs *fs, const struct sftp_attrs *a);
 /* Freshness of what was handed out (inode.h), kept only while the sandbox reports changes.

@@ -531,6 +531,10 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 	/* Without the server's hardlink extension the file system cannot make links. */
 	if (r == -ENOTSUP || r == -EOPNOTSUPP)
 		r = -EPERM;
+	/* The new name gets a node of its own: the kernel would keep the link count it has cached
+	 * for this one. Dropping cached attributes only takes no lock the link holds. */
+	if (r == 0 && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else

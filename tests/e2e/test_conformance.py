@@ -78,9 +78,25 @@ def cases():
 
     def c_unlink(r):
         put(r / "f")
+        put(r / "g")
         os.mkdir(r / "d")
         return [(os.unlink, r / "f"), (os.path.lexists, r / "f"), (os.unlink, r / "f"),
-                (os.unlink, r / "d"), (os.unlink, r / "f" / "x")]
+                (os.unlink, r / "d"), (os.unlink, r / "g" / "x"), (os.unlink, r / "nope" / "x")]
+
+    def c_rename_onto_own_link(r):
+        put(r / "a")
+        os.link(r / "a", r / "b")
+        # POSIX: renaming a name onto another name of the same file does nothing
+        return [(os.rename, r / "a", r / "b"), (os.path.lexists, r / "a"),
+                (meta_full, r / "b"), (same_file, r / "a", r / "b")]
+
+    def c_dir_link_count(r):
+        os.mkdir(r / "d")
+        os.mkdir(r / "d" / "e")
+        os.mkdir(r / "d" / "f")
+        put(r / "d" / "x")
+        return [(lambda p: os.lstat(p).st_nlink, r / "d"), (os.rmdir, r / "d" / "e"),
+                (lambda p: os.lstat(p).st_nlink, r / "d")]
 
     def c_rename_files(r):
         put(r / "a", b"aaa")
@@ -155,6 +171,8 @@ def cases():
         ("chown", None, c_chown),
         ("link", FULL, c_link),
         ("unlink", None, c_unlink),
+        ("rename_onto_own_link", FULL, c_rename_onto_own_link),
+        ("dir_link_count", FULL, c_dir_link_count),
         ("rename_files", None, c_rename_files),
         ("rename_dirs", None, c_rename_dirs),
         ("rename_keeps_identity", None, c_rename_keeps_identity),

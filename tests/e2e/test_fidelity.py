@@ -216,3 +216,16 @@ def test_owners_option_rejects_unknown_value(suite, sandbox):
     p = suite.sandmount("-o", sandbox.opts(owners="nobody"), sandbox.url(rem), mp, timeout=60)
     assert p.returncode != 0
     assert b"owners=user or owners=real" in p.stderr
+
+
+def test_directory_listing_inode_numbers_match_stat(fmnt):
+    """d_ino (readdir) and st_ino (stat) agree, hard links included."""
+    for i in range(5):
+        (fmnt / f"f{i}").write_bytes(b"x")
+    (fmnt / "sub").mkdir()
+    os.link(fmnt / "f0", fmnt / "f0-link")
+    for e in os.scandir(fmnt.mp):
+        assert e.inode() == os.lstat(e.path).st_ino, e.name
+    if fmnt.full:
+        inos = {e.name: e.inode() for e in os.scandir(fmnt.mp)}
+        assert inos["f0"] == inos["f0-link"] == os.lstat(fmnt.r("f0")).st_ino
