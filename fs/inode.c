@@ -19,7 +19,7 @@ struct inode {
 	int64_t stamped_ms; /* last time the kernel got an entry or attributes for it */
 	bool opened;	    /* open_size/open_mtime are valid */
 	uint64_t open_size;
-	uint32_t open_mtime;
+	struct timespec open_mtime;
 	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
 	int64_t attrs_until, listed_until;
 	uint64_t stale_seq; /* the table's seq when this inode was last marked stale */
@@ -430,15 +430,21 @@ int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint6
 	return 0;
 }
 
-bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, uint32_t mtime)
+bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a)
 {
+	/* With the agent the mtime has nanoseconds: a rewrite within the second is seen too. */
+	struct timespec mtime = {.tv_sec = a->mtime};
+	if (a->flags & SFTP_ATTR_NSTIME)
+		mtime = a->mtim;
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	bool same = false;
 	if (n) {
-		same = n->opened && n->open_size == size && n->open_mtime == mtime;
+		same = n->opened && n->open_size == a->size &&
+		       n->open_mtime.tv_sec == mtime.tv_sec &&
+		       n->open_mtime.tv_nsec == mtime.tv_nsec;
 		n->opened = true;
-		n->open_size = size;
+		n->open_size = a->size;
 		n->open_mtime = mtime;
 	}
 	pthread_mutex_unlock(&t->lock);

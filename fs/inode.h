@@ -59,9 +59,9 @@ void inode_remove(struct inode_table *t, uint64_t parent, const char *name);
 int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint64_t newparent,
 		 const char *newname);
 
-/* Page cache rule (like sshfs): true when the remote size and mtime equal those seen at the
- * previous open of this inode. Records the new values. */
-bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, uint32_t mtime);
+/* Page cache rule (like sshfs): true when the remote size and mtime (with nanoseconds when the
+ * agent gives them) equal those seen at the previous open of this inode. Records the new values. */
+bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a);
 
 /* The inodes the kernel may still cache: looked up and stamped at or after `since_ms`.
  * Returns the count (or -ENOMEM) and a malloc'd array; free it with inode_cached_free. */

@@ -103,12 +103,23 @@ static void test_open_rule(void)
 {
 	struct inode_table *t = inode_table_new();
 	uint64_t f = inode_enter(t, INODE_ROOT, "f", S_IFREG, 1, 0);
-	CHECK(!inode_open_unchanged(t, f, 10, 100)); /* first open */
-	CHECK(inode_open_unchanged(t, f, 10, 100));
-	CHECK(!inode_open_unchanged(t, f, 11, 100));
-	CHECK(!inode_open_unchanged(t, f, 11, 101));
-	CHECK(inode_open_unchanged(t, f, 11, 101));
-	CHECK(!inode_open_unchanged(t, 12345, 0, 0));
+	struct sftp_attrs a = {
+	    .flags = SFTP_ATTR_SIZE | SFTP_ATTR_ACMODTIME, .size = 10, .mtime = 100};
+	CHECK(!inode_open_unchanged(t, f, &a)); /* first open */
+	CHECK(inode_open_unchanged(t, f, &a));
+	a.size = 11;
+	CHECK(!inode_open_unchanged(t, f, &a));
+	a.mtime = 101;
+	CHECK(!inode_open_unchanged(t, f, &a));
+	CHECK(inode_open_unchanged(t, f, &a));
+	/* With nanoseconds (the agent), a change within the same second counts. */
+	a.flags |= SFTP_ATTR_NSTIME;
+	a.mtim = (struct timespec){101, 5};
+	CHECK(!inode_open_unchanged(t, f, &a));
+	CHECK(inode_open_unchanged(t, f, &a));
+	a.mtim.tv_nsec = 6;
+	CHECK(!inode_open_unchanged(t, f, &a));
+	CHECK(!inode_open_unchanged(t, 12345, &a));
 	inode_table_free(t);
 }
 
