@@ -38,15 +38,19 @@ struct devino {
 	struct devino *next;
 };
 
-#define DEVINO_SLOTS 256
+#define DEVINO_SLOTS 4096
 #define DEVINO_TOP   (1ull << 63) /* numbers given to (dev, ino) of other devices */
+/* The sandbox is not trusted: past this many remembered (dev, ino), a number is derived from a
+ * hash of the pair (unique only with high probability, never equal to a first-device number). */
+#define DEVINO_MAX    (1u << 20)
+#define DEVINO_HASHED (1ull << 62)
 
 struct inode_table {
 	pthread_mutex_t lock;
 	bool have_dev; /* first_dev is known */
 	uint64_t
 	    first_dev; /* the device of the first full stat seen: its numbers are shown as is */
-	uint64_t next_devino;
+	uint64_t next_devino; /* also the count of pairs remembered, plus 1 */
 	struct devino *devino[DEVINO_SLOTS];
 	struct hash by_ino, by_name;
 	size_t count;
@@ -226,16 +230,19 @@ void inode_table_free(struct inode_table *t)
 	free(t);
 }
 
-/* Under the lock: the number of a (dev, ino) off the first device, made if new (0: no memory). */
+/* Under the lock: the number of a (dev, ino) off the first device, made if new. */
 static uint64_t devino_number(struct inode_table *t, uint64_t dev, uint64_t ino)
 {
 	struct devino **s = &t->devino[(hash_ino(ino) ^ hash_ino(dev)) % DEVINO_SLOTS];
 	for (struct devino *d = *s; d; d = d->next)
 		if (d->dev == dev && d->ino == ino)
 			return d->number;
-	struct devino *d = calloc(1, sizeof(*d));
-	if (!d)
-		return 0;
+	struct devino *d = t->next_devino <= DEVINO_MAX ? calloc(1, sizeof(*d)) : NULL;
+	if (!d) {
+		uint64_t h = (dev + 0x9E3779B97F4A7C15ull) * 0xbf58476d1ce4e5b9ull ^ ino;
+		h = (h ^ h >> 31) * 0x94d049bb133111ebull;
+		return DEVINO_TOP | DEVINO_HASHED | (h & (DEVINO_HASHED - 1));
+	}
 	*d = (struct devino){dev, ino, DEVINO_TOP | t->next_devino++, *s};
 	*s = d;
 	return d->number;

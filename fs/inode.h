@@ -37,7 +37,8 @@ uint64_t inode_enter(struct inode_table *t, uint64_t parent, const char *name, m
 /* The st_ino shown for a remote object our agent identified by (dev, ino): so hard links share
  * it and a rename keeps it. The remote number itself on the first device seen; objects on other
  * devices (mounts inside the workspace) get a number of their own, kept for the life of the
- * table. 0 when out of memory. The kernel's node ids (inode_enter) stay path-based. */
+ * table (a hashed one past a bound, or without memory). The kernel's node ids (inode_enter) stay
+ * path-based. */
 uint64_t inode_number(struct inode_table *t, uint64_t dev, uint64_t ino);
 /* The kernel dropped `n` lookups. An inode that lost its name is freed at zero. */
 void inode_forget(struct inode_table *t, uint64_t ino, uint64_t n);
