@@ -1,5 +1,6 @@
 /* sftp_server_ops.c: one handler per SFTP v3 request and per OpenSSH extension, each doing what
- * OpenSSH's sftp-server does for it, so clients written against OpenSSH work unchanged. A handler
+ * OpenSSH's sftp-server does for it, so clients written against OpenSSH work unchanged; and our
+ * own extensions (stat@sandmount, mknod@sandmount: lib/proto/sftp_proto.h). A handler
  * parses its request, makes the system call and queues one reply (see sftp_server.h). */
 #include "sftp_server.h"
 

@@ -1,7 +1,8 @@
 /* sftp_client.h: our SFTP v3 client (docs/design.md, decision 1) over any stream fd. Fully
  * pipelined: any number of threads issue requests at once, one reader thread matches replies by id.
  * Every request has a deadline (the client's op timeout). Uses the OpenSSH extensions posix-rename,
- * statvfs, fsync, hardlink and limits when the server offers them.
+ * statvfs, fsync, hardlink and limits when the server offers them, and our agent's stat@sandmount
+ * (full stat, nanosecond times) and mknod@sandmount (lib/proto/sftp_proto.h).
  *
  * All calls return 0 or a negative errno: SFTP status codes map to ENOENT, EACCES, EEXIST (where
  * the call implies it), ENOTSUP...; a lost connection is -EIO and marks the client dead; a

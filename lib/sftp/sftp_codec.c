@@ -1,6 +1,7 @@
-/* sftp_codec.c: SFTP v3 wire formats: packet framing, file attributes, status codes and their
- * errno, and the parsers of the replies the client understands. Pure functions over struct buf;
- * every parser rejects truncated input with -1 (or -EPROTO). */
+/* sftp_codec.c: SFTP v3 wire formats: packet framing, file attributes (with our agent's
+ * stat@sandmount pair), status codes and their errno, and the parsers of the replies the client
+ * understands. Pure functions over struct buf; every parser rejects truncated input with -1 (or
+ * -EPROTO). */
 #include "sftp/sftp_internal.h"
 
 #include <errno.h>
