@@ -70,6 +70,18 @@ static int call_status(struct sftp_client *c, struct buf *pkt)
 	return e < 0 ? e : reply_status(r);
 }
 
+/* Attributes of a reply to r: stat@sandmount's fields count only from a server that offered
+ * the extension (our agent). 0 or -1. */
+static int decode_attrs(struct sftp_req *r, struct sftp_attrs *a)
+{
+	if (sftp_attrs_decode(&r->reply, a) < 0)
+		return -1;
+	if (!(r->c->ext & SFTP_EXT_SM_STAT))
+		a->flags &=
+		    SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME;
+	return 0;
+}
+
 static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs *a)
 {
 	struct sftp_req *r = NULL;
@@ -78,7 +90,7 @@ static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs 
 		return e;
 	if (r->reply_type != SSH2_FXP_ATTRS)
 		return reply_error(r);
-	e = sftp_attrs_decode(&r->reply, a) < 0 ? -EPROTO : 0;
+	e = decode_attrs(r, a) < 0 ? -EPROTO : 0;
 	sftp_req_free(r);
 	return e;
 }
@@ -250,7 +262,7 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 		return open_error(c, path, pflags, e);
 	}
 	if (rs && wait_reply(rs, SSH2_FXP_ATTRS) == 0) {
-		*have_st = sftp_attrs_decode(&rs->reply, st) == 0;
+		*have_st = decode_attrs(rs, st) == 0;
 		sftp_req_free(rs);
 	}
 	return 0;
@@ -503,7 +515,7 @@ static int finish_readdir(struct sftp_req *r, sftp_dir_cb cb, void *ctx, int *st
 		struct sftp_attrs a;
 		if (buf_get_cstring(&r->reply, &name) < 0 ||
 		    buf_get_string(&r->reply, &longname, &longname_len) < 0 ||
-		    sftp_attrs_decode(&r->reply, &a) < 0)
+		    decode_attrs(r, &a) < 0)
 			e = -EPROTO;
 		else if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
 			*stop = cb(ctx, name, &a);
