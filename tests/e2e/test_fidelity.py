@@ -2,14 +2,18 @@
 nanosecond times set and read back exactly, hard links sharing st_ino with their real link
 count, fstat of an unlinked open file reporting nlink 0, ctime, FIFOs and sockets, and the
 owners=real option. Every test runs with agent=auto (our agent serves the files) and agent=off
-(the sandbox's plain sftp-server, which must keep working as before, with SFTP v3's limits)."""
+(the sandbox's plain sftp-server, which must keep working as before, with SFTP v3's limits).
+The last tests speak the extensions on the wire to the agent run locally over a pipe."""
 
 import errno
 import os
 import stat
+import struct
 import subprocess
 
 import pytest
+
+from test_agent_sftp import AGENT, ATTRS, EXTENDED, FX_OK, LSTAT, SETSTAT, Raw, s
 
 # Nanosecond parts no whole-second protocol could produce by accident.
 ATIME_NS = 1_700_000_000_123_456_789
@@ -229,3 +233,83 @@ def test_directory_listing_inode_numbers_match_stat(fmnt):
     if fmnt.full:
         inos = {e.name: e.inode() for e in os.scandir(fmnt.mp)}
         assert inos["f0"] == inos["f0-link"] == os.lstat(fmnt.r("f0")).st_ino
+
+
+# ---- the agent's extensions on the wire (the agent run locally over a pipe) ----
+
+SM_LEN = 4 + 4 * 8 + 3 * 12
+EXT_FLAG = 0x80000000
+
+
+@pytest.fixture
+def raw_agent(tmp_path):
+    if not os.access(AGENT, os.X_OK):
+        pytest.fail(f"no agent binary at {AGENT}")
+    c = Raw(AGENT, tmp_path)
+    yield c
+    if c.p.poll() is None:
+        assert c.close() == 0
+
+
+def sm_pair(valid, dev=0, ino=0, nlink=0, rdev=0, times=((0, 0), (0, 0), (0, 0)), length=SM_LEN):
+    data = struct.pack(">IQQQQ", valid, dev, ino, nlink, rdev)
+    for sec, nsec in times:
+        data += struct.pack(">qI", sec, nsec)
+    return s("stat@sandmount") + s(data[:length] + b"\0" * max(0, length - SM_LEN))
+
+
+def test_agent_sends_full_stat(raw_agent, tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    os.link(f, tmp_path / "g")
+    os.utime(f, ns=(ATIME_NS, MTIME_NS))
+    t, rest = raw_agent.request(LSTAT, s(str(f)))
+    assert t == ATTRS
+    flags = struct.unpack(">I", rest[:4])[0]
+    assert flags == 0xF | EXT_FLAG
+    rest = rest[4 + 8 + 8 + 4 + 8:]
+    assert struct.unpack(">I", rest[:4])[0] == 1
+    name, rest = Raw.take_string(rest[4:])
+    data, rest = Raw.take_string(rest)
+    assert name == b"stat@sandmount" and len(data) == SM_LEN and rest == b""
+    valid, dev, ino, nlink, rdev = struct.unpack(">IQQQQ", data[:36])
+    at, atn, mt, mtn, ct, ctn = struct.unpack(">qIqIqI", data[36:])
+    st = os.lstat(f)
+    assert valid == 0x1F and (dev, ino, nlink) == (st.st_dev, st.st_ino, 2)
+    assert at * 10**9 + atn == ATIME_NS and mt * 10**9 + mtn == MTIME_NS
+    assert ct * 10**9 + ctn == st.st_ctime_ns
+
+
+def test_agent_sets_ns_times_with_omit(raw_agent, tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    os.utime(f, ns=(ATIME_NS, MTIME_NS))
+    omit, new = 0x3FFFFFFE, (1_600_000_000, 7)
+    attrs = struct.pack(">II", EXT_FLAG, 1) + sm_pair(0x08, times=((0, omit), new, (0, 0)))
+    assert raw_agent.status(SETSTAT, s(str(f)) + attrs)[0] == FX_OK
+    st = os.stat(f)
+    assert st.st_atime_ns == ATIME_NS and st.st_mtime_ns == 1_600_000_000_000_000_007
+
+
+@pytest.mark.parametrize("length", [SM_LEN - 1, SM_LEN + 1])
+def test_agent_refuses_lying_stat_pair(raw_agent, tmp_path, length):
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    attrs = struct.pack(">II", EXT_FLAG, 1) + sm_pair(0x08, length=length)
+    raw_agent.send_packet(bytes([SETSTAT]) + struct.pack(">I", 9) + s(str(f)) + attrs)
+    assert raw_agent.p.wait(10) == 1
+    assert b"malformed packet" in raw_agent.p.stderr.read()
+    raw_agent.close()
+
+
+def test_agent_mknod_and_precise_errors(raw_agent, tmp_path):
+    fifo = tmp_path / "p"
+    req = s("mknod@sandmount") + s(str(fifo)) + struct.pack(">IQ", stat.S_IFIFO | 0o600, 0)
+    assert raw_agent.status(EXTENDED, req)[0] == FX_OK
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    code, msg = raw_agent.status(EXTENDED, req)
+    assert msg == os.strerror(errno.EEXIST)
+    # errno text comes with every failure, so the client tells ENOTDIR from ENOENT
+    (tmp_path / "file").write_bytes(b"")
+    code, msg = raw_agent.status(LSTAT, s(str(tmp_path / "file" / "x")))
+    assert msg == os.strerror(errno.ENOTDIR)
