@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IN_CHUNK (SFTP_MAX_PACKET + 4) /* bytes asked for per read(2) */
@@ -27,6 +28,60 @@ static void fatal_msg(const char *what, const char *detail)
 
 /* ---- attributes ---- */
 
+/* A time of a stat@sandmount pair from a client: nanoseconds below 1e9, or UTIME_NOW/OMIT. */
+static int get_time(struct buf *b, struct timespec *ts)
+{
+	uint64_t sec;
+	uint32_t nsec;
+	if (buf_get_u64(b, &sec) < 0 || buf_get_u32(b, &nsec) < 0)
+		return -1;
+	if (nsec >= 1000000000u && nsec != SM_NSEC_NOW && nsec != SM_NSEC_OMIT)
+		return -1;
+	ts->tv_sec = (time_t)(int64_t)sec;
+	ts->tv_nsec = nsec == SM_NSEC_NOW ? UTIME_NOW : nsec == SM_NSEC_OMIT ? UTIME_OMIT : nsec;
+	return 0;
+}
+
+/* The data of a stat@sandmount pair: only the times are of use in a request. */
+static int get_sm_stat(const uint8_t *p, uint32_t n, struct sftp_attrs *a)
+{
+	struct buf b;
+	struct timespec ctime;
+	uint64_t skip;
+	if (n != SM_STAT_LEN)
+		return -1;
+	buf_view(&b, (uint8_t *)p, n); /* read only */
+	if (buf_get_u32(&b, &a->sm_valid) < 0)
+		return -1;
+	for (int i = 0; i < 4; i++)
+		if (buf_get_u64(&b, &skip) < 0)
+			return -1;
+	if (get_time(&b, &a->times[0]) < 0 || get_time(&b, &a->times[1]) < 0 ||
+	    get_time(&b, &ctime) < 0)
+		return -1;
+	a->sm_valid &= SM_STAT_TIMES;
+	return 0;
+}
+
+/* Extended attribute pairs: stat@sandmount is understood, others are skipped. */
+static int get_extended(struct buf *req, struct sftp_attrs *a)
+{
+	uint32_t count;
+	if (buf_get_u32(req, &count) < 0)
+		return -1;
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *name, *data;
+		uint32_t name_len, data_len;
+		if (buf_get_string(req, &name, &name_len) < 0 ||
+		    buf_get_string(req, &data, &data_len) < 0)
+			return -1;
+		if (name_len == strlen(SM_EXT_STAT) && memcmp(name, SM_EXT_STAT, name_len) == 0 &&
+		    get_sm_stat(data, data_len, a) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int sftp_attrs_get(struct buf *req, struct sftp_attrs *a)
 {
 	memset(a, 0, sizeof(*a));
@@ -42,30 +97,40 @@ int sftp_attrs_get(struct buf *req, struct sftp_attrs *a)
 	if ((a->flags & SSH2_FILEXFER_ATTR_ACMODTIME) &&
 	    (buf_get_u32(req, &a->atime) < 0 || buf_get_u32(req, &a->mtime) < 0))
 		return -1;
-	if (a->flags & SSH2_FILEXFER_ATTR_EXTENDED) {
-		/* Extended attribute pairs: none is understood, each is skipped. */
-		uint32_t count;
-		const uint8_t *p;
-		uint32_t n;
-		if (buf_get_u32(req, &count) < 0)
-			return -1;
-		for (uint32_t i = 0; i < count; i++)
-			if (buf_get_string(req, &p, &n) < 0 || buf_get_string(req, &p, &n) < 0)
-				return -1;
-	}
+	if ((a->flags & SSH2_FILEXFER_ATTR_EXTENDED) && get_extended(req, a) < 0)
+		return -1;
 	return 0;
+}
+
+static void put_time(struct buf *out, const struct timespec *ts)
+{
+	buf_put_u64(out, (uint64_t)(int64_t)ts->tv_sec);
+	buf_put_u32(out, (uint32_t)ts->tv_nsec);
 }
 
 void sftp_attrs_put_stat(struct buf *out, const struct stat *st)
 {
 	buf_put_u32(out, SSH2_FILEXFER_ATTR_SIZE | SSH2_FILEXFER_ATTR_UIDGID |
-			     SSH2_FILEXFER_ATTR_PERMISSIONS | SSH2_FILEXFER_ATTR_ACMODTIME);
+			     SSH2_FILEXFER_ATTR_PERMISSIONS | SSH2_FILEXFER_ATTR_ACMODTIME |
+			     SSH2_FILEXFER_ATTR_EXTENDED);
 	buf_put_u64(out, (uint64_t)st->st_size);
 	buf_put_u32(out, st->st_uid);
 	buf_put_u32(out, st->st_gid);
 	buf_put_u32(out, st->st_mode);
 	buf_put_u32(out, (uint32_t)st->st_atime);
 	buf_put_u32(out, (uint32_t)st->st_mtime);
+	buf_put_u32(out, 1); /* one extended pair: stat@sandmount */
+	buf_put_cstring(out, SM_EXT_STAT);
+	buf_put_u32(out, SM_STAT_LEN);
+	buf_put_u32(out,
+		    SM_STAT_DEVINO | SM_STAT_NLINK | SM_STAT_RDEV | SM_STAT_TIMES | SM_STAT_CTIME);
+	buf_put_u64(out, (uint64_t)st->st_dev);
+	buf_put_u64(out, (uint64_t)st->st_ino);
+	buf_put_u64(out, (uint64_t)st->st_nlink);
+	buf_put_u64(out, (uint64_t)st->st_rdev);
+	put_time(out, &st->st_atim);
+	put_time(out, &st->st_mtim);
+	put_time(out, &st->st_ctim);
 }
 
 /* ---- handles: on the wire, 8 bytes: the slot index and its generation ---- */
@@ -164,6 +229,9 @@ int reply_status(uint32_t id, uint32_t code, const char *msg)
 
 int reply_errno(uint32_t id, int err)
 {
+	/* The code as OpenSSH maps it; the message is always strerror() text, which tells our
+	 * client the precise errno (EPERM from EACCES, ENOTDIR from ENOENT...). */
+	uint32_t code;
 	switch (err) {
 	case 0:
 		return reply_status(id, SSH2_FX_OK, NULL);
@@ -171,19 +239,25 @@ int reply_errno(uint32_t id, int err)
 	case ENOTDIR:
 	case EBADF:
 	case ELOOP:
-		return reply_status(id, SSH2_FX_NO_SUCH_FILE, NULL);
+		code = SSH2_FX_NO_SUCH_FILE;
+		break;
 	case EPERM:
 	case EACCES:
 	case EFAULT:
-		return reply_status(id, SSH2_FX_PERMISSION_DENIED, NULL);
+		code = SSH2_FX_PERMISSION_DENIED;
+		break;
 	case ENAMETOOLONG:
 	case EINVAL:
-		return reply_status(id, SSH2_FX_BAD_MESSAGE, NULL);
+		code = SSH2_FX_BAD_MESSAGE;
+		break;
 	case ENOSYS:
-		return reply_status(id, SSH2_FX_OP_UNSUPPORTED, NULL);
+		code = SSH2_FX_OP_UNSUPPORTED;
+		break;
 	default:
-		return reply_status(id, SSH2_FX_FAILURE, strerror(err));
+		code = SSH2_FX_FAILURE;
+		break;
 	}
+	return reply_status(id, code, strerror(err));
 }
 
 int reply_handle(uint32_t id, const struct handle *h)

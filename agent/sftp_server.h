@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "buf.h"
 #include "proto/sftp_proto.h"
@@ -38,13 +39,17 @@ struct sftp_extension {
 extern const sftp_handler sftp_handlers[SSH2_FXP_SYMLINK + 1];
 extern const struct sftp_extension sftp_extensions[];
 
-/* Attributes as sent by a client (SSH2_FILEXFER_ATTR_* in flags say which are present). */
+/* Attributes as sent by a client (SSH2_FILEXFER_ATTR_* in flags say which are present).
+ * sm_valid: SM_STAT_TIMES when a stat@sandmount pair gave times with nanoseconds (tv_nsec may
+ * be UTIME_NOW or UTIME_OMIT). */
 struct sftp_attrs {
 	uint32_t flags;
 	uint64_t size;
 	uint32_t uid, gid;
 	uint32_t perm;
 	uint32_t atime, mtime;
+	uint32_t sm_valid;
+	struct timespec times[2]; /* atime, mtime */
 };
 int sftp_attrs_get(struct buf *req, struct sftp_attrs *a);
 void sftp_attrs_put_stat(struct buf *out, const struct stat *st);
@@ -75,7 +80,7 @@ void reply_end(size_t start);
 /* A status reply; msg NULL means the standard text for the code. Returns 0 (for tail calls). */
 int reply_status(uint32_t id, uint32_t code, const char *msg);
 /* A status for an errno as OpenSSH maps it (ENOENT -> NO_SUCH_FILE, EACCES -> PERMISSION_DENIED,
- * others FAILURE with strerror text). Returns 0. */
+ * others FAILURE), with the strerror text as message. Returns 0. */
 int reply_errno(uint32_t id, int err);
 int reply_handle(uint32_t id, const struct handle *h);
 int reply_attrs(uint32_t id, const struct stat *st);

@@ -1,5 +1,6 @@
 /* sftp_server_ops.c: one handler per SFTP v3 request and per OpenSSH extension, each doing what
- * OpenSSH's sftp-server does for it, so clients written against OpenSSH work unchanged. A handler
+ * OpenSSH's sftp-server does for it, so clients written against OpenSSH work unchanged; and our
+ * own extensions (stat@sandmount, mknod@sandmount: lib/proto/sftp_proto.h). A handler
  * parses its request, makes the system call and queues one reply (see sftp_server.h). */
 #include "sftp_server.h"
 
@@ -93,10 +94,22 @@ static int set_mode(const struct target *t, mode_t mode)
 	return t->path ? fchmodat(AT_FDCWD, t->path, mode, t->at_flags) : fchmod(t->fd, mode);
 }
 
-static int set_times(const struct target *t, uint32_t atime, uint32_t mtime)
+static int set_times(const struct target *t, const struct timespec ts[2])
 {
-	struct timespec ts[2] = {{.tv_sec = atime}, {.tv_sec = mtime}};
 	return t->path ? utimensat(AT_FDCWD, t->path, ts, t->at_flags) : futimens(t->fd, ts);
+}
+
+/* The times a request sets: stat@sandmount's (nanoseconds) win over v3's seconds. */
+static bool request_times(const struct sftp_attrs *a, struct timespec ts[2])
+{
+	if (a->sm_valid & SM_STAT_TIMES) {
+		ts[0] = a->times[0];
+		ts[1] = a->times[1];
+		return true;
+	}
+	ts[0] = (struct timespec){.tv_sec = a->atime};
+	ts[1] = (struct timespec){.tv_sec = a->mtime};
+	return a->flags & SSH2_FILEXFER_ATTR_ACMODTIME;
 }
 
 static int set_owner(const struct target *t, uid_t uid, gid_t gid)
@@ -112,7 +125,8 @@ static int apply_attrs(const struct target *t, const struct sftp_attrs *a)
 		return -1;
 	if ((a->flags & SSH2_FILEXFER_ATTR_PERMISSIONS) && set_mode(t, a->perm & 07777) < 0)
 		return -1;
-	if ((a->flags & SSH2_FILEXFER_ATTR_ACMODTIME) && set_times(t, a->atime, a->mtime) < 0)
+	struct timespec ts[2];
+	if (request_times(a, ts) && set_times(t, ts) < 0)
 		return -1;
 	if ((a->flags & SSH2_FILEXFER_ATTR_UIDGID) && set_owner(t, a->uid, a->gid) < 0)
 		return -1;
@@ -623,6 +637,29 @@ static int process_lsetstat(uint32_t id, struct buf *req)
 	return path_setstat(id, req, AT_SYMLINK_NOFOLLOW);
 }
 
+/* stat@sandmount needs no request of its own: advertised, its pair is in every ATTRS. */
+static int process_sm_stat(uint32_t id, struct buf *req)
+{
+	(void)req;
+	return reply_status(id, SSH2_FX_OK, NULL);
+}
+
+static int process_sm_mknod(uint32_t id, struct buf *req)
+{
+	char *path;
+	uint32_t mode;
+	uint64_t rdev;
+	if (buf_get_cstring(req, &path) < 0)
+		return -1;
+	if (buf_get_u32(req, &mode) < 0 || buf_get_u64(req, &rdev) < 0) {
+		free(path);
+		return -1;
+	}
+	int err = err_of(mknod(path, (mode_t)mode, (dev_t)rdev));
+	free(path);
+	return reply_errno(id, err);
+}
+
 const sftp_handler sftp_handlers[SSH2_FXP_SYMLINK + 1] = {
     [SSH2_FXP_OPEN] = process_open,	    [SSH2_FXP_CLOSE] = process_close,
     [SSH2_FXP_READ] = process_read,	    [SSH2_FXP_WRITE] = process_write,
@@ -643,5 +680,7 @@ const struct sftp_extension sftp_extensions[] = {
     {"fsync@openssh.com", "1", process_fsync},
     {"limits@openssh.com", "1", process_limits},
     {"lsetstat@openssh.com", "1", process_lsetstat},
+    {SM_EXT_STAT, "1", process_sm_stat},
+    {SM_EXT_MKNOD, "1", process_sm_mknod},
     {NULL, NULL, NULL},
 };

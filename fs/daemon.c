@@ -247,6 +247,7 @@ static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err
 	    .cache_timeout_s = s->cfg->cache_timeout_s,
 	    .uid = getuid(),
 	    .gid = getgid(),
+	    .owners_real = s->cfg->owners_real,
 	};
 	int rc = -1;
 	if (fs_create(&p, &s->fs, e) < 0)

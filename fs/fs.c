@@ -24,6 +24,7 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	fs->timeout_s = p->cache_timeout_s;
 	fs->uid = p->uid;
 	fs->gid = p->gid;
+	fs->owners_real = p->owners_real;
 	fs->root = strdup(p->remote_root);
 	fs->root_path = strdup(p->remote_root);
 	if (p->remote_root_alias && p->remote_root_alias[0] == '/')
@@ -110,9 +111,22 @@ uint64_t fs_seq(struct fs *fs)
 	return inode_stale_seq(fs->inodes);
 }
 
+/* A file with several names: a change through one name (or a change the watch reports for it)
+ * does not reach the kernel's or our cache of the others, so its attributes are not cached. */
+static bool hard_linked(const struct sftp_attrs *a)
+{
+	return (a->flags & SFTP_ATTR_NLINK) && a->nlink > 1 &&
+	       !((a->flags & SFTP_ATTR_PERM) && S_ISDIR(a->perm));
+}
+
+double fs_attr_timeout(struct fs *fs, const struct sftp_attrs *a)
+{
+	return hard_linked(a) ? 0 : fs->timeout_s;
+}
+
 void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq)
 {
-	if (seq == FS_SEQ_NONE || !atomic_load(&fs->watched))
+	if (seq == FS_SEQ_NONE || !atomic_load(&fs->watched) || hard_linked(a))
 		return;
 	inode_set_attrs(fs->inodes, ino, a, now_ms() + (int64_t)(fs->timeout_s * 1000), seq);
 }
@@ -279,6 +293,16 @@ int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a)
 	return r;
 }
 
+unsigned fs_extensions(struct fs *fs)
+{
+	struct conn *c = conn_get(fs->conn, 0);
+	if (!c)
+		return 0;
+	unsigned ext = sftp_client_extensions(c->sftp);
+	conn_put(fs->conn, c);
+	return ext;
+}
+
 int fs_readlink(struct fs *fs, const char *path, char **target)
 {
 	struct fs_call call;
@@ -335,22 +359,49 @@ mode_t fs_attrs_type(const struct sftp_attrs *a)
 	return type ? type : S_IFREG;
 }
 
-void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st)
+ino_t fs_shown_ino(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a)
 {
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	st->st_mode = fs_attrs_type(a) | ((a->flags & SFTP_ATTR_PERM) ? (a->perm & 07777) : 0644);
-	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
-	st->st_size = (a->flags & SFTP_ATTR_SIZE) ? (off_t)a->size : 0;
-	st->st_blksize = 4096;
-	st->st_blocks = (st->st_size + 511) / 512;
-	if (a->flags & SFTP_ATTR_ACMODTIME) {
+	uint64_t n = 0;
+	if (a->flags & SFTP_ATTR_DEVINO)
+		n = inode_number(fs->inodes, a->dev, a->ino);
+	return n ? (ino_t)n : (ino_t)ino;
+}
+
+static void fill_times(struct stat *st, const struct sftp_attrs *a)
+{
+	if (a->flags & SFTP_ATTR_NSTIME) {
+		st->st_atim = a->atim;
+		st->st_mtim = a->mtim;
+		st->st_ctim = a->mtim;
+	} else if (a->flags & SFTP_ATTR_ACMODTIME) {
 		st->st_atime = a->atime;
 		st->st_mtime = a->mtime;
 		st->st_ctime = a->mtime;
 	}
+	if (a->flags & SFTP_ATTR_CTIME)
+		st->st_ctim = a->ctim;
+}
+
+void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = fs_shown_ino(fs, ino, a);
+	st->st_mode = fs_attrs_type(a) | ((a->flags & SFTP_ATTR_PERM) ? (a->perm & 07777) : 0644);
+	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
+	if (a->flags & SFTP_ATTR_NLINK)
+		st->st_nlink = a->nlink > UINT32_MAX ? UINT32_MAX : (nlink_t)a->nlink;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	if (fs->owners_real && (a->flags & SFTP_ATTR_UIDGID)) {
+		st->st_uid = a->uid;
+		st->st_gid = a->gid;
+	}
+	if ((a->flags & SFTP_ATTR_RDEV) && (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)))
+		st->st_rdev = (dev_t)a->rdev;
+	st->st_size = (a->flags & SFTP_ATTR_SIZE) ? (off_t)a->size : 0;
+	st->st_blksize = 4096;
+	st->st_blocks = (st->st_size + 511) / 512;
+	fill_times(st, a);
 }
 
 int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const struct sftp_attrs *a,
@@ -364,7 +415,7 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
 	fs_remember_attrs(fs, e->ino, a, seq);
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, e->ino, a->size, false);
-	e->attr_timeout = fs->timeout_s;
+	e->attr_timeout = fs_attr_timeout(fs, a);
 	e->entry_timeout = fs->timeout_s;
 	return 0;
 }

@@ -22,6 +22,7 @@ struct fs_params {
 	double cache_timeout_s;	       /* attr/entry TTL */
 	uid_t uid;		       /* owner shown for every file (the mounting user) */
 	gid_t gid;
+	bool owners_real; /* owners=real: show and set the sandbox's numeric owners instead */
 };
 
 int fs_create(const struct fs_params *p, struct fs **out, struct err *e);

@@ -104,6 +104,7 @@ struct fs {
 	atomic_bool watched;	  /* the sandbox reports its changes: fresh caches are trusted */
 	uid_t uid;
 	gid_t gid;
+	bool owners_real; /* owners=real: the sandbox's uid/gid are shown and set */
 	size_t write_chunk;
 	struct fuse_session *se;
 	struct inode_table *inodes;
@@ -137,6 +138,8 @@ bool fs_call_retry(struct fs_call *call, int *r);
 void fs_call_end(struct fs_call *call);
 /* Idempotent calls with the retry built in. */
 int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a);
+/* The connection's SFTP_EXT_* bits (0 while it is down). */
+unsigned fs_extensions(struct fs *fs);
 int fs_readlink(struct fs *fs, const char *path, char **target);
 /* Round trips of the SFTP client so far (summed over reconnects); for the op counters. */
 uint64_t fs_round_trips(struct fs *fs);
@@ -157,6 +160,11 @@ int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out);
 /* True for a name that never exists (the containment name in the root). */
 bool fs_hidden_name(fuse_ino_t parent, const char *name);
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st);
+/* The number shown as st_ino (and d_ino) for node ino: the remote identity (inode_number) when
+ * the agent gave it, else the node id. */
+ino_t fs_shown_ino(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a);
+/* How long the kernel may cache these attributes (0 for a file with several hard links). */
+double fs_attr_timeout(struct fs *fs, const struct sftp_attrs *a);
 /* Freshness of what was handed out (inode.h), kept only while the sandbox reports changes.
  * fs_seq() is read before the remote call whose answer is remembered; FS_SEQ_NONE: the
  * attributes are not remembered (they came from the cache, or are not the server's). */

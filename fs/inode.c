@@ -19,7 +19,7 @@ struct inode {
 	int64_t stamped_ms; /* last time the kernel got an entry or attributes for it */
 	bool opened;	    /* open_size/open_mtime are valid */
 	uint64_t open_size;
-	uint32_t open_mtime;
+	struct timespec open_mtime;
 	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
 	int64_t attrs_until, listed_until;
 	uint64_t stale_seq; /* the table's seq when this inode was last marked stale */
@@ -32,8 +32,26 @@ struct hash {
 	size_t cap; /* a power of two */
 };
 
+/* A remote (dev, ino) off the first device, and the number shown for it. */
+struct devino {
+	uint64_t dev, ino, number;
+	struct devino *next;
+};
+
+#define DEVINO_SLOTS 4096
+#define DEVINO_TOP   (1ull << 63) /* numbers given to (dev, ino) of other devices */
+/* The sandbox is not trusted: past this many remembered (dev, ino), a number is derived from a
+ * hash of the pair (unique only with high probability, never equal to a first-device number). */
+#define DEVINO_MAX    (1u << 20)
+#define DEVINO_HASHED (1ull << 62)
+
 struct inode_table {
 	pthread_mutex_t lock;
+	bool have_dev; /* first_dev is known */
+	uint64_t
+	    first_dev; /* the device of the first full stat seen: its numbers are shown as is */
+	uint64_t next_devino; /* also the count of pairs remembered, plus 1 */
+	struct devino *devino[DEVINO_SLOTS];
 	struct hash by_ino, by_name;
 	size_t count;
 	uint64_t next_ino;
@@ -175,6 +193,7 @@ struct inode_table *inode_table_new(void)
 	*by_ino_slot(t, INODE_ROOT) = root;
 	t->count = 1;
 	t->next_ino = INODE_ROOT + 1;
+	t->next_devino = 1;
 	return t;
 fail:
 	if (t) {
@@ -198,10 +217,49 @@ void inode_table_free(struct inode_table *t)
 			free(n);
 		}
 	}
+	for (size_t i = 0; i < DEVINO_SLOTS; i++) {
+		struct devino *d = t->devino[i], *next;
+		for (; d; d = next) {
+			next = d->next;
+			free(d);
+		}
+	}
 	free(t->by_ino.slot);
 	free(t->by_name.slot);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+/* Under the lock: the number of a (dev, ino) off the first device, made if new. */
+static uint64_t devino_number(struct inode_table *t, uint64_t dev, uint64_t ino)
+{
+	struct devino **s = &t->devino[(hash_ino(ino) ^ hash_ino(dev)) % DEVINO_SLOTS];
+	for (struct devino *d = *s; d; d = d->next)
+		if (d->dev == dev && d->ino == ino)
+			return d->number;
+	struct devino *d = t->next_devino <= DEVINO_MAX ? calloc(1, sizeof(*d)) : NULL;
+	if (!d) {
+		uint64_t h = (dev + 0x9E3779B97F4A7C15ull) * 0xbf58476d1ce4e5b9ull ^ ino;
+		h = (h ^ h >> 31) * 0x94d049bb133111ebull;
+		return DEVINO_TOP | DEVINO_HASHED | (h & (DEVINO_HASHED - 1));
+	}
+	*d = (struct devino){dev, ino, DEVINO_TOP | t->next_devino++, *s};
+	*s = d;
+	return d->number;
+}
+
+uint64_t inode_number(struct inode_table *t, uint64_t dev, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	if (!t->have_dev) {
+		t->have_dev = true;
+		t->first_dev = dev;
+	}
+	uint64_t number = ino;
+	if (dev != t->first_dev || (ino & DEVINO_TOP) || ino == 0)
+		number = devino_number(t, dev, ino);
+	pthread_mutex_unlock(&t->lock);
+	return number;
 }
 
 size_t inode_table_count(struct inode_table *t)
@@ -379,15 +437,21 @@ int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint6
 	return 0;
 }
 
-bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, uint32_t mtime)
+bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a)
 {
+	/* With the agent the mtime has nanoseconds: a rewrite within the second is seen too. */
+	struct timespec mtime = {.tv_sec = a->mtime};
+	if (a->flags & SFTP_ATTR_NSTIME)
+		mtime = a->mtim;
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	bool same = false;
 	if (n) {
-		same = n->opened && n->open_size == size && n->open_mtime == mtime;
+		same = n->opened && n->open_size == a->size &&
+		       n->open_mtime.tv_sec == mtime.tv_sec &&
+		       n->open_mtime.tv_nsec == mtime.tv_nsec;
 		n->opened = true;
-		n->open_size = size;
+		n->open_size = a->size;
 		n->open_mtime = mtime;
 	}
 	pthread_mutex_unlock(&t->lock);

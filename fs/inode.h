@@ -34,6 +34,12 @@ size_t inode_table_count(struct inode_table *t);
  * not 0, stamps it as handed to the kernel at `now_ms`. Returns 0 when out of memory. */
 uint64_t inode_enter(struct inode_table *t, uint64_t parent, const char *name, mode_t type,
 		     uint64_t lookups, int64_t now_ms);
+/* The st_ino shown for a remote object our agent identified by (dev, ino): so hard links share
+ * it and a rename keeps it. The remote number itself on the first device seen; objects on other
+ * devices (mounts inside the workspace) get a number of their own, kept for the life of the
+ * table (a hashed one past a bound, or without memory). The kernel's node ids (inode_enter) stay
+ * path-based. */
+uint64_t inode_number(struct inode_table *t, uint64_t dev, uint64_t ino);
 /* The kernel dropped `n` lookups. An inode that lost its name is freed at zero. */
 void inode_forget(struct inode_table *t, uint64_t ino, uint64_t n);
 /* Stamp an inode whose attributes were handed to the kernel. */
@@ -54,9 +60,9 @@ void inode_remove(struct inode_table *t, uint64_t parent, const char *name);
 int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint64_t newparent,
 		 const char *newname);
 
-/* Page cache rule (like sshfs): true when the remote size and mtime equal those seen at the
- * previous open of this inode. Records the new values. */
-bool inode_open_unchanged(struct inode_table *t, uint64_t ino, uint64_t size, uint32_t mtime);
+/* Page cache rule (like sshfs): true when the remote size and mtime (with nanoseconds when the
+ * agent gives them) equal those seen at the previous open of this inode. Records the new values. */
+bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a);
 
 /* The inodes the kernel may still cache: looked up and stamped at or after `since_ms`.
  * Returns the count (or -ENOMEM) and a malloc'd array; free it with inode_cached_free. */

@@ -57,6 +57,8 @@ static void usage(FILE *out)
 	    "  sftp_server=CMD        ssh: run CMD in an exec channel for SFTP (not the "
 	    "subsystem)\n"
 	    "  allow_other            let other users use the mount (needs user_allow_other)\n"
+	    "  owners=user|real       files show as the mounting user (user, default), or with\n"
+	    "                         the sandbox's numeric uid/gid, which chown sets (real)\n"
 	    "  docker_host=URL        unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST (default:\n"
 	    "                         as the docker CLI resolves it)\n"
 	    "  docker_context=NAME    a docker context from ~/.docker\n"

@@ -180,6 +180,8 @@ static size_t add_entry(fuse_req_t req, struct dir_snapshot *d, size_t index, ch
 		if (plus && !fs_inode_is_open(fs, e.attr.st_ino) &&
 		    fs_make_entry(fs, d->ino, name, &de->attrs, d->seq, &e) < 0)
 			return room + 1;
+		if (!e.ino) /* d_ino as stat shows it (the remote number with the agent) */
+			e.attr.st_ino = fs_shown_ino(fs, e.attr.st_ino, &de->attrs);
 	} else {
 		return 0;
 	}

@@ -1,5 +1,5 @@
 /* ops_entry.c: FUSE operations on names and attributes: lookup, forget, getattr, setattr,
- * readlink, symlink, mkdir, rmdir, unlink, rename, link and the mknod refusal. */
+ * readlink, symlink, mkdir, rmdir, unlink, rename, link and mknod. */
 #include "fs_internal.h"
 #include "linkpath.h"
 #include "log.h"
@@ -84,7 +84,7 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, ino, a->size, false);
 	inode_touch(fs->inodes, ino, now_ms());
-	fuse_reply_attr(req, &st, fs->timeout_s);
+	fuse_reply_attr(req, &st, fs_attr_timeout(fs, a));
 }
 
 /* The root is a directory whatever happens: while the sandbox is unreachable, its last known
@@ -136,6 +136,46 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_attr(req, ino, &a, seq);
 }
 
+/* Times with nanoseconds (our agent): what is not given is left as it is (UTIME_OMIT). */
+static void setattr_ns_times(const struct stat *attr, int to_set, struct sftp_attrs *set)
+{
+	set->flags |= SFTP_ATTR_NSTIME;
+	set->atim.tv_nsec = set->mtim.tv_nsec = UTIME_OMIT;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		set->atim.tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		set->atim = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		set->mtim.tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		set->mtim = attr->st_mtim;
+}
+
+/* With owners=real: the sandbox's numeric owners are set; one not given stays as it is. */
+static int setattr_owners(struct fs *fs, fuse_ino_t ino, const struct stat *attr, int to_set,
+			  struct sftp_attrs *set)
+{
+	int owners = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
+	if (!owners || !fs->owners_real)
+		return 0;
+	if (owners != (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		struct sftp_attrs cur;
+		int r = stat_inode(fs, ino, &cur);
+		if (r < 0)
+			return r;
+		if (!(cur.flags & SFTP_ATTR_UIDGID))
+			return -EPERM;
+		set->uid = cur.uid;
+		set->gid = cur.gid;
+	}
+	if (to_set & FUSE_SET_ATTR_UID)
+		set->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		set->gid = attr->st_gid;
+	set->flags |= SFTP_ATTR_UIDGID;
+	return 0;
+}
+
 /* Build the SFTP attributes for a setattr; times not given keep their current values. */
 static int setattr_attrs(struct fs *fs, fuse_ino_t ino, const struct stat *attr, int to_set,
 			 struct sftp_attrs *set)
@@ -149,12 +189,17 @@ static int setattr_attrs(struct fs *fs, fuse_ino_t ino, const struct stat *attr,
 		set->flags |= SFTP_ATTR_SIZE;
 		set->size = (uint64_t)attr->st_size;
 	}
+	int r = setattr_owners(fs, ino, attr, to_set, set);
 	int times = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
-	if (!times)
+	if (r < 0 || !times)
+		return r;
+	if (fs_extensions(fs) & SFTP_EXT_SM_STAT) {
+		setattr_ns_times(attr, to_set, set);
 		return 0;
+	}
 	if (times != (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct sftp_attrs cur;
-		int r = stat_inode(fs, ino, &cur);
+		r = stat_inode(fs, ino, &cur);
 		if (r < 0)
 			return r;
 		set->atime = cur.atime;
@@ -169,9 +214,11 @@ static int setattr_attrs(struct fs *fs, fuse_ino_t ino, const struct stat *attr,
 	return 0;
 }
 
-/* Owners are not ours to change: accept only a change to what is already shown. */
+/* Owners are not ours to change (unless owners=real): accept only a change to what is shown. */
 static bool owner_change_refused(struct fs *fs, const struct stat *attr, int to_set)
 {
+	if (fs->owners_real)
+		return false;
 	return ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
 	       ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid);
 }
@@ -341,24 +388,45 @@ static int new_name_path(struct fs *fs, fuse_ino_t parent, const char *name, cha
 	return fs_remote_path(fs, parent, name, path);
 }
 
+/* A regular file: an exclusive create. */
+static int mknod_regular(struct fs *fs, const char *path, mode_t mode)
+{
+	struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
+	struct sftp_handle h;
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r == 0)
+		r = sftp_open(call.sftp, path, SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_EXCL,
+			      &a, &h);
+	if (r == 0)
+		r = sftp_close(call.sftp, &h);
+	fs_call_end(&call);
+	return r;
+}
+
+/* FIFOs, sockets and devices: through our agent's mknod@sandmount, where the sandbox allows
+ * them; without the agent the file system does not support the type (EPERM, as mknod(2)). */
+static int mknod_special(struct fs *fs, const char *path, mode_t mode, dev_t rdev)
+{
+	struct fs_call call;
+	int r = fs_call_begin(fs, &call);
+	if (r == 0)
+		r = sftp_mknod(call.sftp, path, mode, rdev);
+	if (r == -EIO)
+		conn_failed(fs->conn, call.c);
+	fs_call_end(&call);
+	return r == -ENOSYS || r == -ENOTSUP ? -EPERM : r;
+}
+
 void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
 	struct fs *fs = fs_of(req);
 	char *path = NULL;
-	int r = S_ISREG(mode) ? new_name_path(fs, parent, name, &path) : -EPERM;
-	if (r == 0) {
-		struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
-		struct sftp_handle h;
-		struct fs_call call;
-		r = fs_call_begin(fs, &call);
-		if (r == 0)
-			r = sftp_open(call.sftp, path,
-				      SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_EXCL, &a, &h);
-		if (r == 0)
-			r = sftp_close(call.sftp, &h);
-		fs_call_end(&call);
-	}
+	int r = new_name_path(fs, parent, name, &path);
+	if (r == 0 && S_ISREG(mode))
+		r = mknod_regular(fs, path, mode);
+	else if (r == 0)
+		r = mknod_special(fs, path, mode, rdev);
 	free(path);
 	if (r < 0)
 		fs_reply_errno(req, r);
@@ -463,6 +531,10 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 	/* Without the server's hardlink extension the file system cannot make links. */
 	if (r == -ENOTSUP || r == -EOPNOTSUPP)
 		r = -EPERM;
+	/* The new name gets a node of its own: the kernel would keep the link count it has cached
+	 * for this one. Dropping cached attributes only takes no lock the link holds. */
+	if (r == 0 && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else

@@ -424,7 +424,7 @@ static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 	if (a && (a->flags & SFTP_ATTR_SIZE))
 		f->known_size = a->size;
 	fi->fh = (uintptr_t)f;
-	fi->keep_cache = a && inode_open_unchanged(fs->inodes, ino, a->size, a->mtime);
+	fi->keep_cache = a && inode_open_unchanged(fs->inodes, ino, a);
 	return 0;
 }
 

@@ -214,6 +214,14 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 	}
 	if (!strcmp(key, "allow_other"))
 		return parse_bool(key, v, &cfg->allow_other, e);
+	if (!strcmp(key, "owners")) {
+		if (v && (!strcmp(v, "user") || !strcmp(v, "real"))) {
+			cfg->owners_real = !strcmp(v, "real");
+			return 0;
+		}
+		err_set(e, "option owners: use owners=user or owners=real");
+		return -1;
+	}
 	if (!strcmp(key, "StrictHostKeyChecking")) {
 		if (v && !strcmp(v, "accept-new")) {
 			cfg->accept_new_host_key = true;

@@ -40,6 +40,7 @@ struct sandbox_cfg {
 	double
 	    cache_timeout_s; /* default 2: attr/entry TTL when the sandbox cannot notify changes */
 	bool allow_other;
+	bool owners_real;    /* owners=real: show and set the sandbox's numeric uid/gid */
 	bool local_fallback; /* sandexec outside every mount runs locally (config file only) */
 	char **env_allow;    /* NULL-terminated glob patterns of host variables sandexec forwards */
 	struct mount_limits limits; /* bounds on what the sandbox sends (mount_limits.h) */

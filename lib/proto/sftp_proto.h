@@ -68,4 +68,31 @@
 #define SSH2_FX_OP_UNSUPPORTED	  8
 #define SSH2_FX_MAX		  8
 
+/* ---- sandmount-agent extensions (advertised in VERSION with version "1"; a client uses them
+ * only when advertised, so plain OpenSSH sftp-server works as plain SFTP v3) ----
+ *
+ * "stat@sandmount": the full stat. An extended attribute pair (SSH2_FILEXFER_ATTR_EXTENDED)
+ * with that name; its data is exactly SM_STAT_LEN bytes:
+ *   u32 valid (SM_STAT_* bits), u64 dev, u64 ino, u64 nlink, u64 rdev,
+ *   atime, mtime, ctime: each u64 seconds (two's complement) and u32 nanoseconds.
+ * The agent adds it to every attribute block it sends (ATTRS, READDIR entries), next to the
+ * v3 size, uid/gid, permissions and times. A client adds it to SETSTAT, FSETSTAT and
+ * lsetstat@openssh.com to set times with nanoseconds (SM_STAT_TIMES; utimensat semantics:
+ * nanoseconds may be SM_NSEC_NOW or SM_NSEC_OMIT); the other fields are ignored there.
+ *
+ * "mknod@sandmount": request string path, u32 mode (file type and permissions, Linux S_IF*
+ * values), u64 rdev; a STATUS reply. Makes FIFOs, sockets and, where permitted, devices. */
+#define SM_EXT_STAT  "stat@sandmount"
+#define SM_EXT_MKNOD "mknod@sandmount"
+
+#define SM_STAT_DEVINO 0x01 /* dev, ino */
+#define SM_STAT_NLINK  0x02
+#define SM_STAT_RDEV   0x04
+#define SM_STAT_TIMES  0x08 /* atime and mtime with nanoseconds */
+#define SM_STAT_CTIME  0x10
+#define SM_STAT_LEN    (4 + 4 * 8 + 3 * 12)
+
+#define SM_NSEC_NOW  0x3fffffff /* as Linux's UTIME_NOW */
+#define SM_NSEC_OMIT 0x3ffffffe /* as Linux's UTIME_OMIT */
+
 #endif

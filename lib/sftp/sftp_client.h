@@ -1,7 +1,8 @@
 /* sftp_client.h: our SFTP v3 client (docs/design.md, decision 1) over any stream fd. Fully
  * pipelined: any number of threads issue requests at once, one reader thread matches replies by id.
  * Every request has a deadline (the client's op timeout). Uses the OpenSSH extensions posix-rename,
- * statvfs, fsync, hardlink and limits when the server offers them.
+ * statvfs, fsync, hardlink and limits when the server offers them, and our agent's stat@sandmount
+ * (full stat, nanosecond times) and mknod@sandmount (lib/proto/sftp_proto.h).
  *
  * All calls return 0 or a negative errno: SFTP status codes map to ENOENT, EACCES, EEXIST (where
  * the call implies it), ENOTSUP...; a lost connection is -EIO and marks the client dead; a
@@ -13,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
+#include <time.h>
+
 #include "mount_limits.h"
 #include "util.h"
 
@@ -20,6 +23,14 @@
 #define SFTP_ATTR_UIDGID    0x00000002
 #define SFTP_ATTR_PERM	    0x00000004
 #define SFTP_ATTR_ACMODTIME 0x00000008
+/* From our agent's stat@sandmount (lib/proto/sftp_proto.h); never from plain sftp-server. */
+#define SFTP_ATTR_DEVINO 0x00000100 /* dev, ino */
+#define SFTP_ATTR_NLINK	 0x00000200
+#define SFTP_ATTR_RDEV	 0x00000400
+/* atim, mtim with nanoseconds. To set (only with SFTP_EXT_SM_STAT): tv_nsec may be UTIME_NOW
+ * or UTIME_OMIT, and SFTP_ATTR_ACMODTIME need not be set. */
+#define SFTP_ATTR_NSTIME 0x00000800
+#define SFTP_ATTR_CTIME	 0x00001000
 
 struct sftp_attrs {
 	uint32_t flags; /* SFTP_ATTR_* present */
@@ -27,6 +38,8 @@ struct sftp_attrs {
 	uint32_t uid, gid;
 	uint32_t perm; /* includes S_IFMT type bits */
 	uint32_t atime, mtime;
+	uint64_t dev, ino, nlink, rdev;
+	struct timespec atim, mtim, ctim;
 };
 
 /* open flags (SSH2_FXF_*) */
@@ -49,6 +62,8 @@ enum sftp_ext {
 	SFTP_EXT_FSYNC = 1 << 2,
 	SFTP_EXT_HARDLINK = 1 << 3,
 	SFTP_EXT_LIMITS = 1 << 4,
+	SFTP_EXT_SM_STAT = 1 << 5,  /* stat@sandmount: full stat, times with nanoseconds */
+	SFTP_EXT_SM_MKNOD = 1 << 6, /* mknod@sandmount */
 };
 
 struct sftp_limits {
@@ -137,6 +152,8 @@ int sftp_realpath(struct sftp_client *c, const char *path, char **out);
 int sftp_hardlink(struct sftp_client *c, const char *from, const char *to);
 int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st);
 int sftp_fsync(struct sftp_client *c, const struct sftp_handle *h);
+/* Make a FIFO, socket or device (mode holds the S_IFMT type): -ENOSYS without mknod@sandmount. */
+int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t rdev);
 
 /* Pure helpers (unit-tested): attrs codec and status mapping. */
 struct buf;

@@ -1,10 +1,12 @@
-/* sftp_codec.c: SFTP v3 wire formats: packet framing, file attributes, status codes and their
- * errno, and the parsers of the replies the client understands. Pure functions over struct buf;
- * every parser rejects truncated input with -1 (or -EPROTO). */
+/* sftp_codec.c: SFTP v3 wire formats: packet framing, file attributes (with our agent's
+ * stat@sandmount pair), status codes and their errno, and the parsers of the replies the client
+ * understands. Pure functions over struct buf; every parser rejects truncated input with -1 (or
+ * -EPROTO). */
 #include "sftp/sftp_internal.h"
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Framing: u32 length, u8 type, u32 id. */
 #define SFTP_HEADER_LEN 9
@@ -35,12 +37,43 @@ int sftp_packet_finish(struct buf *pkt, uint32_t id, size_t tail_len)
 	return buf_ok(pkt) ? 0 : -1;
 }
 
+#define V3_FLAGS (SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME)
+/* Our flags for what stat@sandmount carries are its valid bits shifted by 8. */
+#define SM_SHIFT 8
+#define SM_FLAGS                                                                                   \
+	(SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_RDEV | SFTP_ATTR_NSTIME | SFTP_ATTR_CTIME)
+
+static void put_time(struct buf *b, const struct timespec *ts)
+{
+	uint32_t nsec = (uint32_t)ts->tv_nsec;
+	if (ts->tv_nsec == UTIME_NOW)
+		nsec = SM_NSEC_NOW;
+	else if (ts->tv_nsec == UTIME_OMIT)
+		nsec = SM_NSEC_OMIT;
+	buf_put_u64(b, (uint64_t)(int64_t)ts->tv_sec);
+	buf_put_u32(b, nsec);
+}
+
+/* The stat@sandmount pair (its name, then its data as a string). */
+static void put_sm_stat(struct buf *b, const struct sftp_attrs *a)
+{
+	buf_put_cstring(b, SM_EXT_STAT);
+	buf_put_u32(b, SM_STAT_LEN);
+	buf_put_u32(b, (a->flags & SM_FLAGS) >> SM_SHIFT);
+	buf_put_u64(b, a->dev);
+	buf_put_u64(b, a->ino);
+	buf_put_u64(b, a->nlink);
+	buf_put_u64(b, a->rdev);
+	put_time(b, &a->atim);
+	put_time(b, &a->mtim);
+	put_time(b, &a->ctim);
+}
+
 void sftp_attrs_encode(struct buf *b, const struct sftp_attrs *a)
 {
-	uint32_t flags = a ? a->flags & (SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM |
-					 SFTP_ATTR_ACMODTIME)
-			   : 0;
-	buf_put_u32(b, flags);
+	uint32_t flags = a ? a->flags & V3_FLAGS : 0;
+	bool sm = a && (a->flags & SM_FLAGS);
+	buf_put_u32(b, flags | (sm ? SSH2_FILEXFER_ATTR_EXTENDED : 0));
 	if (flags & SFTP_ATTR_SIZE)
 		buf_put_u64(b, a->size);
 	if (flags & SFTP_ATTR_UIDGID) {
@@ -53,17 +86,67 @@ void sftp_attrs_encode(struct buf *b, const struct sftp_attrs *a)
 		buf_put_u32(b, a->atime);
 		buf_put_u32(b, a->mtime);
 	}
+	if (sm) {
+		buf_put_u32(b, 1);
+		put_sm_stat(b, a);
+	}
 }
 
-static int skip_extended_attrs(struct buf *b)
+/* A time from the server: nanoseconds must be below a second. */
+static int get_time(struct buf *b, struct timespec *ts)
+{
+	uint64_t sec;
+	uint32_t nsec;
+	if (buf_get_u64(b, &sec) < 0 || buf_get_u32(b, &nsec) < 0 || nsec >= 1000000000u)
+		return -1;
+	ts->tv_sec = (time_t)(int64_t)sec;
+	ts->tv_nsec = nsec;
+	return 0;
+}
+
+static int get_sm_stat(const uint8_t *p, uint32_t n, struct sftp_attrs *a)
+{
+	struct buf b;
+	uint32_t valid;
+	if (n != SM_STAT_LEN)
+		return -1;
+	buf_view(&b, (uint8_t *)p, n); /* read only */
+	if (buf_get_u32(&b, &valid) < 0 || buf_get_u64(&b, &a->dev) < 0 ||
+	    buf_get_u64(&b, &a->ino) < 0 || buf_get_u64(&b, &a->nlink) < 0 ||
+	    buf_get_u64(&b, &a->rdev) < 0 || get_time(&b, &a->atim) < 0 ||
+	    get_time(&b, &a->mtim) < 0 || get_time(&b, &a->ctim) < 0)
+		return -1;
+	a->flags |= (valid << SM_SHIFT) & SM_FLAGS;
+	/* What is not flagged valid is not kept. */
+	if (!(a->flags & SFTP_ATTR_DEVINO))
+		a->dev = a->ino = 0;
+	if (!(a->flags & SFTP_ATTR_NLINK))
+		a->nlink = 0;
+	if (!(a->flags & SFTP_ATTR_RDEV))
+		a->rdev = 0;
+	if (!(a->flags & SFTP_ATTR_NSTIME))
+		a->atim = a->mtim = (struct timespec){0};
+	if (!(a->flags & SFTP_ATTR_CTIME))
+		a->ctim = (struct timespec){0};
+	return 0;
+}
+
+/* Extended pairs: stat@sandmount is read, others are skipped. No server sends this many. */
+#define MAX_EXTENDED 256
+
+static int get_extended(struct buf *b, struct sftp_attrs *a)
 {
 	uint32_t count;
-	if (buf_get_u32(b, &count) < 0)
+	if (buf_get_u32(b, &count) < 0 || count > MAX_EXTENDED)
 		return -1;
 	for (uint32_t i = 0; i < count; i++) {
-		const uint8_t *p;
-		uint32_t n;
-		if (buf_get_string(b, &p, &n) < 0 || buf_get_string(b, &p, &n) < 0)
+		const uint8_t *name, *data;
+		uint32_t name_len, data_len;
+		if (buf_get_string(b, &name, &name_len) < 0 ||
+		    buf_get_string(b, &data, &data_len) < 0)
+			return -1;
+		if (name_len == strlen(SM_EXT_STAT) && memcmp(name, SM_EXT_STAT, name_len) == 0 &&
+		    get_sm_stat(data, data_len, a) < 0)
 			return -1;
 	}
 	return 0;
@@ -85,10 +168,9 @@ int sftp_attrs_decode(struct buf *b, struct sftp_attrs *a)
 	if ((flags & SFTP_ATTR_ACMODTIME) &&
 	    (buf_get_u32(b, &a->atime) < 0 || buf_get_u32(b, &a->mtime) < 0))
 		return -1;
-	if ((flags & SSH2_FILEXFER_ATTR_EXTENDED) && skip_extended_attrs(b) < 0)
+	a->flags = flags & V3_FLAGS;
+	if ((flags & SSH2_FILEXFER_ATTR_EXTENDED) && get_extended(b, a) < 0)
 		return -1;
-	a->flags =
-	    flags & (SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME);
 	return 0;
 }
 
@@ -127,7 +209,8 @@ int sftp_status_to_errno(uint32_t status)
 	return -map[status];
 }
 
-/* Servers that pass strerror() text along with FAILURE (OpenSSH sends just "Failure"). */
+/* Servers that pass strerror() text as the message (OpenSSH sends just "Failure"; our agent
+ * always sends it, so its EPERM, ENOTDIR, ELOOP... come through exactly). */
 int sftp_errno_from_message(const uint8_t *msg, size_t len)
 {
 	static const struct {
@@ -150,6 +233,10 @@ int sftp_errno_from_message(const uint8_t *msg, size_t len)
 	    {"Too many levels of symbolic links", ELOOP},
 	    {"File name too long", ENAMETOOLONG},
 	    {"Text file busy", ETXTBSY},
+	    {"Bad file descriptor", EBADF},
+	    {"Operation not supported", EOPNOTSUPP},
+	    {"Function not implemented", ENOSYS},
+	    {"No such device", ENODEV},
 	};
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		size_t n = strlen(known[i].text);
@@ -169,7 +256,7 @@ int sftp_parse_status(struct buf *b, uint32_t *code)
 	if (buf_remaining(b) > 0 && buf_get_string(b, &msg, &msg_len) < 0)
 		return -EPROTO;
 	int e = sftp_status_to_errno(*code);
-	if (*code == SSH2_FX_FAILURE && msg) {
+	if (*code != SSH2_FX_OK && *code != SSH2_FX_EOF && msg) {
 		int m = sftp_errno_from_message(msg, msg_len);
 		if (m)
 			e = -m;
@@ -212,6 +299,8 @@ static unsigned extension_bit(const uint8_t *name, uint32_t n)
 	    {"fsync@openssh.com", SFTP_EXT_FSYNC},
 	    {"hardlink@openssh.com", SFTP_EXT_HARDLINK},
 	    {"limits@openssh.com", SFTP_EXT_LIMITS},
+	    {SM_EXT_STAT, SFTP_EXT_SM_STAT},
+	    {SM_EXT_MKNOD, SFTP_EXT_SM_MKNOD},
 	};
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
 		if (strlen(ours[i].name) == n && memcmp(ours[i].name, name, n) == 0)

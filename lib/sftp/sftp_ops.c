@@ -72,6 +72,18 @@ static int call_status(struct sftp_client *c, struct buf *pkt)
 	return e < 0 ? e : reply_status(r);
 }
 
+/* Attributes of a reply to r: stat@sandmount's fields count only from a server that offered
+ * the extension (our agent). 0 or -1. */
+static int decode_attrs(struct sftp_req *r, struct sftp_attrs *a)
+{
+	if (sftp_attrs_decode(&r->reply, a) < 0)
+		return -1;
+	if (!(r->c->ext & SFTP_EXT_SM_STAT))
+		a->flags &=
+		    SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME;
+	return 0;
+}
+
 static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs *a)
 {
 	struct sftp_req *r = NULL;
@@ -80,7 +92,7 @@ static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs 
 		return e;
 	if (r->reply_type != SSH2_FXP_ATTRS)
 		return reply_error(r);
-	e = sftp_attrs_decode(&r->reply, a) < 0 ? -EPROTO : 0;
+	e = decode_attrs(r, a) < 0 ? -EPROTO : 0;
 	sftp_req_free(r);
 	return e;
 }
@@ -156,11 +168,21 @@ int sftp_fstat(struct sftp_client *c, const struct sftp_handle *h, struct sftp_a
 	return call_attrs(c, &b, a);
 }
 
+/* Times with nanoseconds go only to a server that offers stat@sandmount. */
+static void encode_setstat(struct sftp_client *c, struct buf *b, const struct sftp_attrs *a)
+{
+	struct sftp_attrs v3 = *a;
+	if (!(c->ext & SFTP_EXT_SM_STAT))
+		v3.flags &= ~SFTP_ATTR_NSTIME;
+	v3.flags &= ~(SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_RDEV | SFTP_ATTR_CTIME);
+	sftp_attrs_encode(b, &v3);
+}
+
 int sftp_setstat(struct sftp_client *c, const char *path, const struct sftp_attrs *a)
 {
 	struct buf b;
 	begin_path(&b, SSH2_FXP_SETSTAT, path);
-	sftp_attrs_encode(&b, a);
+	encode_setstat(c, &b, a);
 	return call_status(c, &b);
 }
 
@@ -168,7 +190,7 @@ int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const stru
 {
 	struct buf b;
 	begin_handle(&b, SSH2_FXP_FSETSTAT, h);
-	sftp_attrs_encode(&b, a);
+	encode_setstat(c, &b, a);
 	return call_status(c, &b);
 }
 
@@ -242,7 +264,7 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 		return open_error(c, path, pflags, e);
 	}
 	if (rs && wait_reply(rs, SSH2_FXP_ATTRS) == 0) {
-		*have_st = sftp_attrs_decode(&rs->reply, st) == 0;
+		*have_st = decode_attrs(rs, st) == 0;
 		sftp_req_free(rs);
 	}
 	return 0;
@@ -536,7 +558,7 @@ static int finish_readdir(struct sftp_req *r, struct listing *l, sftp_dir_cb cb,
 		struct sftp_attrs a;
 		if (buf_get_cstring(&r->reply, &name) < 0 ||
 		    buf_get_string(&r->reply, &longname, &longname_len) < 0 ||
-		    sftp_attrs_decode(&r->reply, &a) < 0)
+		    decode_attrs(r, &a) < 0)
 			e = -EPROTO;
 		else if (++l->entries > c->lim.max_dir_entries)
 			e = listing_over(c, l);
@@ -702,6 +724,18 @@ int sftp_hardlink(struct sftp_client *c, const char *from, const char *to)
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
 	return exists_or_eio(c, call_status(c, &b), to);
+}
+
+int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t rdev)
+{
+	if (!(c->ext & SFTP_EXT_SM_MKNOD))
+		return -ENOSYS;
+	struct buf b;
+	sftp_packet_begin_extended(&b, SM_EXT_MKNOD);
+	buf_put_cstring(&b, path);
+	buf_put_u32(&b, mode);
+	buf_put_u64(&b, rdev);
+	return exists_or_eio(c, call_status(c, &b), path);
 }
 
 int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st)

@@ -129,6 +129,12 @@ class Raw:
                 rest = rest[4:]
             if flags & 8:
                 rest = rest[8:]
+            if flags & 0x80000000:  # extended pairs (the agent's stat@sandmount)
+                count_ext = struct.unpack(">I", rest[:4])[0]
+                rest = rest[4:]
+                for _ in range(count_ext):
+                    ext_name, rest = self.take_string(rest)
+                    attrs[ext_name.decode()], rest = self.take_string(rest)
             out.append((name.decode(), long_name.decode(), attrs))
         return out
 
@@ -307,7 +313,8 @@ def test_version_extensions(raw):
     assert raw.extensions == {
         "posix-rename@openssh.com": "1", "statvfs@openssh.com": "2",
         "fstatvfs@openssh.com": "2", "hardlink@openssh.com": "1", "fsync@openssh.com": "1",
-        "limits@openssh.com": "1", "lsetstat@openssh.com": "1"}
+        "limits@openssh.com": "1", "lsetstat@openssh.com": "1",
+        "stat@sandmount": "1", "mknod@sandmount": "1"}
 
 
 def test_limits(raw):

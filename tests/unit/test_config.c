@@ -65,6 +65,15 @@ static void test_options(void)
 	CHECK(config_resolve("ssh://h/d", "StrictHostKeyChecking=accept-new", &c, NULL, &e) == 0);
 	CHECK(c.accept_new_host_key);
 	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", NULL, &c, NULL, &e) == 0 && !c.owners_real);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "owners=real", &c, NULL, &e) == 0 && c.owners_real);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "owners=user", &c, NULL, &e) == 0 && !c.owners_real);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "owners=root", &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "owners=user or owners=real") != NULL);
+	config_free(&c);
 }
 
 static char *write_config(const char *text)

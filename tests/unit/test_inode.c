@@ -103,12 +103,23 @@ static void test_open_rule(void)
 {
 	struct inode_table *t = inode_table_new();
 	uint64_t f = inode_enter(t, INODE_ROOT, "f", S_IFREG, 1, 0);
-	CHECK(!inode_open_unchanged(t, f, 10, 100)); /* first open */
-	CHECK(inode_open_unchanged(t, f, 10, 100));
-	CHECK(!inode_open_unchanged(t, f, 11, 100));
-	CHECK(!inode_open_unchanged(t, f, 11, 101));
-	CHECK(inode_open_unchanged(t, f, 11, 101));
-	CHECK(!inode_open_unchanged(t, 12345, 0, 0));
+	struct sftp_attrs a = {
+	    .flags = SFTP_ATTR_SIZE | SFTP_ATTR_ACMODTIME, .size = 10, .mtime = 100};
+	CHECK(!inode_open_unchanged(t, f, &a)); /* first open */
+	CHECK(inode_open_unchanged(t, f, &a));
+	a.size = 11;
+	CHECK(!inode_open_unchanged(t, f, &a));
+	a.mtime = 101;
+	CHECK(!inode_open_unchanged(t, f, &a));
+	CHECK(inode_open_unchanged(t, f, &a));
+	/* With nanoseconds (the agent), a change within the same second counts. */
+	a.flags |= SFTP_ATTR_NSTIME;
+	a.mtim = (struct timespec){101, 5};
+	CHECK(!inode_open_unchanged(t, f, &a));
+	CHECK(inode_open_unchanged(t, f, &a));
+	a.mtim.tv_nsec = 6;
+	CHECK(!inode_open_unchanged(t, f, &a));
+	CHECK(!inode_open_unchanged(t, 12345, &a));
 	inode_table_free(t);
 }
 
@@ -157,8 +168,29 @@ static void test_many(void)
 	inode_table_free(t);
 }
 
+/* st_ino from the remote (dev, ino): the remote number on the first device, shared by hard
+ * links, kept across renames; numbers of their own (never clashing) on other devices. */
+static void test_remote_numbers(void)
+{
+	struct inode_table *t = inode_table_new();
+	CHECK(inode_number(t, 0x803, 1234) == 1234);
+	CHECK(inode_number(t, 0x803, 1234) == 1234); /* a second name of the same file */
+	CHECK(inode_number(t, 0x803, 99) == 99);
+	uint64_t other = inode_number(t, 0x900, 1234);
+	CHECK(other != 1234 && other != 99 && other != 0);
+	CHECK(inode_number(t, 0x900, 1234) == other);
+	uint64_t other2 = inode_number(t, 0x900, 1235);
+	CHECK(other2 != other && other2 != 1235);
+	/* A first-device number in the range kept for other devices is mapped too. */
+	uint64_t high = inode_number(t, 0x803, 1ull << 63);
+	CHECK(high != other && high != other2);
+	CHECK(inode_number(t, 0x803, 1ull << 63) == high);
+	inode_table_free(t);
+}
+
 int main(void)
 {
+	test_remote_numbers();
 	test_numbers_and_paths();
 	test_rename();
 	test_remove_and_type_change();

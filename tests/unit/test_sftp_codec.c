@@ -3,6 +3,8 @@
 #include "sftp/sftp_internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,124 @@ static void test_attrs_truncated(void)
 	buf_put_bytes(&b, "abc", 3);
 	CHECK(sftp_attrs_decode(&b, &out) == -1);
 	buf_free(&b);
+}
+
+/* Attributes as our agent sends them: v3 fields plus a stat@sandmount pair. */
+static struct sftp_attrs full_attrs(void)
+{
+	return (struct sftp_attrs){
+	    .flags = SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM | SFTP_ATTR_ACMODTIME |
+		     SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_RDEV | SFTP_ATTR_NSTIME |
+		     SFTP_ATTR_CTIME,
+	    .size = 42,
+	    .uid = 0,
+	    .gid = 5,
+	    .perm = 0010644,
+	    .atime = 1700000000,
+	    .mtime = 1700000001,
+	    .dev = 0x803,
+	    .ino = 0xfedcba9876ULL,
+	    .nlink = 3,
+	    .rdev = 0x10203,
+	    .atim = {1700000000, 123456789},
+	    .mtim = {1700000001, 999999999},
+	    .ctim = {-5, 1}, /* before the epoch: seconds are signed */
+	};
+}
+
+static bool same_ts(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static void test_full_attrs_round_trip(void)
+{
+	struct sftp_attrs in = full_attrs(), out;
+	struct buf b;
+	buf_init(&b);
+	sftp_attrs_encode(&b, &in);
+	size_t pair = 4 + 4 + strlen(SM_EXT_STAT) + 4 + SM_STAT_LEN;
+	CHECK(buf_ok(&b) && b.len == 4 + 8 + 8 + 4 + 8 + pair);
+	CHECK(sftp_attrs_decode(&b, &out) == 0 && buf_remaining(&b) == 0);
+	CHECK(out.flags == in.flags && out.size == 42 && out.gid == 5 && out.perm == 0010644);
+	CHECK(out.dev == in.dev && out.ino == in.ino && out.nlink == 3 && out.rdev == in.rdev);
+	CHECK(same_ts(out.atim, in.atim) && same_ts(out.mtim, in.mtim) &&
+	      same_ts(out.ctim, in.ctim));
+
+	/* Only the parts flagged valid count (a pair with times only, as a SETSTAT sends). */
+	buf_reset(&b);
+	struct sftp_attrs times = {
+	    .flags = SFTP_ATTR_NSTIME, .atim = {1, UTIME_OMIT}, .mtim = {2, 5}, .ino = 77};
+	sftp_attrs_encode(&b, &times);
+	uint32_t flags;
+	CHECK(buf_peek_u32(&b, &flags) == 0 && flags == SSH2_FILEXFER_ATTR_EXTENDED);
+	/* UTIME_OMIT travels as SM_NSEC_OMIT, which a client refuses in a reply. */
+	CHECK(sftp_attrs_decode(&b, &out) == -1);
+	buf_reset(&b);
+	times.atim.tv_nsec = 0;
+	sftp_attrs_encode(&b, &times);
+	CHECK(sftp_attrs_decode(&b, &out) == 0 && out.flags == SFTP_ATTR_NSTIME && out.ino == 0 &&
+	      out.mtim.tv_nsec == 5);
+	buf_free(&b);
+}
+
+/* Build a reply attr block with a stat@sandmount pair whose data is `data` (n bytes). */
+static void put_sm_pair(struct buf *b, const void *data, uint32_t n)
+{
+	buf_reset(b);
+	buf_put_u32(b, SFTP_ATTR_PERM | SSH2_FILEXFER_ATTR_EXTENDED);
+	buf_put_u32(b, 0100600);
+	buf_put_u32(b, 1);
+	buf_put_cstring(b, SM_EXT_STAT);
+	buf_put_string(b, data, n);
+}
+
+static void test_full_attrs_hostile(void)
+{
+	struct sftp_attrs in = full_attrs(), out;
+	struct buf b, pair;
+	buf_init(&b);
+	buf_init(&pair);
+	sftp_attrs_encode(&b, &in);
+	size_t n = b.len;
+	for (size_t cut = 0; cut < n; cut++) {
+		b.len = cut;
+		b.off = 0;
+		if (sftp_attrs_decode(&b, &out) != -1) {
+			printf("FAIL full attrs truncated at %zu bytes accepted\n", cut);
+			failures++;
+		}
+	}
+	/* The pair's data: a valid one, then one byte short, one byte long, a bad nanosecond. */
+	uint8_t data[SM_STAT_LEN + 1] = {0};
+	data[3] = SM_STAT_NLINK;
+	data[4 + 2 * 8 + 7] = 9; /* nlink = 9 */
+	put_sm_pair(&b, data, SM_STAT_LEN);
+	CHECK(sftp_attrs_decode(&b, &out) == 0 && out.nlink == 9 &&
+	      out.flags == (SFTP_ATTR_PERM | SFTP_ATTR_NLINK));
+	put_sm_pair(&b, data, SM_STAT_LEN - 1);
+	CHECK(sftp_attrs_decode(&b, &out) == -1);
+	put_sm_pair(&b, data, SM_STAT_LEN + 1);
+	CHECK(sftp_attrs_decode(&b, &out) == -1);
+	memset(data + 4 + 4 * 8 + 8, 0xff, 4); /* atime nanoseconds 0xffffffff */
+	put_sm_pair(&b, data, SM_STAT_LEN);
+	CHECK(sftp_attrs_decode(&b, &out) == -1);
+	/* Unknown valid bits are ignored, not turned into flags. */
+	memset(data, 0xff, 4);
+	memset(data + 4 + 4 * 8 + 8, 0, 4);
+	put_sm_pair(&b, data, SM_STAT_LEN);
+	CHECK(sftp_attrs_decode(&b, &out) == 0 &&
+	      (out.flags & ~(SFTP_ATTR_PERM | SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_RDEV |
+			     SFTP_ATTR_NSTIME | SFTP_ATTR_CTIME)) == 0);
+	/* A lying pair count: far more pairs than the block holds, or more than we accept. */
+	buf_reset(&b);
+	buf_put_u32(&b, SSH2_FILEXFER_ATTR_EXTENDED);
+	buf_put_u32(&b, 0xffffffff);
+	buf_put_cstring(&b, "a");
+	buf_put_cstring(&b, "b");
+	CHECK(sftp_attrs_decode(&b, &out) == -1);
+	buf_free(&b);
+	buf_free(&pair);
 }
 
 static void test_status(void)
@@ -251,6 +371,8 @@ int main(void)
 {
 	test_attrs_round_trip();
 	test_attrs_truncated();
+	test_full_attrs_round_trip();
+	test_full_attrs_hostile();
 	test_status();
 	test_replies();
 	test_version_and_extensions();
