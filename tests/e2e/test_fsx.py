@@ -6,9 +6,10 @@ them) and through `sandexec` (visible at once: the exec barrier); (c) with the S
 K ops (the sshd sessions serving the mount are killed; the daemon reconnects and replays).
 
 Each test runs seeds for a bounded time: SM_FSX_SECONDS (default 60) per test and backend, with
-SM_FSX_OPS ops per seed (default 300), seeds from SM_FSX_SEED on (default: from the clock, printed).
-A failing seed's op log is kept in the e2e temp dir and the failure names the command that replays
-it. Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect hook."""
+SM_FSX_OPS ops per seed (default 300), seeds from SM_FSX_SEED + 1 on (default: from the clock);
+at least one seed runs. A failing seed's op log is kept in the e2e temp dir; the failure names the
+sm-fsx command that replays it and the `scripts/test` command that reruns that seed on a fresh
+mount (the ops of a seed are always the same). Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect hook."""
 
 import os
 import signal
@@ -40,7 +41,7 @@ def run_seeds(suite, m, name, hook_args=None):
     logs.mkdir(exist_ok=True)
     failures, seeds, ops, seed = [], 0, 0, FIRST_SEED
     t0 = time.monotonic()
-    while time.monotonic() - t0 < SECONDS and len(failures) < MAX_FAILURES:
+    while not seeds or (time.monotonic() - t0 < SECONDS and len(failures) < MAX_FAILURES):
         seed += 1
         d = m / f"s{seed}"
         d.mkdir()
@@ -51,7 +52,7 @@ def run_seeds(suite, m, name, hook_args=None):
         seeds += 1
         out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
         if p.returncode != 0:
-            failures.append(summarize(seed, p.returncode, out))
+            failures.append(summarize(seed, p.returncode, out) + "\n" + rerun(m, seed))
             continue
         ops += int(out.split(": ")[2].split()[0])
     elapsed = time.monotonic() - t0
@@ -60,6 +61,13 @@ def run_seeds(suite, m, name, hook_args=None):
     assert not failures, (f"sm-fsx {name}: {len(failures)} of {seeds} seeds failed "
                           f"(op logs in {logs}):\n" + "\n\n".join(failures))
     assert seeds >= 1
+
+
+def rerun(m, seed):
+    """The command that runs this test again on a fresh mount with just this seed."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    return (f"rerun: SM_FSX_SEED={seed - 1} SM_FSX_SECONDS=0 SM_FSX_OPS={OPS} "
+            f"SM_E2E_BACKENDS={m.sb.name} scripts/test -k '{test.split('[')[0]}'")
 
 
 def summarize(seed, code, out):

@@ -163,6 +163,7 @@ static void gen_open(struct fsx *x, struct fsx_op *op, enum fsx_kind want)
 		op->kind = K_CLOSE;
 		op->slot = (int)below(x, FSX_MAX_SLOTS);
 		op->file = x->slots[op->slot].file;
+		op->mode = x->slots[op->slot].mode;
 		return;
 	}
 	do
