@@ -86,7 +86,6 @@ struct fsx {
 /* fsx_ops.c */
 int fsx_setup(struct fsx *x);
 int fsx_exec(struct fsx *x, const struct fsx_op *op);
-int fsx_slot_readable(enum fsx_mode m);
 int fsx_slot_writable(enum fsx_mode m);
 void fsx_teardown(struct fsx *x);
 

@@ -63,11 +63,6 @@ static int failf(struct fsx *x, const char *fmt, ...)
 	return -1;
 }
 
-int fsx_slot_readable(enum fsx_mode m)
-{
-	return m != M_WA;
-}
-
 int fsx_slot_writable(enum fsx_mode m)
 {
 	return m == M_RW || m == M_WA || m == M_RWA;
