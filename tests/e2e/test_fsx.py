@@ -79,6 +79,9 @@ def summarize(seed, code, out):
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("sm-fsx: op log")),
                len(lines))
     keep = lines[start:min(end, start + 8)]
+    why = next((i for i, ln in enumerate(lines) if ln.startswith("sm-fsx: the last ops")), None)
+    if why is not None:
+        keep += [ln for ln in lines[why:why + 12] if not ln.startswith("sm-fsx: FAIL at")]
     keep += [ln for ln in lines if ln.startswith("sm-fsx: replay:")]
     return f"seed {seed} (exit {code}):\n" + "\n".join(keep)
 

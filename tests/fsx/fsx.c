@@ -25,9 +25,10 @@
 
 #include "fsx.h"
 
-#define READ_MAX  (64L << 10)
-#define LOG_TAIL  40 /* ops printed on stderr when the full log goes to --log */
-#define HIST_STEP 1024
+#define READ_MAX    (64L << 10)
+#define LOG_TAIL    40 /* ops printed on stderr when the full log goes to --log */
+#define HIST_STEP   1024
+#define EXPLAIN_OPS 8 /* writes/truncates listed after a mismatch */
 
 static const struct {
 	enum fsx_kind kind;
@@ -336,7 +337,65 @@ static void print_replay(const struct fsx *x, const char *prog, const char *log)
 	fputc('\n', stderr);
 }
 
-static int report_failure(const struct fsx *x, int argc, char **argv)
+static int writes_at(const struct fsx_op *op, long off)
+{
+	return (op->kind == K_WRITE || op->kind == K_MWRITE || op->kind == K_APPEND ||
+		op->kind == K_EXTWRITE) &&
+	       op->off <= off && off < op->off + op->len;
+}
+
+static int cuts_below(const struct fsx_op *op, long off)
+{
+	return (op->kind == K_TRUNC || op->kind == K_PTRUNC || op->kind == K_EXTTRUNC) &&
+	       op->len <= off;
+}
+
+/* Whether the bytes read at the first differing offset are the data op wrote there. */
+static int read_is_from(struct fsx *x, const struct fsx_op *op)
+{
+	long at = x->bad_off - op->off;
+	long n = op->len - at < x->bad_n ? op->len - at : x->bad_n;
+
+	fsx_fill(x, op->no, x->wbuf, at + n);
+	return memcmp(x->wbuf + at, x->bad_got, n) == 0;
+}
+
+/* After a read mismatch: the last ops that set the byte at the first differing offset (writes
+ * over it, truncates below it), marking the write whose data was read (stale data). */
+static void explain(struct fsx *x)
+{
+	unsigned long from = x->nhist - 1, shown = 0;
+	int zeros = 1;
+	char line[160];
+
+	if (x->bad_off < 0)
+		return;
+	while (from > 0 && shown < EXPLAIN_OPS) {
+		const struct fsx_op *op = &x->hist[--from];
+
+		if (op->file == x->bad_file &&
+		    (writes_at(op, x->bad_off) || cuts_below(op, x->bad_off)))
+			shown++;
+	}
+	fprintf(stderr, "sm-fsx: the last ops that set fsx%d's byte %ld:\n", x->bad_file,
+		x->bad_off);
+	for (unsigned long i = from; i + 1 < x->nhist; i++) {
+		const struct fsx_op *op = &x->hist[i];
+		int w = writes_at(op, x->bad_off);
+
+		if (op->file != x->bad_file || (!w && !cuts_below(op, x->bad_off)))
+			continue;
+		fsx_format_op(op, line, sizeof(line));
+		fprintf(stderr, "  %s%s\n", line,
+			w && read_is_from(x, op) ? "   <- the bytes read are this op's" : "");
+	}
+	for (int i = 0; i < x->bad_n; i++)
+		zeros &= x->bad_got[i] == 0;
+	if (zeros)
+		fprintf(stderr, "  (the bytes read there are zeros)\n");
+}
+
+static int report_failure(struct fsx *x, int argc, char **argv)
 {
 	const struct fsx_op *last = &x->hist[x->nhist - 1];
 	char line[160];
@@ -359,6 +418,7 @@ static int report_failure(const struct fsx *x, int argc, char **argv)
 	} else {
 		fsx_write_log(x, stderr, 0);
 	}
+	explain(x);
 	fprintf(stderr, "sm-fsx: FAIL at op %lu: %s\nsm-fsx: reproduce:", last->no, line);
 	for (int i = 0; i < argc; i++) {
 		fputc(' ', stderr);
@@ -533,7 +593,8 @@ int main(int argc, char **argv)
 			.use_direct = 1,
 			.use_mmap = 1,
 			.settle_ms = -1,
-			.reconnect_every = 50};
+			.reconnect_every = 50,
+			.bad_off = -1};
 	struct fsx_op op, *ops = NULL;
 	unsigned long nloaded = 0, no;
 	int rc = 0;

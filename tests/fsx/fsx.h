@@ -81,6 +81,10 @@ struct fsx {
 	unsigned char *dbuf; /* O_DIRECT buffer, aligned */
 	unsigned char *wbuf; /* data of the op being written */
 	char fail[2048];     /* what went wrong, set by a failing op */
+	int bad_file;	     /* a read mismatch: file, first differing offset (-1: none) */
+	long bad_off;
+	unsigned char bad_got[16]; /* the bytes read there */
+	int bad_n;
 };
 
 /* fsx_ops.c */

@@ -93,6 +93,10 @@ static int check_bytes(struct fsx *x, const char *what, int file, long off,
 			first = i;
 	if (ndiff == 0)
 		return 0;
+	x->bad_file = file;
+	x->bad_off = off + first;
+	x->bad_n = n - first < 16 ? (int)(n - first) : 16;
+	memcpy(x->bad_got, got + first, x->bad_n);
 	hex16(e, want + first, n - first);
 	hex16(a, got + first, n - first);
 	return failf(x,
