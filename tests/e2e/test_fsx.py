@@ -7,9 +7,11 @@ K ops (the sshd sessions serving the mount are killed; the daemon reconnects and
 
 Each test runs seeds for a bounded time: SM_FSX_SECONDS (default 60) per test and backend, with
 SM_FSX_OPS ops per seed (default 300), seeds from SM_FSX_SEED + 1 on (default: from the clock);
-at least one seed runs. A failing seed's op log is kept in the e2e temp dir; the failure names the
-sm-fsx command that replays it and the `scripts/test` command that reruns that seed on a fresh
-mount (the ops of a seed are always the same). Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect hook."""
+at least one seed runs; SM_FSX_MAX_FAILURES (default 3) failed seeds end a test; SM_FSX_ARGS
+adds sm-fsx options (e.g. "--no-mmap --no-direct" to narrow a failure down). A failing seed's op
+log is kept in the e2e temp dir; the failure names the sm-fsx command that replays it and the
+`scripts/test` command that reruns that seed on a fresh mount (a seed's ops are always the same).
+Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect hook."""
 
 import os
 import signal
@@ -28,7 +30,9 @@ SECONDS = float(os.environ.get("SM_FSX_SECONDS", "60"))
 OPS = int(os.environ.get("SM_FSX_OPS", "300"))
 FIRST_SEED = int(os.environ.get("SM_FSX_SEED", str(int(time.time()) % 1000000 * 1000)))
 SETTLE_MS = int(os.environ.get("SM_FSX_SETTLE_MS", "500"))  # watch report latency allowed
-MAX_FAILURES = 3  # seeds that may fail before a test stops (the mount may be broken by then)
+# seeds that may fail before a test stops (the mount may be broken by then)
+MAX_FAILURES = int(os.environ.get("SM_FSX_MAX_FAILURES", "3"))
+EXTRA_ARGS = os.environ.get("SM_FSX_ARGS", "").split()  # e.g. "--no-mmap --no-direct"
 RECONNECT_EVERY = 60
 
 
@@ -46,7 +50,7 @@ def run_seeds(suite, m, name, hook_args=None):
         d = m / f"s{seed}"
         d.mkdir()
         log = logs / f"{name}-{seed}.log"
-        args = [FSX, "--seed", seed, "--ops", OPS, "--log", log,
+        args = [FSX, "--seed", seed, "--ops", OPS, "--log", log, *EXTRA_ARGS,
                 *(hook_args(d, seed) if hook_args else []), d]
         p = h.run(args, timeout=240, env=suite.env)
         seeds += 1
@@ -66,7 +70,8 @@ def run_seeds(suite, m, name, hook_args=None):
 def rerun(m, seed):
     """The command that runs this test again on a fresh mount with just this seed."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
-    return (f"rerun: SM_FSX_SEED={seed - 1} SM_FSX_SECONDS=0 SM_FSX_OPS={OPS} "
+    extra = f"SM_FSX_ARGS='{' '.join(EXTRA_ARGS)}' " if EXTRA_ARGS else ""
+    return (f"rerun: {extra}SM_FSX_SEED={seed - 1} SM_FSX_SECONDS=0 SM_FSX_OPS={OPS} "
             f"SM_E2E_BACKENDS={m.sb.name} scripts/test -k '{test.split('[')[0]}'")
 
 
