@@ -7,7 +7,7 @@
  * against an in-memory model; on the first mismatch it prints the op log and the first differing
  * offset and exits 1. The same command reproduces a run; --replay LOG replays a printed log.
  *
- *   sm-fsx [--seed N] [--ops N] [--files N] [--maxlen BYTES] [--no-direct] [--no-mmap]
+ *   sm-fsx [--seed N] [--ops N] [--files N] [--maxlen BYTES] [--fds N] [--no-direct] [--no-mmap]
  *          [--external CMD [--external-visibility reopen|settle-ms=N]]
  *          [--reconnect CMD [--reconnect-every K]] [--log FILE] [--replay FILE] DIR
  *
@@ -116,7 +116,7 @@ static int pick_slot(struct fsx *x, enum fsx_kind k)
 {
 	int cand[FSX_MAX_SLOTS], n = 0;
 
-	for (int s = 0; s < FSX_MAX_SLOTS; s++)
+	for (int s = 0; s < x->nslots; s++)
 		if (x->slots[s].fd >= 0 && mode_fits(k, x->slots[s].mode))
 			cand[n++] = s;
 	return n ? cand[below(x, n)] : -1;
@@ -157,12 +157,12 @@ static void gen_open(struct fsx *x, struct fsx_op *op, enum fsx_kind want)
 	int free_slots[FSX_MAX_SLOTS], n = 0;
 	enum fsx_mode m;
 
-	for (int s = 0; s < FSX_MAX_SLOTS; s++)
+	for (int s = 0; s < x->nslots; s++)
 		if (x->slots[s].fd < 0)
 			free_slots[n++] = s;
 	if (n == 0) {
 		op->kind = K_CLOSE;
-		op->slot = (int)below(x, FSX_MAX_SLOTS);
+		op->slot = (int)below(x, x->nslots);
 		op->file = x->slots[op->slot].file;
 		op->mode = x->slots[op->slot].mode;
 		return;
@@ -493,7 +493,8 @@ static int usage(void)
 {
 	fprintf(
 	    stderr,
-	    "usage: sm-fsx [--seed N] [--ops N] [--files N] [--maxlen BYTES] [--no-direct]\n"
+	    "usage: sm-fsx [--seed N] [--ops N] [--files N] [--maxlen BYTES] [--fds N] "
+	    "[--no-direct]\n"
 	    "              [--no-mmap] [--external CMD [--external-visibility "
 	    "reopen|settle-ms=N]]\n"
 	    "              [--reconnect CMD [--reconnect-every K]] [--log FILE] [--replay FILE] "
@@ -522,6 +523,7 @@ static int parse_args(struct fsx *x, int argc, char **argv)
 	    {"ops", 1, 0, 'n'},
 	    {"files", 1, 0, 'f'},
 	    {"maxlen", 1, 0, 'm'},
+	    {"fds", 1, 0, 'F'},
 	    {"no-direct", 0, 0, 'D'},
 	    {"no-mmap", 0, 0, 'M'},
 	    {"external", 1, 0, 'e'},
@@ -547,6 +549,9 @@ static int parse_args(struct fsx *x, int argc, char **argv)
 			break;
 		case 'm':
 			x->maxlen = strtol(optarg, NULL, 0);
+			break;
+		case 'F':
+			x->nslots = atoi(optarg);
 			break;
 		case 'D':
 			x->use_direct = 0;
@@ -578,7 +583,8 @@ static int parse_args(struct fsx *x, int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1 || x->nfiles < 1 || x->nfiles > FSX_MAX_FILES ||
-	    x->maxlen < READ_MAX || x->maxlen > FSX_MAX_LEN || x->reconnect_every < 1)
+	    x->maxlen < READ_MAX || x->maxlen > FSX_MAX_LEN || x->reconnect_every < 1 ||
+	    x->nslots < 1 || x->nslots > FSX_MAX_SLOTS)
 		return -1;
 	x->dir = argv[optind];
 	return 0;
@@ -589,6 +595,7 @@ int main(int argc, char **argv)
 	struct fsx x = {.seed = 1,
 			.nops = 1000,
 			.nfiles = 2,
+			.nslots = FSX_MAX_SLOTS,
 			.maxlen = 256 << 10,
 			.use_direct = 1,
 			.use_mmap = 1,

@@ -63,6 +63,7 @@ struct fsx {
 	unsigned long nops;
 	int nfiles;
 	long maxlen;
+	int nslots; /* descriptors open at once, at most (not in the header: the log lists them) */
 	const char *dir;
 	int use_direct, use_mmap;
 	const char *external;
