@@ -5,13 +5,14 @@ the sandbox's backing directory (visible through open descriptors once the chang
 them) and through `sandexec` (visible at once: the exec barrier); (c) with the SSH link cut every
 K ops (the sshd sessions serving the mount are killed; the daemon reconnects and replays).
 
-Each test runs seeds for a bounded time: SM_FSX_SECONDS (default 60) per test and backend, with
-SM_FSX_OPS ops per seed (default 300), seeds from SM_FSX_SEED + 1 on (default: from the clock);
-at least one seed runs; SM_FSX_MAX_FAILURES (default 3) failed seeds end a test; SM_FSX_ARGS
-adds sm-fsx options (e.g. "--no-mmap --no-direct" to narrow a failure down). A failing seed's op
-log is kept in the e2e temp dir; the failure names the sm-fsx command that replays it and the
-`scripts/test` command that reruns that seed on a fresh mount (a seed's ops are always the same).
-Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect hook."""
+Each test runs seeds for a bounded time: SM_FSX_SECONDS (default 60; half of it for the tests
+with hooks) per test and backend, SM_FSX_OPS ops per seed (default 300), seeds from SM_FSX_SEED + 1
+on (default: from the clock); at least one seed runs; SM_FSX_MAX_FAILURES (default 3) failed seeds
+end a test; SM_FSX_ARGS adds sm-fsx options (e.g. "--fds 1 --no-mmap" to narrow a failure down).
+A failing seed's op log is kept in the e2e temp dir; the failure names the sm-fsx command that
+replays it and the `scripts/test` command that reruns that seed on a fresh mount (a seed's ops
+are always the same). Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect
+hook."""
 
 import os
 import signal
@@ -26,7 +27,7 @@ from conftest import Mount
 
 FSX = h.BUILD / "tests" / "sm-fsx"
 HOOK = h.REPO / "tests" / "fsx" / "hook.sh"
-SECONDS = float(os.environ.get("SM_FSX_SECONDS", "60"))
+SECONDS = float(os.environ.get("SM_FSX_SECONDS", "60"))  # local ops; tests with hooks: half
 OPS = int(os.environ.get("SM_FSX_OPS", "300"))
 FIRST_SEED = int(os.environ.get("SM_FSX_SEED", str(int(time.time()) % 1000000 * 1000)))
 SETTLE_MS = int(os.environ.get("SM_FSX_SETTLE_MS", "500"))  # watch report latency allowed
@@ -37,22 +38,23 @@ RECONNECT_EVERY = 60
 
 
 def run_seeds(suite, m, name, hook_args=None):
-    """Run sm-fsx seeds on mount m for SECONDS; assert every seed passed. hook_args(seed_dir,
-    seed) gives the extra sm-fsx arguments of a seed (its hooks)."""
+    """Run sm-fsx seeds on mount m for SECONDS (half with hooks); assert every seed passed.
+    hook_args(seed_dir, seed) gives the extra sm-fsx arguments of a seed (its hooks)."""
+    budget = SECONDS / 2 if hook_args else SECONDS
     if not FSX.exists():
         pytest.fail(f"{FSX} not built (run scripts/build)", pytrace=False)
     logs = suite.tmp / "fsx-logs"
     logs.mkdir(exist_ok=True)
     failures, seeds, ops, seed = [], 0, 0, FIRST_SEED
     t0 = time.monotonic()
-    while not seeds or (time.monotonic() - t0 < SECONDS and len(failures) < MAX_FAILURES):
+    while not seeds or (time.monotonic() - t0 < budget and len(failures) < MAX_FAILURES):
         seed += 1
         d = m / f"s{seed}"
         d.mkdir()
         log = logs / f"{name}-{seed}.log"
         args = [FSX, "--seed", seed, "--ops", OPS, "--log", log, *EXTRA_ARGS,
                 *(hook_args(d, seed) if hook_args else []), d]
-        p = h.run(args, timeout=240, env=suite.env)
+        p = h.run(args, timeout=120, env=suite.env)
         seeds += 1
         out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
         if p.returncode != 0:
