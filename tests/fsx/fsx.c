@@ -16,6 +16,8 @@
  * reads must see the change — after a re-open of the file's descriptors (`reopen`, the default:
  * what the product promises without a change watch) or through the open descriptors after N ms
  * (`settle-ms=N`: with a watch, or 0 when the hook returns after an exec barrier).
+ * Link cuts: `CMD reconnect` (the --reconnect hook) runs every K ops (default 50), must exit 0,
+ * and nothing written before it may be lost. --fds N (default 8) bounds the open descriptors.
  * Exit status: 0 all reads matched; 1 a check failed (or an op/hook failed); 2 usage. */
 #include <errno.h>
 #include <getopt.h>
