@@ -417,7 +417,7 @@ static void chan_progress(struct agent_mux *m, struct mchan *c)
 	bool err_done = c->tty || c->err_eof;
 	if (c->exited && c->out_shut && err_done && !buf_remaining(&c->err))
 		c->finished = true;
-	if (c->kind == MK_SFTP && (c->hup || (m->dead && c->state != MS_OPENING)))
+	if (c->kind == MK_SFTP && !c->opening && (c->hup || (m->dead && c->state != MS_OPENING)))
 		c->released = true;
 	if (c->released) {
 		if (!m->dead)
@@ -578,8 +578,10 @@ int chan_open(struct agent_mux *m, struct mchan *c, uint8_t type,
 	tx_end(m, s);
 	mux_wake(m);
 	int64_t deadline = deadline_in(OPEN_TIMEOUT_MS);
+	c->opening = true;
 	while (c->state == MS_OPENING && mux_wait(m, deadline))
 		;
+	c->opening = false;
 	if (c->state == MS_OPEN)
 		return 0;
 	if (c->state == MS_FAILED)

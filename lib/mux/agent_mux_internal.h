@@ -54,6 +54,7 @@ struct mchan {
 	bool coherent; /* a watch ran when EXIT arrived (see exec_proc.coherent_exit) */
 	bool finished; /* exited and every byte of output delivered */
 	bool released; /* the owner is gone: the pump closes and frees it */
+	bool opening;  /* chan_open waits for the answer: the pump must not free it */
 };
 
 struct event {
