@@ -386,9 +386,17 @@ size_t docker_head_len(const struct buf *in)
 
 int docker_head_status(const struct buf *in, size_t head_len)
 {
+	/* sscanf on the status line alone: on the raw buffer, its whitespace directives would go
+	 * on past the head ("HTTP/1.1\r\n\r\n" then digits) and past the bytes received. */
+	char line[64];
+	const uint8_t *eol = memchr(in->data, '\r', head_len);
+	size_t n = eol ? (size_t)(eol - in->data) : head_len;
+	if (n >= sizeof(line))
+		n = sizeof(line) - 1;
+	memcpy(line, in->data, n);
+	line[n] = 0;
 	int status = 0;
-	(void)head_len; /* the head ends with "\r\n\r\n": sscanf stops within it */
-	return sscanf((const char *)in->data, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
+	return sscanf(line, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
 }
 
 size_t docker_error_body_len(const struct buf *in, size_t head_len)
