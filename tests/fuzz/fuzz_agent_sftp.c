@@ -37,6 +37,14 @@ static void populate(void)
 		(void)0; /* already there from an earlier run */
 }
 
+/* LeakSanitizer reads /proc/self/task, which the chroot has not (and must not have: /proc leads
+ * out of it). Leaks in the SFTP server go unreported here. */
+int __lsan_is_turned_off(void);
+int __lsan_is_turned_off(void)
+{
+	return 1;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;

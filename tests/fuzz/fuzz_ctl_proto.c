@@ -2,11 +2,21 @@
  * socket's frames. The input is written to one end of a socket pair as a peer would send it and
  * ctl_recv reads frames off the other end until it reports EOF or an error. */
 #include <errno.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "ctl_proto.h"
 #include "util.h"
+
+/* The daemon ignores SIGPIPE (a peer that hangs up is an error return, not a signal); so do we. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

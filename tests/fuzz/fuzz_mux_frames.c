@@ -8,6 +8,7 @@
  * client sends (the client opens a WATCH as channel 1, an SFTP stream as 2, a command as 3), then
  * closes its sending side; it closes it early when the client will not go on (client_goes_on). */
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,15 @@ static void run_channels(struct agent_mux *m)
 	}
 	if (sftp_fd >= 0)
 		close(sftp_fd);
+}
+
+/* The daemon ignores SIGPIPE (a peer that hangs up is an error return, not a signal); so do we. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -10,6 +10,7 @@
  * is. Once the input is used up, or when no request comes for a while (the client waits for a
  * reply it will not get), the server closes the connection. */
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +188,15 @@ static void run_ops(struct sftp_client *c, unsigned first)
 			break;
 		}
 	}
+}
+
+/* The daemon ignores SIGPIPE (a peer that hangs up is an error return, not a signal); so do we. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
