@@ -670,6 +670,8 @@ int mux_server_run(void)
 	free(pfd);
 	free(slots);
 	kill_everything();
+	close_fd(&sig_pipe[0]);
+	close_fd(&sig_pipe[1]);
 	buf_free(&inq);
 	buf_free(&outq);
 	return 0;

@@ -469,6 +469,9 @@ static int serve(void)
 
 int sftp_server_run(void)
 {
+	/* A fresh session: no-ops in the agent, which serves one; tests/fuzz serves many. */
+	initialized = false;
+	memset(handles, 0, sizeof(handles));
 	buf_init(&inq);
 	buf_init(&outq);
 	int status = serve();

@@ -137,8 +137,7 @@ static void set_curl_error(struct docker_api *api, CURL *h, CURLcode rc, const s
 		err_set(e, "cannot reach the Docker daemon at %s: %s", ep->host, why);
 }
 
-/* "<what>: <message>" from an error response's JSON {"message": "..."}. */
-static void set_http_error(long status, const struct buf *body, const char *what, struct err *e)
+void docker_http_error(long status, const struct buf *body, const char *what, struct err *e)
 {
 	json_t *j =
 	    body && body->len ? json_loadb((const char *)body->data, body->len, 0, NULL) : NULL;
@@ -199,7 +198,7 @@ long docker_api_request(struct docker_api *api, const char *method, const char *
 	} else {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		if (status >= 400)
-			set_http_error(status, out, NULL, e);
+			docker_http_error(status, out, NULL, e);
 	}
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(h);
@@ -219,7 +218,7 @@ long docker_api_json(struct docker_api *api, const char *method, const char *pat
 	if (out)
 		*out = NULL;
 	if (status >= 400)
-		set_http_error(status, &resp, what, e);
+		docker_http_error(status, &resp, what, e);
 	else if (status >= 0 && out && resp.len)
 		*out = json_loadb((const char *)resp.data, resp.len, 0, NULL);
 	buf_free(&resp);
@@ -379,15 +378,40 @@ static int raw_send_all(CURL *h, const char *p, size_t n, int64_t deadline)
 	return 0;
 }
 
+size_t docker_head_len(const struct buf *in)
+{
+	const char *end = in->len >= 4 ? memmem(in->data, in->len, "\r\n\r\n", 4) : NULL;
+	return end ? (size_t)(end + 4 - (const char *)in->data) : 0;
+}
+
+int docker_head_status(const struct buf *in, size_t head_len)
+{
+	/* sscanf on the status line alone: on the raw buffer, its whitespace directives would go
+	 * on past the head ("HTTP/1.1\r\n\r\n" then digits) and past the bytes received. */
+	char line[64];
+	const uint8_t *eol = memchr(in->data, '\r', head_len);
+	size_t n = eol ? (size_t)(eol - in->data) : head_len;
+	if (n >= sizeof(line))
+		n = sizeof(line) - 1;
+	memcpy(line, in->data, n);
+	line[n] = 0;
+	int status = 0;
+	return sscanf(line, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
+}
+
+size_t docker_error_body_len(const struct buf *in, size_t head_len)
+{
+	const char *cl = memmem(in->data, head_len, "\r\nContent-Length:", 17);
+	return cl ? strtoul(cl + 17, NULL, 10) : 4096;
+}
+
 /* Read until the response head is complete; returns the head's length, or -1. */
 static long raw_read_head(CURL *h, struct buf *in, int64_t deadline)
 {
 	for (;;) {
-		if (in->len >= 4) {
-			const char *end = memmem(in->data, in->len, "\r\n\r\n", 4);
-			if (end)
-				return end + 4 - (const char *)in->data;
-		}
+		size_t head = docker_head_len(in);
+		if (head)
+			return (long)head;
 		if (in->len > MAX_HEAD || buf_reserve(in, 4096) < 0)
 			return -1;
 		size_t got = 0;
@@ -406,8 +430,7 @@ static long raw_read_head(CURL *h, struct buf *in, int64_t deadline)
 /* The rest of an error response (Content-Length bytes, or until EOF/deadline). */
 static void raw_read_error_body(CURL *h, struct buf *in, size_t head_len, int64_t deadline)
 {
-	const char *cl = memmem(in->data, head_len, "\r\nContent-Length:", 17);
-	size_t want = cl ? strtoul(cl + 17, NULL, 10) : 4096;
+	size_t want = docker_error_body_len(in, head_len);
 	while (in->len - head_len < want && in->len < MAX_HEAD && buf_reserve(in, 4096) == 0) {
 		size_t got = 0;
 		CURLcode rc = curl_easy_recv(h, in->data + in->len, 4096, &got);
@@ -450,8 +473,8 @@ CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, 
 	long head = -1;
 	if (raw_send_all(h, req, strlen(req), deadline) == 0)
 		head = raw_read_head(h, &in, deadline);
-	int status = 0;
-	if (head < 0 || sscanf((const char *)in.data, "HTTP/1.%*d %d", &status) != 1) {
+	int status = head < 0 ? -1 : docker_head_status(&in, (size_t)head);
+	if (status < 0) {
 		if (api->fwd && ssh_forward_failures(api->fwd) != call.fwd_failures)
 			set_curl_error(api, h, CURLE_GOT_NOTHING, &call, e);
 		else
@@ -463,7 +486,7 @@ CURL *docker_api_hijack(struct docker_api *api, const char *path, json_t *body, 
 	if (status != 101 && status != 200) {
 		raw_read_error_body(h, &in, (size_t)head, deadline);
 		struct buf msg = {.data = in.data + head, .len = in.len - (size_t)head};
-		set_http_error(status, &msg, "exec start", e);
+		docker_http_error(status, &msg, "exec start", e);
 		buf_free(&in);
 		goto fail;
 	}

@@ -68,4 +68,13 @@ int docker_raw_close_write(CURL *h);
 /* "%2F"-style escaping of a path or query component; malloc'd. */
 char *docker_escape(const char *s);
 
+/* The parsers of docker_api_hijack's response (separate for tests/fuzz): the length of its head
+ * once "\r\n\r\n" has arrived in `in` (0: not yet); the HTTP status of a complete head (-1: not
+ * an HTTP/1.x status line); the length of an error body (Content-Length, else 4096); and the
+ * error set from an error response: "<what>: <message>" from its JSON {"message": "..."}. */
+size_t docker_head_len(const struct buf *in);
+int docker_head_status(const struct buf *in, size_t head_len);
+size_t docker_error_body_len(const struct buf *in, size_t head_len);
+void docker_http_error(long status, const struct buf *body, const char *what, struct err *e);
+
 #endif

@@ -76,6 +76,16 @@ static void wake(struct dexec *x)
 
 /* ---- exit status ---- */
 
+int docker_exec_inspect_status(const json_t *j, int *status)
+{
+	bool running = json_is_true(json_object_get(j, "Running"));
+	json_t *code = json_object_get(j, "ExitCode");
+	if (running || !json_is_integer(code))
+		return -1;
+	*status = (int)json_integer_value(code);
+	return 0;
+}
+
 /* Poll exec inspect until the process is no longer running; 0 with *status, or -1. */
 static int inspect_exit(struct dexec *x, int *status, struct err *e)
 {
@@ -90,10 +100,7 @@ static int inspect_exit(struct dexec *x, int *status, struct err *e)
 			json_decref(j);
 			break;
 		}
-		bool running = json_is_true(json_object_get(j, "Running"));
-		json_t *code = json_object_get(j, "ExitCode");
-		if (!running && json_is_integer(code)) {
-			*status = (int)json_integer_value(code);
+		if (docker_exec_inspect_status(j, status) == 0) {
 			json_decref(j);
 			rc = 0;
 			break;
@@ -153,8 +160,7 @@ static void put_stderr(struct dexec *x, const uint8_t *p, size_t n)
 	}
 }
 
-/* Route received bytes: as is with a TTY, else through the stdcopy frames. */
-static void demux(struct dexec *x, const uint8_t *p, size_t n)
+void dexec_demux(struct dexec *x, const uint8_t *p, size_t n)
 {
 	if (x->tty) {
 		put_stdout(x, p, n);
@@ -211,7 +217,7 @@ static void raw_read(struct dexec *x)
 	}
 	x->raw_more = true;
 	atomic_fetch_add(&x->tr->bytes_in, got);
-	demux(x, chunk, got);
+	dexec_demux(x, chunk, got);
 }
 
 static void raw_write(struct dexec *x)
@@ -333,7 +339,7 @@ static void unlink_live(struct dexec *x)
 	}
 }
 
-static void dexec_destroy(struct dexec *x)
+void dexec_destroy(struct dexec *x)
 {
 	if (x->raw)
 		curl_easy_cleanup(x->raw);
@@ -440,15 +446,11 @@ static int make_pair(int *ours, int *theirs, struct err *e)
 	return 0;
 }
 
-int dexec_start(struct docker_tr *tr, const struct dexec_req *req, struct dexec **out, int *io_fd,
-		int *err_fd, struct err *e)
+struct dexec *dexec_new(struct docker_tr *tr, const struct dexec_req *req)
 {
-	int64_t deadline = deadline_in((int64_t)tr->api.connect_timeout_s * 1000);
 	struct dexec *x = calloc(1, sizeof(*x));
-	if (!x) {
-		err_set(e, "out of memory");
-		return -1;
-	}
+	if (!x)
+		return NULL;
 	x->tr = tr;
 	x->io_fd = x->err_fd = x->wake_fd = -1;
 	x->tty = req->tty;
@@ -462,6 +464,18 @@ int dexec_start(struct docker_tr *tr, const struct dexec_req *req, struct dexec 
 	buf_init(&x->out);
 	buf_init(&x->err);
 	buf_init(&x->in);
+	return x;
+}
+
+int dexec_start(struct docker_tr *tr, const struct dexec_req *req, struct dexec **out, int *io_fd,
+		int *err_fd, struct err *e)
+{
+	int64_t deadline = deadline_in((int64_t)tr->api.connect_timeout_s * 1000);
+	struct dexec *x = dexec_new(tr, req);
+	if (!x) {
+		err_set(e, "out of memory");
+		return -1;
+	}
 	*io_fd = -1;
 	if (err_fd)
 		*err_fd = -1;
@@ -493,7 +507,7 @@ int dexec_start(struct docker_tr *tr, const struct dexec_req *req, struct dexec 
 	curl_easy_getinfo(x->raw, CURLINFO_ACTIVESOCKET, &s);
 	fd_set_nonblock(s, true);
 	x->raw_more = true; /* curl may hold decrypted bytes the socket no longer shows */
-	demux(x, early.data, early.len);
+	dexec_demux(x, early.data, early.len);
 	buf_free(&early);
 
 	x->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

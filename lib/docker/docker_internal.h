@@ -81,6 +81,15 @@ int docker_exec_capture(struct docker_tr *tr, const char *script, struct buf *ou
 /* Ask every bridge to stop and wait (bounded) until the self-freeing ones are gone. */
 void dexec_stop_all(struct docker_tr *tr);
 
+/* The bridge's parts that read what the daemon sends, separate for tests/fuzz: a bridge with
+ * no stream yet (no fds, no thread; dexec_destroy frees it), the routing of received bytes (as
+ * is with a TTY, else through the stdcopy frames; the SMPID header stripped) into its buffers,
+ * and an exec inspect reply: 0 with the exit status once the process ended, else -1. */
+struct dexec *dexec_new(struct docker_tr *tr, const struct dexec_req *req);
+void dexec_demux(struct dexec *x, const uint8_t *p, size_t n);
+void dexec_destroy(struct dexec *x);
+int docker_exec_inspect_status(const json_t *j, int *status);
+
 /* docker_agent.c */
 /* The SFTP server to run: the placed agent (*is_agent) or the image's sftp-server. */
 int docker_sftp_server(struct docker_tr *tr, char *path, size_t size, bool *is_agent,
