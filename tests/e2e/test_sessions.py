@@ -84,3 +84,169 @@ def test_ssh_home_is_workspace_agent_elsewhere(suite):
         assert sorted(os.listdir(mp)) == before
     finally:
         m.cleanup()
+
+
+# ---- sandmount up / down / list ----
+
+class Sessions:
+    """A config file of our own with container sandboxes on the bed's dockerd; every container
+    and mount made through it is removed at the end."""
+
+    def __init__(self, suite, tag):
+        self.suite, self.sb = suite, suite.backend("docker")
+        self.prefix = f"sm-sess-{os.getpid()}-{tag}-"
+        self.config = suite.tmp / f"sessions-{tag}.json"
+        self.env = dict(suite.env, SANDMOUNT_CONFIG=str(self.config))
+        self.root = suite.tmp / "sess" / tag
+        self.root.mkdir(parents=True)
+        self.sandboxes = {}
+
+    def add(self, name, docker=None, **extra):
+        ws = self.root / f"ws-{name}"
+        h.remote_mkdir(ws, self.sb.ids)
+        d = {"image": self.sb.bed["SM_DOCKER_IMAGE"], "containerPrefix": self.prefix,
+             "user": "1000:1000", "network": "none"}
+        d.update(docker or {})
+        entry = {"docker": d, "host": self.sb.host, "workspace": {"hostPath": str(ws)},
+                 "mountpoint": str(self.root / "mnt" / name / "{session}")}
+        entry.update(extra)
+        self.sandboxes[name] = entry
+        self.config.write_text(json.dumps({"sandboxes": self.sandboxes}))
+        return ws
+
+    def sandmount(self, *args, timeout=120):
+        return self.suite.sandmount(*args, timeout=timeout, env=self.env)
+
+    def up(self, *args):
+        p = self.sandmount("up", *args)
+        assert p.returncode == 0, (p.stderr.decode(errors="replace") + "\n" +
+                                   self.suite.daemon_logs())
+        return p
+
+    def mp(self, name, session):
+        return self.root / "mnt" / name / session
+
+    def inspect(self, name, session):
+        st, data = self.sb.api.request("GET", f"/containers/{self.prefix}{name}-{session}/json")
+        return json.loads(data) if st == 200 else None
+
+    def cleanup(self):
+        for mp, _ in reversed(h.mounts()):
+            if mp.startswith(str(self.root) + "/"):
+                self.suite.sandmount("-u", mp, timeout=60)
+                if h.is_mounted(mp):
+                    subprocess.run(["fusermount3", "-u", "-z", mp], timeout=30)
+        for c in self.sb.api.json("GET", "/containers/json?all=1"):
+            if any(n.lstrip("/").startswith(self.prefix) for n in c["Names"]):
+                self.sb.api.remove(c["Id"])
+
+
+@pytest.fixture
+def sessions(suite, request):
+    made = []
+
+    def make(tag):
+        s = Sessions(suite, suite.unique(tag))
+        made.append(s)
+        return s
+
+    try:
+        yield make
+    finally:
+        for s in made:
+            s.cleanup()
+
+
+def test_up_idempotent_setup_once_down_keeps_data(suite, sessions):
+    s = sessions("basic")
+    ws = s.add("mox", {"setupCommand": "echo ran >> /workspace/setup-runs"})
+    p = s.up("mox", "--session", "s1")
+    assert b"created container" in p.stderr
+    mp = s.mp("mox", "s1")
+    assert h.is_mounted(mp) and h.mount_fstype(mp) == "fuse.sandmount"
+    c1 = s.inspect("mox", "s1")
+    assert c1["State"]["Running"] and c1["Config"]["Labels"]["sandmount.session"] == "s1"
+    (mp / "data.txt").write_text("kept\n")
+    r = suite.sandexec("-c", "cat data.txt; id -u", cwd=mp, env=s.env)
+    assert r.returncode == 0 and r.stdout == b"kept\n1000\n", r
+
+    # up again: nothing changes, setupCommand does not run again
+    p = s.up("mox:s1")
+    assert b"already" in p.stderr and b"created" not in p.stderr
+    assert (ws / "setup-runs").read_text() == "ran\n"
+    assert s.inspect("mox", "s1")["Id"] == c1["Id"]
+
+    # down: flushed and unmounted, the container stopped, the workspace data kept
+    p = s.sandmount("down", "mox", "--session", "s1")
+    assert p.returncode == 0, p.stderr
+    assert not h.is_mounted(mp)
+    assert h.wait_until(lambda: not suite.daemon_pids(mp), 10)
+    assert s.inspect("mox", "s1")["State"]["Running"] is False
+    assert (ws / "data.txt").read_text() == "kept\n"
+
+    # up after down: the same container started again, setup still ran once
+    s.up("mox", "--session", "s1")
+    assert s.inspect("mox", "s1")["Id"] == c1["Id"]
+    assert (mp / "data.txt").read_text() == "kept\n"
+    assert (ws / "setup-runs").read_text() == "ran\n"
+    assert s.sandmount("down", "mox:s1").returncode == 0
+
+
+def test_hardened_busybox_and_remove_policy(suite, sessions):
+    """OpenClaw's hardening on the minimal busybox image, the user's HOME as the workspace;
+    onDown=remove drops the container and keeps the workspace."""
+    s = sessions("hard")
+    ws = s.add("hb", {"image": s.sb.bed["SM_DOCKER_BUSYBOX_IMAGE"], "readOnlyRoot": True,
+                      "tmpfs": ["/tmp:rw,noexec,nosuid,size=16m"], "capDrop": ["ALL"],
+                      "env": {"HOME": "/workspace"}, "pidsLimit": 64, "memory": "256m",
+                      "cpus": 0.5, "ulimits": {"nofile": {"soft": 1024, "hard": 2048}}},
+               onDown="remove")
+    s.up("hb", "--session", "a")
+    mp = s.mp("hb", "a")
+    c = s.inspect("hb", "a")
+    hc = c["HostConfig"]
+    assert hc["ReadonlyRootfs"] and hc["CapDrop"] == ["ALL"] and hc["NetworkMode"] == "none"
+    assert hc["PidsLimit"] == 64 and hc["Memory"] == 256 << 20 and hc["NanoCpus"] == 500000000
+    assert "noexec" in hc["Tmpfs"]["/tmp"]
+    (mp / "f").write_text("x")
+    r = suite.sandexec("-c", "id -u; cat f; echo $HOME", cwd=mp, env=s.env)
+    assert r.returncode == 0 and r.stdout == b"1000\nx/workspace\n", r
+    assert sorted(os.listdir(mp)) == ["f"]
+    assert set(os.listdir(ws)) <= {"f", ".sandmount-agent"}
+    assert s.sandmount("down", "hb", "--session", "a").returncode == 0
+    assert s.inspect("hb", "a") is None, "onDown=remove should remove the container"
+    assert (ws / "f").read_text() == "x"
+
+
+def test_list_shows_sessions_and_containers(suite, sessions):
+    s = sessions("list")
+    s.add("lx")
+    s.up("lx", "--session", "one")
+    p = s.sandmount("list")
+    out = p.stdout.decode()
+    assert p.returncode == 0, p.stderr
+    mp = s.mp("lx", "one")
+    assert f"lx: docker {s.prefix}lx -> {s.root}/mnt/lx/{{session}}" in out, out
+    assert f"mount {mp} session one: up" in out, out
+    assert f"container {s.prefix}lx-one session one: running" in out, out
+    assert s.sandmount("down", "lx:one").returncode == 0
+    out = s.sandmount("list").stdout.decode()
+    assert "mount " not in out and f"container {s.prefix}lx-one session one: exited" in out, out
+
+
+def test_config_errors_name_the_key(suite, sessions):
+    s = sessions("bad")
+    s.add("b1", {"pidsLimit": "many"})
+    p = s.sandmount("up", "b1", "--session", "x")
+    assert p.returncode != 0 and b"docker.pidsLimit must be a whole number" in p.stderr, p.stderr
+    s.add("b1", {"memory": "lots"})
+    p = s.sandmount("up", "b1", "--session", "x")
+    assert b"docker.memory must be a size" in p.stderr, p.stderr
+    s.add("b1", {"bogus": 1})
+    p = s.sandmount("up", "b1", "--session", "x")
+    assert b"unknown key docker.bogus" in p.stderr, p.stderr
+    s.add("b1")
+    p = s.sandmount("up", "b1")
+    assert p.returncode != 0 and b"give --session ID" in p.stderr, p.stderr
+    p = s.sandmount("up", "b1", "--session", "../x")
+    assert p.returncode != 0 and b"session id" in p.stderr, p.stderr
