@@ -356,7 +356,8 @@ int main(int argc, char **argv)
 	if (opts)
 		filter_mount_options(opts, &session);
 	int crc = config_resolve(argv[optind], opts, &cfg, &fuse_opts, &e);
-	if (crc == 0)
+	/* {session} in the configured mountpoint matters only when no MOUNTPOINT is given */
+	if (crc == 0 && (session || optind + 1 >= argc))
 		crc = config_apply_session(&cfg, session, &e);
 	free(session);
 	if (crc < 0) {
