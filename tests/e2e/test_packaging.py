@@ -1,6 +1,6 @@
 """The Debian package: scripts/package-deb builds it with dpkg-buildpackage; it is installed on
 this machine with dpkg -i, smoke-tested (versions, man pages, the unit, /etc/shells, a real
-mount by the installed binaries with the installed agent), and removed again with dpkg -r —
+mount by the installed binaries with the installed agent), and removed again (dpkg --purge) —
 also when a check fails. Skipped (with the reason) when the packaging tools are missing or a
 sandmount package is installed already (it is not ours to replace)."""
 
@@ -98,7 +98,7 @@ def test_install_smoke_remove(suite, deb):
             if h.is_mounted(mp):
                 subprocess.run(["fusermount3", "-u", "-z", str(mp)], timeout=30)
     finally:
-        r = dpkg("-r", "sandmount")
+        r = dpkg("--purge", "sandmount")  # remove, and leave no record behind
     assert r.returncode == 0, r.stderr
     assert not Path("/usr/bin/sandmount").exists()
     assert "/usr/bin/sandexec" not in shells(), "postrm should remove sandexec from /etc/shells"

@@ -5,6 +5,7 @@ described in the config file (OpenClaw's sandbox.docker keys) through the Engine
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import helpers as h
-from conftest import Remote, do_mount
+from conftest import DOCKERBED, Remote, do_mount
 
 
 def agent_name(build_dir=h.BUILD):
@@ -24,17 +25,12 @@ def agent_name(build_dir=h.BUILD):
     return f"sandmount-agent-{x:016x}"
 
 
-def container_bed(suite):
-    b = suite.backend("docker")
-    return b
-
-
 # ---- the agent never lands visibly in the workspace ----
 
 def test_docker_home_is_workspace_agent_hidden(suite):
     """A hardened container whose user's HOME is the workspace: /tmp, /var/tmp and /dev/shm are
     not exec-able, so before the fix the agent went to $HOME = the workspace, visible in it."""
-    sb = container_bed(suite)
+    sb = suite.backend("docker")
     ws = suite.tmp / suite.unique("home-ws")
     h.remote_mkdir(ws, sb.ids)
     name = suite.unique("sm-homews")
@@ -92,8 +88,8 @@ class Sessions:
     """A config file of our own with container sandboxes on the bed's dockerd; every container
     and mount made through it is removed at the end."""
 
-    def __init__(self, suite, tag):
-        self.suite, self.sb = suite, suite.backend("docker")
+    def __init__(self, suite, tag, sb=None):
+        self.suite, self.sb = suite, sb or suite.backend("docker")
         self.prefix = f"sm-sess-{os.getpid()}-{tag}-"
         self.config = suite.tmp / f"sessions-{tag}.json"
         self.env = dict(suite.env, SANDMOUNT_CONFIG=str(self.config))
@@ -145,8 +141,8 @@ class Sessions:
 def sessions(suite, request):
     made = []
 
-    def make(tag):
-        s = Sessions(suite, suite.unique(tag))
+    def make(tag, sb=None):
+        s = Sessions(suite, suite.unique(tag), sb)
         made.append(s)
         return s
 
@@ -250,3 +246,44 @@ def test_config_errors_name_the_key(suite, sessions):
     assert p.returncode != 0 and b"give --session ID" in p.stderr, p.stderr
     p = s.sandmount("up", "b1", "--session", "../x")
     assert p.returncode != 0 and b"session id" in p.stderr, p.stderr
+
+
+class SSHDockerHost:
+    """A dockerd of its own whose socket the testbed's SSH user may use (as in
+    test_docker_ssh.py), reached as ssh://sandbox@127.0.0.1:PORT/<socket>."""
+
+    def __init__(self, suite):
+        tb = suite.tb
+        d = suite.tmp / "beds" / "sshdocker"
+        d.parent.mkdir(exist_ok=True)
+        p = h.run([DOCKERBED, "up", d, "docker"], timeout=180)
+        assert p.returncode == 0, p.stderr.decode(errors="replace")
+        if d not in suite.beds_started:
+            suite.beds_started.append(d)
+        self.bed = dict(ln.partition("=")[::2] for ln in (d / "env").read_text().splitlines())
+        shutil.chown(self.bed["SM_DOCKER_SOCK"], group=h.SANDBOX_USER)
+        self.api = h.EngineAPI(self.bed["SM_DOCKER_SOCK"])
+        self.ids = (1000, 1000)
+        self.host = (f"ssh://{tb['SM_SSH_USER']}@{tb['SM_SSH_HOST']}:{tb['SM_SSH_PORT']}"
+                     f"{self.bed['SM_DOCKER_SOCK']}")
+        self.options = {"identity": tb["SM_SSH_KEY"], "known_hosts": tb["SM_KNOWN_HOSTS"],
+                        "ssh_config": "none"}
+
+
+def test_up_on_remote_docker_host_over_ssh(suite, sessions):
+    """"host": "ssh://..." — the container is created, started and stopped on a Docker host
+    reached over SSH."""
+    suite.backend("ssh")  # the loopback sshd
+    remote = SSHDockerHost(suite)
+    s = sessions("sshhost", remote)
+    ws = s.add("rh", options=remote.options)
+    p = s.up("rh", "--session", "r1")
+    assert b"created container" in p.stderr
+    mp = s.mp("rh", "r1")
+    (mp / "over-ssh").write_text("y")
+    assert (ws / "over-ssh").read_text() == "y"
+    assert s.inspect("rh", "r1")["State"]["Running"]
+    st = s.sandmount("--status", mp).stdout
+    assert remote.host.encode() in st, st
+    assert s.sandmount("down", "rh:r1").returncode == 0
+    assert s.inspect("rh", "r1")["State"]["Running"] is False
