@@ -173,8 +173,9 @@ static int cmd_down(const struct args *a)
 	if (resolve(a, &cfg, NULL) < 0)
 		goto out;
 	char real[PATH_MAX];
-	if (realpath(cfg.mountpoint, real) && mounts_is_sandmount(real) == 1 &&
-	    cmd_unmount(real) != 0)
+	bool mounted = realpath(cfg.mountpoint, real) ? mounts_is_sandmount(real) == 1
+						      : errno == ENOTCONN; /* a dead mount */
+	if (mounted && cmd_unmount(cfg.mountpoint) != 0)
 		goto out; /* the container stays while the mount could not be flushed */
 	struct err e;
 	if (docker_container_down(&cfg, &e) < 0) {
