@@ -287,3 +287,30 @@ def test_up_on_remote_docker_host_over_ssh(suite, sessions):
     assert remote.host.encode() in st, st
     assert s.sandmount("down", "rh:r1").returncode == 0
     assert s.inspect("rh", "r1")["State"]["Running"] is False
+
+
+def test_up_down_ssh_sandbox_session(suite):
+    """A sandbox without a container description: up only mounts (at its {session} path), down
+    only unmounts."""
+    sb = suite.backend("ssh")
+    rem = sb.new_remote("sshup")
+    base = suite.tmp / "sess-ssh"
+    cfg = suite.tmp / "sessions-ssh.json"
+    cfg.write_text(json.dumps({"sandboxes": {"sx": {
+        "url": sb.url(rem), "options": sb.opt_dict(), "mountpoint": f"{base}/{{session}}"}}}))
+    env = dict(suite.env, SANDMOUNT_CONFIG=str(cfg))
+    mp = base / "k9"
+    try:
+        p = suite.sandmount("up", "sx:k9", env=env)
+        assert p.returncode == 0, p.stderr
+        assert h.is_mounted(mp)  # the mount point was created
+        (mp / "hi").write_text("there")
+        assert (rem.host / "hi").read_text() == "there"
+        assert suite.sandmount("up", "sx", "--session", "k9", env=env).returncode == 0
+        p = suite.sandmount("down", "sx:k9", env=env)
+        assert p.returncode == 0, p.stderr
+        assert not h.is_mounted(mp)
+        assert h.wait_until(lambda: not suite.daemon_pids(mp), 10)
+    finally:
+        if h.is_mounted(mp):
+            subprocess.run(["fusermount3", "-u", "-z", str(mp)], timeout=30)
