@@ -223,11 +223,9 @@ static void list_one(const char *name)
 		config_free(&cfg);
 		return;
 	}
-	printf("%s: %s %s -> %s\n", name, cfg.kind == SANDBOX_DOCKER ? "docker" : "ssh",
-	       cfg.container ? cfg.container
-	       : cfg.host    ? cfg.host
-			     : "?",
-	       cfg.mountpoint ? cfg.mountpoint : "(no mountpoint)");
+	printf("%s -> %s%s%s%s\n", name, cfg.mountpoint ? cfg.mountpoint : "(no mountpoint)",
+	       cfg.container_spec ? " (container " : "", cfg.container_spec ? cfg.container : "",
+	       cfg.container_spec ? ")" : "");
 	char **mps = NULL;
 	int n = mounts_of_sandbox(name, &mps);
 	for (int i = 0; i < n; i++) {

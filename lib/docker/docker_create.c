@@ -350,8 +350,6 @@ int docker_container_up(const struct sandbox_cfg *cfg, bool *created, struct err
 	if (rc == 0) {
 		rc = create(&api, cfg, &id, e);
 		*created = rc == 0;
-		if (rc == 0)
-			log_info("created container %s", cfg->container);
 	} else if (rc == 1) {
 		json_t *state = json_object_get(j, "State");
 		id = xstrdup(json_string_value(json_object_get(j, "Id")));
