@@ -3,9 +3,9 @@
  * directory where it runs, unless that copy is there already; then `serve` runs on an exec channel
  * and its HELLO is the probe (a binary for another CPU never says it). The directories, in order:
  * ~/.cache/sandmount — skipped when the home directory is (or is inside) the workspace, where the
- * agent would show up —, /tmp/.sandmount-agent-<uid> (0700, ours), and last the workspace's hidden
- * .sandmount-agent (the mount never shows it). A reused copy that does not start, or reports
- * another version, is replaced once. */
+ * agent would show up —, /tmp/.sandmount-agent-<uid> (0700, owned by the user), and last the
+ * workspace's hidden .sandmount-agent (the mount never shows it). A reused copy that does not
+ * start, or reports another version, is replaced once. */
 #include "ssh/ssh_internal.h"
 
 #include <errno.h>
@@ -26,6 +26,7 @@
 struct agent_dirs {
 	char *dir[MAX_DIRS];
 	size_t n;
+	uint32_t uid; /* the home directory's owner: the user */
 };
 
 static void dirs_free(struct agent_dirs *d)
@@ -36,13 +37,15 @@ static void dirs_free(struct agent_dirs *d)
 }
 
 /* mkdir -m 0700 path unless it is there; it must then be a real directory nobody else can
- * write to (a /tmp name may have been made by another user). */
-static int ensure_dir(struct sftp_client *c, const char *path)
+ * write to and, when owner >= 0, owned by that uid (a /tmp name may have been made by another
+ * user, with a look-alike agent in it). */
+static int ensure_dir(struct sftp_client *c, const char *path, long owner)
 {
 	int rc = sftp_mkdir(c, path, 0700);
 	struct sftp_attrs a;
-	if (sftp_lstat(c, path, &a) < 0 || (a.perm & 0170000) != 0040000 || (a.perm & 022))
-		return rc < 0 ? rc : -ENOTDIR;
+	if (sftp_lstat(c, path, &a) < 0 || (a.perm & 0170000) != 0040000 || (a.perm & 022) ||
+	    (owner >= 0 && (!(a.flags & SFTP_ATTR_UIDGID) || a.uid != (uint32_t)owner)))
+		return rc < 0 ? rc : -EPERM;
 	return 0;
 }
 
@@ -61,6 +64,7 @@ static int find_dirs(struct sftp_client *c, const char *remote_dir, struct agent
 		err_set(e, "cannot resolve the home and workspace directories: %s", strerror(-rc));
 		goto out;
 	}
+	d->uid = ha.uid;
 	if (!agent_path_inside(home, ws))
 		d->dir[d->n++] = str_printf("%s/.cache/sandmount", strcmp(home, "/") ? home : "");
 	else
@@ -75,18 +79,18 @@ out:
 	return rc < 0 ? -1 : 0;
 }
 
-/* Make dir (for ~/.cache/sandmount its parent too). */
-static int make_dir(struct sftp_client *c, const char *dir)
+/* Make dir (for ~/.cache/sandmount its parent too); one in /tmp must be the user's own. */
+static int make_dir(struct sftp_client *c, const char *dir, uint32_t uid)
 {
 	const char *cache = strstr(dir, "/.cache/sandmount");
 	if (cache && !strcmp(cache, "/.cache/sandmount")) {
 		char *parent = strndup(dir, (size_t)(cache - dir) + strlen("/.cache"));
-		int rc = parent ? ensure_dir(c, parent) : -ENOMEM;
+		int rc = parent ? ensure_dir(c, parent, -1) : -ENOMEM;
 		free(parent);
 		if (rc < 0)
 			return rc;
 	}
-	return ensure_dir(c, dir);
+	return ensure_dir(c, dir, !strncmp(dir, "/tmp/", 5) ? (long)uid : -1);
 }
 
 /* Write the binary under a temporary name, make it 0700 and rename it into place. */
@@ -114,10 +118,10 @@ static int upload(struct sftp_client *c, const char *dest, const uint8_t *data, 
 }
 
 /* Put the agent at dest in dir unless this very build is there; *fresh tells which. */
-static int place(struct sftp_client *c, const char *dir, const char *dest, const uint8_t *data,
-		 size_t size, bool force, bool *fresh, struct err *e)
+static int place(struct sftp_client *c, const char *dir, uint32_t uid, const char *dest,
+		 const uint8_t *data, size_t size, bool force, bool *fresh, struct err *e)
 {
-	int rc = make_dir(c, dir);
+	int rc = make_dir(c, dir, uid);
 	struct sftp_attrs a;
 	*fresh = force || rc < 0 || sftp_stat(c, dest, &a) < 0 || a.size != size;
 	if (rc == 0 && *fresh)
@@ -163,19 +167,19 @@ static int serve(struct ssh_tr *tr, const char *path, const char *remote_dir, in
 }
 
 /* Place and start the agent in dir; a reused copy that fails is replaced once. */
-static int start_in(struct ssh_tr *tr, struct sftp_client *c, const char *dir, const char *name,
-		    const uint8_t *data, size_t size, const char *remote_dir, int timeout_ms,
-		    struct err *e)
+static int start_in(struct ssh_tr *tr, struct sftp_client *c, const char *dir, uint32_t uid,
+		    const char *name, const uint8_t *data, size_t size, const char *remote_dir,
+		    int timeout_ms, struct err *e)
 {
 	char *dest = str_printf("%s/%s", dir, name);
 	bool fresh = false;
-	int rc = place(c, dir, dest, data, size, false, &fresh, e);
+	int rc = place(c, dir, uid, dest, data, size, false, &fresh, e);
 	if (rc == 0)
 		rc = serve(tr, dest, remote_dir, timeout_ms, e);
 	if (rc < 0 && !fresh) {
 		log_info("agent: the copy in %s did not start (%s); uploading it again", dir,
 			 e->msg);
-		rc = place(c, dir, dest, data, size, true, &fresh, e);
+		rc = place(c, dir, uid, dest, data, size, true, &fresh, e);
 		if (rc == 0)
 			rc = serve(tr, dest, remote_dir, timeout_ms, e);
 	}
@@ -200,7 +204,7 @@ int ssh_agent_start(struct ssh_tr *tr, const char *remote_dir, int timeout_ms, s
 	if (rc == 0)
 		rc = find_dirs(c, remote_dir, &d, e);
 	for (size_t i = 0; rc == 0 && i < d.n; i++) {
-		rc = start_in(tr, c, d.dir[i], name, data, size, remote_dir, timeout_ms, e);
+		rc = start_in(tr, c, d.dir[i], d.uid, name, data, size, remote_dir, timeout_ms, e);
 		if (rc == 0)
 			break;
 		if (i + 1 < d.n) {
