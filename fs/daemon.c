@@ -24,6 +24,10 @@
 #include "sftp/sftp_client.h"
 #include "transport.h"
 
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 struct session {
 	const struct sandbox_cfg *cfg;
 	const char *mountpoint;
@@ -96,6 +100,18 @@ static void leave_terminal(void)
 		close(null);
 	if (chdir("/") < 0)
 		log_warn("chdir /: %s", strerror(errno));
+}
+
+/* Tell systemd (Type=notify; $NOTIFY_SOCKET) that the mount is usable. */
+static void notify_ready(const char *mountpoint)
+{
+#ifdef HAVE_SYSTEMD
+	int r = sd_notifyf(0, "READY=1\nSTATUS=mounted at %s", mountpoint);
+	if (r < 0)
+		log_warn("sd_notify: %s", strerror(-r));
+#else
+	(void)mountpoint;
+#endif
 }
 
 /* ---- connecting ---- */
@@ -351,6 +367,7 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 		report_verdict(verdict, NULL);
 	}
 	log_info("mounted %s (%s) at %s", cfg->name, s.remote_root, mountpoint);
+	notify_ready(mountpoint);
 
 	struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 16};
 	int rc = fuse_session_loop_mt(s.se, &lc);

@@ -1,5 +1,7 @@
 /* main.c: the sandmount command — mount a sandbox (and become its session daemon), unmount it,
- * or show the status of mounts. */
+ * or show the status of mounts; `up`, `down` and `list` are in session_cmd.c. Also the form
+ * mount(8) uses for `mount -t fuse.sandmount NAME DIR -o OPTS` (through mount.fuse3, from fstab):
+ * the generic mount options in OPTS are dropped. */
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -18,6 +20,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "runtime.h"
+#include "session_cmd.h"
 
 static void usage(FILE *out)
 {
@@ -25,6 +28,9 @@ static void usage(FILE *out)
 	    "usage: sandmount [-f] [-d] [-o OPT[,OPT...]] SANDBOX [MOUNTPOINT]\n"
 	    "       sandmount -u MOUNTPOINT\n"
 	    "       sandmount --status [MOUNTPOINT]\n"
+	    "       sandmount up [-f] [-d] [--session ID] [-o OPT[,OPT...]] NAME[:ID]\n"
+	    "       sandmount down [--session ID] NAME[:ID]\n"
+	    "       sandmount list\n"
 	    "\n"
 	    "Mount a remote sandbox's workspace at MOUNTPOINT and serve it as its session daemon\n"
 	    "(sandexec runs commands in the sandbox through it).\n"
@@ -64,6 +70,9 @@ static void usage(FILE *out)
 	    "  docker_context=NAME    a docker context from ~/.docker\n"
 	    "  agent=auto|on|off      sandmount-agent in the sandbox (fast exec, change watch)\n"
 	    "  agent_dir=DIR          where to place the agent in a container\n"
+	    "  session=ID             the session ({session} in a configured mountpoint)\n"
+	    "  (mount(8)'s _netdev, noauto, auto, nofail, defaults, rw, user, x-systemd.* ... are\n"
+	    "  accepted and ignored: mount -t fuse.sandmount NAME DIR -o OPTS works from fstab)\n"
 	    "\n"
 	    "Config: $SANDMOUNT_CONFIG, ~/.config/sandmount/config.json or\n"
 	    "/etc/sandmount/config.json. See sandmount(1).\n",
@@ -110,7 +119,7 @@ static int canonical_mountpoint(const char *arg, char *out, size_t len)
 	return rc;
 }
 
-static int prepare_mountpoint(const char *arg, char *mp, size_t len)
+int prepare_mountpoint(const char *arg, char *mp, size_t len)
 {
 	int rc = canonical_mountpoint(arg, mp, len);
 	if (rc < 0) {
@@ -229,7 +238,7 @@ static void wait_daemon_gone(const char *mp)
 	fprintf(stderr, "sandmount: the daemon of %s is still running after 30 s\n", mp);
 }
 
-static int cmd_unmount(const char *arg)
+int cmd_unmount(const char *arg)
 {
 	char mp[PATH_MAX];
 	int rc = canonical_mountpoint(arg, mp, sizeof(mp));
@@ -253,8 +262,48 @@ static int cmd_unmount(const char *arg)
 	return 0;
 }
 
+/* Options of mount(8) and fstab that mean nothing to sandmount (mount.fuse3 passes them on). */
+static bool generic_mount_option(const char *o, size_t n)
+{
+	static const char *const ignored[] = {
+	    "_netdev", "noauto", "auto",  "nofail", "defaults", "rw",	"user",	 "users",
+	    "nouser",  "owner",	 "group", "dev",    "suid",	"exec", "async", "relatime"};
+	if ((n > 2 && !strncmp(o, "x-", 2)) || (n > 8 && !strncmp(o, "comment=", 8)))
+		return true;
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		if (n == strlen(ignored[i]) && !strncmp(o, ignored[i], n))
+			return true;
+	return false;
+}
+
+/* Drop generic mount options from the comma-separated opts in place; *session gets the value
+ * of session=ID (malloc'd). */
+static void filter_mount_options(char *opts, char **session)
+{
+	char *w = opts;
+	for (char *r = opts; *r;) {
+		size_t n = strcspn(r, ",");
+		bool drop = generic_mount_option(r, n);
+		if (n > 8 && !strncmp(r, "session=", 8)) {
+			free(*session);
+			*session = strndup(r + 8, n - 8);
+			drop = true;
+		}
+		if (!drop && n) {
+			if (w != opts)
+				*w++ = ',';
+			memmove(w, r, n);
+			w += n;
+		}
+		r += n + (r[n] == ',');
+	}
+	*w = 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && session_cmd_is(argv[1]))
+		return session_cmd_main(argc - 1, argv + 1);
 	static const struct option longopts[] = {
 	    {"status", no_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
@@ -309,8 +358,15 @@ int main(int argc, char **argv)
 
 	struct sandbox_cfg cfg;
 	struct err e;
-	char *fuse_opts = NULL;
-	if (config_resolve(argv[optind], opts, &cfg, &fuse_opts, &e) < 0) {
+	char *fuse_opts = NULL, *session = NULL;
+	if (opts)
+		filter_mount_options(opts, &session);
+	int crc = config_resolve(argv[optind], opts, &cfg, &fuse_opts, &e);
+	/* {session} in the configured mountpoint matters only when no MOUNTPOINT is given */
+	if (crc == 0 && (session || optind + 1 >= argc))
+		crc = config_apply_session(&cfg, session, &e);
+	free(session);
+	if (crc < 0) {
 		fprintf(stderr, "sandmount: %s\n", e.msg);
 		return 1;
 	}

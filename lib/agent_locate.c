@@ -1,5 +1,6 @@
 /* agent_locate.c: find and read the local sandmount-agent binary that a transport places in the
- * sandbox: $SANDMOUNT_AGENT, the build tree next to this binary, then the install locations. */
+ * sandbox: $SANDMOUNT_AGENT, the build tree next to this binary, the binary's own directory, then
+ * the libexec install locations. */
 #include "agent_locate.h"
 
 #include <errno.h>
@@ -38,9 +39,15 @@ static bool find_local_agent(char *out, size_t size)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
 		self[n] = 0;
-		snprintf(out, size, "%s/../agent/sandmount-agent", dirname(self));
-		if (is_file(out))
-			return true;
+		/* the build tree, then an install that put it next to sandmount (bindir) */
+		static const char *const rel[] = {"../agent/sandmount-agent", "sandmount-agent"};
+		const char *dir = dirname(self);
+		char cand[4096 + 32];
+		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+			snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]);
+			if (try_path(out, size, cand))
+				return true;
+		}
 	}
 	static const char *const installed[] = {"/usr/local/libexec/sandmount/sandmount-agent",
 						"/usr/libexec/sandmount/sandmount-agent"};
@@ -83,4 +90,14 @@ void agent_content_name(const uint8_t *data, size_t size, char *out, size_t out_
 	for (size_t i = 0; i < size; i++)
 		h = (h ^ data[i]) * 1099511628211ull;
 	snprintf(out, out_size, "sandmount-agent-%016llx", (unsigned long long)h);
+}
+
+bool agent_path_inside(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (n == 1 && dir[0] == '/')
+		return path[0] == '/';
+	return !strncmp(path, dir, n) && (path[n] == 0 || path[n] == '/');
 }

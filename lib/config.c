@@ -35,7 +35,7 @@ void config_free(struct sandbox_cfg *cfg)
 			 &cfg->host,	    &cfg->user,		  &cfg->identity,
 			 &cfg->known_hosts, &cfg->ssh_config,	  &cfg->container,
 			 &cfg->docker_host, &cfg->docker_context, &cfg->agent_dir,
-			 &cfg->sftp_server};
+			 &cfg->sftp_server, &cfg->container_spec, &cfg->session};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
 	strv_free(cfg->env_allow);
@@ -482,11 +482,14 @@ static int resolve_name(struct sandbox_cfg *cfg, const char *name, char **fuse_o
 		goto out;
 	}
 	json_t *url = json_object_get(sb, "url");
-	if (!json_is_string(url)) {
-		err_set(e, "%s: sandbox %s has no \"url\" string", path, name);
+	if (!json_is_string(url) && !json_object_get(sb, "docker")) {
+		err_set(e, "%s: sandbox %s has no \"url\" string (nor a \"docker\" block)", path,
+			name);
 		goto out;
 	}
-	if (parse_url(cfg, json_string_value(url), e) < 0)
+	if (url && parse_url(cfg, json_string_value(url), e) < 0)
+		goto out;
+	if (config_container_parse(cfg, sb, path, e) < 0)
 		goto out;
 	json_t *mp = json_object_get(sb, "mountpoint");
 	if (mp && !json_is_string(mp)) {

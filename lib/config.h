@@ -8,6 +8,8 @@
 #include "util.h"
 
 enum sandbox_kind { SANDBOX_SSH, SANDBOX_DOCKER };
+/* What `sandmount down` does with a container the config describes (config_container.c). */
+enum on_down { ON_DOWN_STOP, ON_DOWN_REMOVE, ON_DOWN_KEEP };
 
 struct sandbox_cfg {
 	char *name; /* config name, or the URL as given */
@@ -44,6 +46,12 @@ struct sandbox_cfg {
 	bool local_fallback; /* sandexec outside every mount runs locally (config file only) */
 	char **env_allow;    /* NULL-terminated glob patterns of host variables sandexec forwards */
 	struct mount_limits limits; /* bounds on what the sandbox sends (mount_limits.h) */
+
+	/* sessions (config_container.c) */
+	char *container_spec; /* {"docker": {...}, "workspace": {...}|null} as JSON text: the config
+				 describes the container (sandmount up creates it); NULL: none */
+	char *session;	      /* the session id given to up/down (already substituted), or NULL */
+	enum on_down on_down; /* default stop */
 };
 
 /* Fill cfg from SANDBOX (URL or config name) and a comma-separated -o list (may be NULL).
@@ -60,6 +68,19 @@ char *config_file_path(void);
 /* Global settings from the config file (local_fallback, env_allow) for sandexec. */
 int config_load_global(struct sandbox_cfg *cfg, struct err *e);
 void config_defaults(struct sandbox_cfg *cfg);
+
+/* config_container.c. Parse the session keys of a config-file sandbox object (a json_t *):
+ * "docker", "host", "workspace", "onDown". A "docker" block makes it a docker sandbox whose
+ * container is <containerPrefix><name>. 0 or -1 with e set naming the key. */
+int config_container_parse(struct sandbox_cfg *cfg, void *sandbox_json, const char *path,
+			   struct err *e);
+/* Apply a session id (NULL: none): "{session}" in the mountpoint is replaced, and a described
+ * container's name gets "-<id>". A mountpoint with {session} and no id is an error. */
+int config_apply_session(struct sandbox_cfg *cfg, const char *session, struct err *e);
+/* s with "{session}" replaced by session ("" for NULL); malloc'd. */
+char *config_session_substitute(const char *s, const char *session);
+/* "512m", "1g", "1024" (bytes; b/k/m/g, optional trailing b): 0 and *out (may be NULL) or -1. */
+int config_parse_size(const char *s, long long *out);
 void config_free(struct sandbox_cfg *cfg);
 
 #endif

@@ -1,9 +1,10 @@
 /* docker_agent.c: decide which SFTP server serves a container's files (docs/design.md, decision 3).
  * First choice: sandmount-agent, placed once with the archive API (PUT of an in-memory tar) in the
- * first place where it can actually run — agent_dir=, /tmp, /var/tmp, /dev/shm, $HOME, then a
- * hidden dir in the workspace (bind mounts are exec-able even in hardened containers). A copy of
- * the same content (its name carries a hash) placed earlier is reused. Where it cannot run: a
- * sidecar container (docker_sidecar.c), then the image's own OpenSSH sftp-server. Else an error
+ * first place outside the workspace where it can actually run — agent_dir=, /tmp, /var/tmp,
+ * /dev/shm, $HOME (never one that is or lies in the workspace: the agent would show up there) —,
+ * then a hidden dir in the workspace (bind mounts are exec-able even in hardened containers). A
+ * copy of the same content (its name carries a hash) placed earlier is reused. Where it cannot run:
+ * a sidecar container (docker_sidecar.c), then the image's own OpenSSH sftp-server. Else an error
  * naming the options. */
 #include "docker/docker_internal.h"
 
@@ -125,17 +126,13 @@ static int run_script(struct docker_tr *tr, const char *script, struct buf *out,
 	return rc;
 }
 
-/* The candidate directories as shell words ("$HOME" is expanded by the container's shell). */
-static char *candidate_words(struct docker_tr *tr, bool with_hidden)
+/* The candidate directories as shell words ("$HOME" is expanded by the container's shell); the
+ * workspace's hidden dir is not among them. */
+static char *candidate_words(struct docker_tr *tr)
 {
 	char *agent_dir = tr->agent_dir ? sh_quote(tr->agent_dir) : xstrdup("''");
-	char *hidden = str_printf("%s/" AGENT_HIDDEN_DIR, tr->remote_dir);
-	char *qhidden = hidden ? sh_quote(hidden) : NULL;
-	char *words = str_printf("%s /tmp /var/tmp /dev/shm \"$HOME\" %s", agent_dir,
-				 with_hidden && qhidden ? qhidden : "");
+	char *words = str_printf("%s /tmp /var/tmp /dev/shm \"$HOME\"", agent_dir);
 	free(agent_dir);
-	free(hidden);
-	free(qhidden);
 	return words;
 }
 
@@ -143,20 +140,38 @@ static char *candidate_words(struct docker_tr *tr, bool with_hidden)
 #define AGENT_OK_TEST                                                                              \
 	"[ -f \"$f\" ] && [ \"$(wc -c < \"$f\")\" -eq %zu ] && \"$f\" --version >/dev/null 2>&1"
 
-/* One exec: an agent already placed ("found PATH"), else the existing dirs ("dir PATH"). */
+/* Shell function `out DIR`: true when DIR exists and lies outside the workspace ($ws, both
+ * resolved with pwd -P); sets $r to DIR resolved. A home directory that is the workspace (the
+ * usual `useradd -d /workspace`) is thus never used: the agent would show up in it. */
+#define OUTSIDE_WS_FN                                                                              \
+	"out() { r=$(cd \"$1\" 2>/dev/null && pwd -P) || return 1; [ -n \"$ws\" ] || return 0; "   \
+	"[ \"$ws\" != / ] || return 1; case \"$r/\" in \"$ws\"/*) return 1;; esac; return 0; }; "
+
+/* One exec: an agent already placed outside the workspace or in its hidden dir ("found PATH"),
+ * else the existing dirs outside the workspace ("dir PATH"). */
 static int probe(struct docker_tr *tr, const struct agent_bin *a, struct buf *out, struct err *e)
 {
-	char *all = candidate_words(tr, true), *dirs = candidate_words(tr, false);
+	char *dirs = candidate_words(tr);
+	char *qws = sh_quote(tr->remote_dir);
+	char *hidden = str_printf("%s/" AGENT_HIDDEN_DIR "/%s", tr->remote_dir, a->name);
+	char *qhidden = hidden ? sh_quote(hidden) : NULL;
 	char *script =
-	    str_printf("for d in %s; do [ -n \"$d\" ] || continue; f=\"$d/%s\"; "
-		       "if " AGENT_OK_TEST "; then echo \"found $f\"; exit 0; fi; done; "
-		       "for d in %s; do [ -n \"$d\" ] && [ -d \"$d\" ] && echo \"dir $d\"; done; "
-		       "exit 0",
-		       all, a->name, a->size, dirs);
+	    dirs && qws && qhidden
+		? str_printf(
+		      "ws=$(cd %s 2>/dev/null && pwd -P); " OUTSIDE_WS_FN
+		      "for d in %s; do [ -n \"$d\" ] && out \"$d\" || continue; "
+		      "f=\"$r/%s\"; if " AGENT_OK_TEST "; then echo \"found $f\"; exit 0; fi; "
+		      "done; f=%s; if " AGENT_OK_TEST "; then echo \"found $f\"; exit 0; fi; "
+		      "for d in %s; do [ -n \"$d\" ] && out \"$d\" && echo \"dir $r\"; done; "
+		      "exit 0",
+		      qws, dirs, a->name, a->size, qhidden, a->size, dirs)
+		: NULL;
 	int status = -1;
 	int rc = script ? run_script(tr, script, out, &status, e) : -1;
-	free(all);
 	free(dirs);
+	free(qws);
+	free(hidden);
+	free(qhidden);
 	free(script);
 	if (rc == 0 && status != 0) {
 		err_set(e, "probing the container with /bin/sh failed (exit %d)", status);

@@ -115,7 +115,7 @@ static void test_stat(struct sftp_client *c)
 	struct sftp_attrs a;
 	write_local(P("f1"), "hello", 5);
 	mkdir(P("d1"), 0755);
-	symlink("f1", P("l1"));
+	CHECK_EQ(symlink("f1", P("l1")), 0);
 	CHECK_EQ(sftp_stat(c, P("f1"), &a), 0);
 	CHECK(S_ISREG(a.perm) && a.size == 5 && (a.flags & SFTP_ATTR_ACMODTIME));
 	CHECK_EQ(sftp_stat(c, P("d1"), &a), 0);
