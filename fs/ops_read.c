@@ -20,12 +20,15 @@
  *     kernel's page cache is written through (no writeback cache) for every handle of the inode;
  *   - a change the sandbox reported (watch event, notify.c): fs_data_changed, the open handles
  *     forget the size they knew, and fuse_lowlevel_notify_inval_inode drops the kernel's pages;
- *   - the exec barrier and a reconnect (fs_barrier): fs_data_changed_all and an invalidation of
- *     every inode the kernel may hold; a handle revived on a new connection drops its read-ahead;
+ *   - the exec barrier and a reconnect (fs_barrier): fs_data_changed_all (every open file also
+ *     forgets its size) and an invalidation of every inode the kernel may hold; a handle revived
+ *     on a new connection drops its read-ahead;
  *   - without change reports, read-ahead older than FS_READAHEAD_UNWATCHED_MS is not served,
  *     and the kernel's pages are dropped at every open (keep_cache only when the watch vouches
  *     that the file is unchanged since the previous open, ops_file.c) and when the attributes
- *     show another size or mtime (FUSE's auto_inval_data).
+ *     show another size or mtime (FUSE_CAP_AUTO_INVAL_DATA, asked for in ops_misc.c; never
+ *     FUSE_CAP_EXPLICIT_INVAL_DATA, which would leave only the notifications, and never the
+ *     writeback cache, under which the kernel would hold writes back and serve its own pages).
  * The mechanism is a data epoch per inode (hashed into FS_EPOCH_SLOTS counters, so a collision
  * only costs a needless drop): every read-ahead request remembers the epoch it was sent in and is
  * served only while the epoch is unchanged. */
@@ -54,6 +57,11 @@ void fs_data_changed_all(struct fs *fs)
 {
 	for (unsigned i = 0; i < FS_EPOCH_SLOTS; i++)
 		atomic_fetch_add(&fs->data_epoch[i], 1);
+	/* Nothing reported what changed meanwhile: no open file knows its size any more. */
+	pthread_mutex_lock(&fs->files_lock);
+	for (struct fs_file *f = fs->files; f; f = f->next)
+		__atomic_store_n(&f->known_size, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&fs->files_lock);
 }
 
 static void ra_collect(struct fs_ra_req *q)
