@@ -507,6 +507,11 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 			r = sftp_fstat(call.sftp, &h, &a);
 		if (r == 0)
 			r = fs_make_entry(fs, parent, name, &a, FS_SEQ_NONE, &e);
+		if (r == 0 && (pflags & SFTP_OPEN_TRUNC)) {
+			/* The name may have been there: a truncate, as in open. */
+			fs_data_changed(fs, e.ino);
+			fs_note_size(fs, e.ino, 0, true);
+		}
 		if (r < 0)
 			sftp_close(call.sftp, &h);
 		else if ((r = attach_file(fs, e.ino, &call, &h, pflags, &a, false, fi)) < 0)

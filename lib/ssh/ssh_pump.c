@@ -295,9 +295,7 @@ static bool pump_output(struct pump_chan *c, bool is_stderr)
 	bool *eof = is_stderr ? &c->err_eof : &c->out_eof;
 	bool *broken = is_stderr ? &c->err_broken : &c->out_broken;
 
-	for (int round = 0; round < ROUNDS_PER_WAKE; round++) {
-		if (*eof)
-			return false;
+	for (int round = 0; round < ROUNDS_PER_WAKE && !*eof; round++) {
 		if (b->off == b->len) {
 			int n = ssh_channel_read_nonblocking(c->ch, b->data, sizeof(b->data),
 							     is_stderr);
