@@ -233,6 +233,16 @@ static void file_unref(struct fs *fs, struct fs_file *f)
 /* Take the file off the list, send what is left, close the handle, drop the list's reference. */
 static int file_close(struct fs *fs, struct fs_file *f)
 {
+	/* While on the list the file's writes are drained before any stat and its attributes are
+	 * never fresh (fs_fresh_attrs): so drain it and mark it stale before it leaves the list, or
+	 * a size seen while it was being written would be served as fresh (and cap reads). */
+	pthread_mutex_lock(&f->lock);
+	fs_readahead_drop(f);
+	int r = drain(fs, f);
+	if (f->wrote)
+		fs_mark_stale(fs, f->ino);
+	pthread_mutex_unlock(&f->lock);
+
 	pthread_mutex_lock(&fs->files_lock);
 	*f->pprev = f->next;
 	if (f->next)
@@ -240,8 +250,8 @@ static int file_close(struct fs *fs, struct fs_file *f)
 	pthread_mutex_unlock(&fs->files_lock);
 
 	pthread_mutex_lock(&f->lock);
-	fs_readahead_drop(f);
-	int r = drain(fs, f);
+	if (r >= 0)
+		r = drain(fs, f); /* nothing, unless written meanwhile through this handle */
 	int rc = 0;
 	/* Only a close after writes can report something (a failed flush on the sandbox). */
 	if (!f->lost && conn_current(fs->conn, f->conn) && f->wrote)

@@ -3,11 +3,11 @@
  *
  * A read asks for no more than the file is known to hold (the size seen at open, since raised by
  * our writes and by the attributes handed to the kernel), so a whole small file costs one round
- * trip instead of a second one to confirm EOF. The known size is kept exact while the sandbox
- * reports its changes (writes through any handle raise it, a reported change forgets it);
- * without change reports a capped read that comes back full goes on for the rest, since the
- * file may have grown on the sandbox, and a short answer to the kernel means EOF. A handle read
- * sequentially gets read-ahead: the next chunks (of the reader's own size, at most
+ * trip instead of a second one to confirm EOF. The known size is a lower bound only (writes through
+ * any handle raise it, a reported change forgets it, but a size seen before a change may be noted
+ * after it): a capped read that comes back full goes on for the rest, because a short answer
+ * makes the kernel shrink the file (reads past it then fail with SIGBUS in a mapping). A handle
+ * read sequentially gets read-ahead: the next chunks (of the reader's own size, at most
  * FS_READAHEAD_BYTES) are requested before they are asked for; a read elsewhere drops them.
  *
  * Invalidation rule (no stale data, ever). Cached file data lives in two places: the daemon's
@@ -197,9 +197,9 @@ static int read_direct(struct fs *fs, struct fs_file *f, uint64_t off, size_t si
 			return r;
 		*got += part;
 		fs_file_raise_size(f, at + part);
-		/* Short: EOF. Capped and full: with change reports the known size is exact (every
-		 * write raises it, every reported change forgets it); without, look further. */
-		if (part < want || part == 0 || atomic_load(&fs->watched))
+		/* Short: EOF. Capped and full: the known size is only a lower bound (a size seen
+		 * before a change may be noted after it), so look further. */
+		if (part < want || part == 0)
 			break;
 	}
 	return 0;
