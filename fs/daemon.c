@@ -274,6 +274,7 @@ static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err
 		goto out;
 	}
 	fs_set_session(s->fs, s->se);
+	fs_set_mountpoint(s->fs, s->mountpoint);
 	if (fuse_set_signal_handlers(s->se) < 0) {
 		err_set(e, "could not install signal handlers");
 		goto out;

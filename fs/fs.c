@@ -141,6 +141,7 @@ void fs_barrier(void *arg)
 {
 	struct fs *fs = arg;
 	inode_mark_all_stale(fs->inodes);
+	fs_data_changed_all(fs); /* no read-ahead asked for before is served (ops_read.c) */
 	if (!fs->se)
 		return;
 	/* What was handed out longer ago than the TTL has expired in the kernel already. */

@@ -31,6 +31,9 @@ void fs_destroy(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
 /* Needed for cache invalidation notifications; call after fuse_session_new(). */
 void fs_set_session(struct fs *fs, struct fuse_session *se);
+/* The canonical absolute local mount path: symlinks made through the mount with a target in it
+ * are stored relative (fs/linkpath.h). */
+void fs_set_mountpoint(struct fs *fs, const char *mountpoint);
 /* Exec barrier (docs/design.md, decision 5): drop the kernel's cached attributes, entries and data
  * of everything it may hold, so what a finished command changed is seen. Safe from any thread that
  * is not serving a FUSE request. `fs` is a struct fs *. */

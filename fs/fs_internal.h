@@ -2,6 +2,7 @@
 #ifndef SANDMOUNT_FS_INTERNAL_H
 #define SANDMOUNT_FS_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -17,6 +18,10 @@
 /* Sequential read-ahead: at most this many bytes requested ahead of the reader. */
 #define FS_READAHEAD_BYTES (4 * 1024 * 1024)
 #define FS_READAHEAD_MAX   32
+/* Without change reports, read-ahead older than this is not served (ops_read.c). */
+#define FS_READAHEAD_UNWATCHED_MS 300
+/* Data epochs (ops_read.c): one counter per slot, an inode counts in slot ino % FS_EPOCH_SLOTS. */
+#define FS_EPOCH_SLOTS 64
 
 /* A write sent (req set) or waiting to be sent again on a new connection (req NULL). The data is
  * kept until the sandbox acknowledged it. */
@@ -27,11 +32,14 @@ struct fs_write_req {
 	uint8_t *data;
 };
 
-/* A read-ahead request: `len` bytes at `off` asked for on the file's connection. */
+/* A read-ahead request: `len` bytes at `off` asked for on the file's connection, at `sent_ms`
+ * while the inode's data epoch was `epoch`. */
 struct fs_ra_req {
 	struct sftp_req *req;
 	uint64_t off;
 	size_t len;
+	uint64_t epoch;
+	int64_t sent_ms;
 };
 
 /* An open file (fi->fh). Its handle belongs to `conn`; after a reconnect the file is opened
@@ -120,6 +128,9 @@ struct fs {
 	unsigned rt_generation;
 	struct sftp_attrs root_attrs; /* last seen; shown while reconnecting (unmount stats it) */
 	bool have_root_attrs;
+	/* Bumped whenever the data of an inode in the slot may have changed (ops_read.c). */
+	atomic_uint_fast64_t data_epoch[FS_EPOCH_SLOTS];
+	char mountpoint[PATH_MAX]; /* local, absolute ("" until known): symlink targets */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection
@@ -198,6 +209,13 @@ void fs_note_size(struct fs *fs, fuse_ino_t ino, uint64_t size, bool exact);
 int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline);
 /* With f->lock held: forget the read-ahead (ops_read.c). */
 void fs_readahead_drop(struct fs_file *f);
+/* The data of `ino` may have changed (a truncate, a write through any handle, a change the
+ * sandbox reported): no read-ahead of it asked for before is served (ops_read.c). */
+void fs_data_changed(struct fs *fs, fuse_ino_t ino);
+/* The same for every inode (exec barrier, reconnect). */
+void fs_data_changed_all(struct fs *fs);
+/* Open files of `ino` forget the size they knew (the sandbox changed the file). */
+void fs_forget_size(struct fs *fs, fuse_ino_t ino);
 /* Close and free whatever the kernel left open (at unmount). */
 void fs_close_all_files(struct fs *fs);
 

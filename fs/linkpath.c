@@ -1,6 +1,8 @@
 /* linkpath.c: symlink containment (docs/design.md, decision 7). Remote targets are normalized
  * lexically and rewritten relative to the link's directory; targets that would leave the workspace
- * point to a name in the mount root that never exists. */
+ * point to a name in the mount root that never exists. The other direction: a link made through
+ * the mount with an absolute target inside the mountpoint is stored relative, so it resolves to
+ * the same file on the sandbox and through the mount. */
 #include "linkpath.h"
 
 #include "agent_locate.h"
@@ -172,6 +174,30 @@ char *linkpath_local_target(const char *root, const char *alias, const char *lin
 	}
 	size_t tl = strlen(target);
 	out = relative_path(&dir, &t, tl > 1 && target[tl - 1] == '/');
+done:
+	parts_free(&dir);
+	parts_free(&t);
+	return out;
+}
+
+char *linkpath_remote_target(const char *mountpoint, const char *link_dir, const char *target)
+{
+	struct parts dir = {0}, t = {0};
+	char *out = NULL;
+	bool inside = false;
+	if (target[0] == '/' && mountpoint && mountpoint[0] == '/') {
+		dir.store = strdup(link_dir);
+		if (!dir.store || parts_add(&dir, dir.store, false) != NORM_OK ||
+		    parts_of_absolute(&t, target) != NORM_OK)
+			goto done;
+		inside = strip_base(&t, mountpoint);
+	}
+	if (inside) {
+		size_t tl = strlen(target);
+		out = relative_path(&dir, &t, tl > 1 && target[tl - 1] == '/');
+	} else {
+		out = strdup(target);
+	}
 done:
 	parts_free(&dir);
 	parts_free(&t);

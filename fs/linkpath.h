@@ -17,6 +17,15 @@
 char *linkpath_local_target(const char *root, const char *alias, const char *link_dir,
 			    const char *target);
 
+/* The target to store on the sandbox for a symlink made through the mount. mountpoint: the
+ * canonical absolute local mount path; link_dir: the directory that will hold the link, relative
+ * to the workspace ("" for the root); target: what the local program asked for. An absolute
+ * target inside the mountpoint is stored relative to the link's directory, so it names the same
+ * object on both sides (the workspace and the mount hold the same tree at different absolute
+ * paths, and a container sees its workspace at yet another one); any other target is stored as
+ * given. Returns a malloc'd string, or NULL when out of memory. */
+char *linkpath_remote_target(const char *mountpoint, const char *link_dir, const char *target);
+
 /* True for names that must never resolve in the mount root. */
 bool linkpath_is_hidden_name(const char *name);
 

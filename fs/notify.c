@@ -13,9 +13,13 @@
 
 #include "log.h"
 
+/* The sandbox changed `ino`: nothing cached of it is served again (ops_read.c has the rule): not
+ * the daemon's read-ahead, not the size open files knew, not the kernel's attributes and pages. */
 static void inval_inode(struct fs *fs, uint64_t ino)
 {
 	fs_mark_stale(fs, ino);
+	fs_data_changed(fs, ino);
+	fs_forget_size(fs, ino);
 	int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 	if (r < 0 && r != -ENOENT)
 		log_debug("invalidating inode %" PRIu64 ": %s", ino, strerror(-r));

@@ -175,9 +175,10 @@ static size_t add_entry(fuse_req_t req, struct dir_snapshot *d, size_t index, ch
 		name = de->name;
 		e.attr.st_mode = fs_attrs_type(&de->attrs);
 		e.attr.st_ino = inode_enter(fs->inodes, d->ino, name, e.attr.st_mode, 0, 0);
-		/* Files open here may have writes the snapshot's size does not show: for them
+		/* Files open here may have writes the snapshot's size does not show, and a
+		 * symlink's size is that of the target readlink shows (ops_entry.c): for them
 		 * e.ino stays 0, which tells the kernel to take the name only. */
-		if (plus && !fs_inode_is_open(fs, e.attr.st_ino) &&
+		if (plus && e.attr.st_mode != S_IFLNK && !fs_inode_is_open(fs, e.attr.st_ino) &&
 		    fs_make_entry(fs, d->ino, name, &de->attrs, d->seq, &e) < 0)
 			return room + 1;
 		if (!e.ino) /* d_ino as stat shows it (the remote number with the agent) */

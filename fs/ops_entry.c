@@ -1,5 +1,10 @@
 /* ops_entry.c: FUSE operations on names and attributes: lookup, forget, getattr, setattr,
- * readlink, symlink, mkdir, rmdir, unlink, rename, link and mknod. */
+ * readlink, symlink, mkdir, rmdir, unlink, rename, link and mknod.
+ *
+ * Symlinks: what readlink shows is the containment rewrite of the remote target (linkpath.c), so
+ * the size lstat reports is the length of that, not of the stored target (a program reads the
+ * link with a buffer of st_size bytes). A symlink made through the mount whose target lies in the
+ * mountpoint is stored relative to its directory (linkpath_remote_target). */
 #include "fs_internal.h"
 #include "linkpath.h"
 #include "log.h"
@@ -9,6 +14,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+void fs_set_mountpoint(struct fs *fs, const char *mountpoint)
+{
+	snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", mountpoint);
+}
+
+/* For a symlink at remote `path` in directory `dir` (relative to the workspace): its size is the
+ * length of the target readlink shows. Left as it was when the link cannot be read. */
+static void shown_link_size(struct fs *fs, const char *path, const char *dir, struct sftp_attrs *a)
+{
+	char *target = NULL, *shown = NULL;
+	if (fs_attrs_type(a) != S_IFLNK || fs_readlink(fs, path, &target) < 0)
+		return;
+	shown = linkpath_local_target(fs->root, fs->alias, dir, target);
+	if (shown) {
+		a->size = strlen(shown);
+		a->flags |= SFTP_ATTR_SIZE;
+	}
+	free(target);
+	free(shown);
+}
+
+/* lstat `name` in `parent` (a symlink with the size readlink shows). */
+static int lstat_name(struct fs *fs, fuse_ino_t parent, const char *name, struct sftp_attrs *a)
+{
+	char *path, *dir = NULL;
+	int r = fs_remote_path(fs, parent, name, &path);
+	if (r < 0)
+		return r;
+	r = fs_lstat(fs, path, a);
+	if (r == 0 && fs_attrs_type(a) == S_IFLNK &&
+	    inode_path(fs->inodes, parent, false, &dir) == 0)
+		shown_link_size(fs, path, dir, a);
+	free(dir);
+	free(path);
+	return r;
+}
 
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -27,11 +69,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	char *path;
 	uint64_t seq = fs_seq(fs);
-	int r = fs_remote_path(fs, parent, name, &path);
-	if (r == 0) {
-		r = fs_lstat(fs, path, &a);
-		free(path);
-	}
+	int r = lstat_name(fs, parent, name, &a);
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
 	if (r == 0 && fs_drain_inode(fs, e.ino) > 0 &&
@@ -64,13 +102,16 @@ void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f
 /* Current attributes of an inode; through an open file when its name is gone. */
 static int stat_inode(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
 {
-	char *path;
+	char *path, *dir = NULL;
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == -ENOENT)
 		return fs_open_inode_attrs(fs, ino, NULL, a);
 	if (r < 0)
 		return r;
 	r = fs_lstat(fs, path, a);
+	if (r == 0 && fs_attrs_type(a) == S_IFLNK && inode_path(fs->inodes, ino, true, &dir) == 0)
+		shown_link_size(fs, path, dir, a);
+	free(dir);
 	free(path);
 	return r;
 }
@@ -260,6 +301,10 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	}
 	if (r == 0)
 		r = setattr_attrs(fs, ino, attr, to_set, &set);
+	/* A truncate: read-ahead asked for before it must not be served (ops_read.c). */
+	bool truncate = r == 0 && (set.flags & SFTP_ATTR_SIZE);
+	if (truncate)
+		fs_data_changed(fs, ino);
 	/* SFTP's setstat follows symlinks: never change a link's target through it. */
 	if (r == 0 && set.flags && inode_type(fs->inodes, ino) != S_IFLNK) {
 		r = fs_remote_path(fs, ino, NULL, &path);
@@ -272,6 +317,8 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 		}
 		free(path);
 	}
+	if (truncate)
+		fs_data_changed(fs, ino); /* also what was asked for while the SETSTAT ran */
 	if (r == 0 && !have_attrs)
 		r = stat_inode(fs, ino, &a);
 	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE))
@@ -309,15 +356,10 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	char *path;
 	struct sftp_attrs a;
 	struct fuse_entry_param e;
 	uint64_t seq = fs_seq(fs);
-	int r = fs_remote_path(fs, parent, name, &path);
-	if (r == 0) {
-		r = fs_lstat(fs, path, &a);
-		free(path);
-	}
+	int r = lstat_name(fs, parent, name, &a);
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
 	if (r < 0)
@@ -477,12 +519,17 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	char *path;
+	char *path = NULL, *dir = NULL, *target = NULL;
 	int r = new_name_path(fs, parent, name, &path);
-	if (r == 0) {
-		r = fs_mutate(fs, MUT_SYMLINK, link, path, 0);
-		free(path);
-	}
+	if (r == 0)
+		r = inode_path(fs->inodes, parent, false, &dir);
+	if (r == 0 && !(target = linkpath_remote_target(fs->mountpoint, dir, link)))
+		r = -ENOMEM;
+	if (r == 0)
+		r = fs_mutate(fs, MUT_SYMLINK, target, path, 0);
+	free(path);
+	free(dir);
+	free(target);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else

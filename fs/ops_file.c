@@ -39,9 +39,12 @@ static void send_entry(struct fs_file *f, struct fs_write_req *w)
 		w->req = NULL; /* the connection is over: sent again after the reconnect */
 }
 
+/* The oldest write is done with: acknowledged (its data is on the sandbox now, so read-ahead
+ * asked for before is stale, ops_read.c) or given up. */
 static void pop_oldest(struct fs *fs, struct fs_file *f)
 {
 	struct fs_write_req *w = window_at(f, 0);
+	fs_data_changed(fs, f->ino);
 	atomic_fetch_sub(&fs->pending_bytes, w->len);
 	free(w->data);
 	*w = (struct fs_write_req){0};
@@ -230,6 +233,16 @@ static void file_unref(struct fs *fs, struct fs_file *f)
 /* Take the file off the list, send what is left, close the handle, drop the list's reference. */
 static int file_close(struct fs *fs, struct fs_file *f)
 {
+	/* While on the list the file's writes are drained before any stat and its attributes are
+	 * never fresh (fs_fresh_attrs): so drain it and mark it stale before it leaves the list, or
+	 * a size seen while it was being written would be served as fresh (and cap reads). */
+	pthread_mutex_lock(&f->lock);
+	fs_readahead_drop(f);
+	int r = drain(fs, f);
+	if (f->wrote)
+		fs_mark_stale(fs, f->ino);
+	pthread_mutex_unlock(&f->lock);
+
 	pthread_mutex_lock(&fs->files_lock);
 	*f->pprev = f->next;
 	if (f->next)
@@ -237,8 +250,8 @@ static int file_close(struct fs *fs, struct fs_file *f)
 	pthread_mutex_unlock(&fs->files_lock);
 
 	pthread_mutex_lock(&f->lock);
-	fs_readahead_drop(f);
-	int r = drain(fs, f);
+	if (r >= 0)
+		r = drain(fs, f); /* nothing, unless written meanwhile through this handle */
 	int rc = 0;
 	/* Only a close after writes can report something (a failed flush on the sandbox). */
 	if (!f->lost && conn_current(fs->conn, f->conn) && f->wrote)
@@ -291,6 +304,11 @@ bool fs_inode_is_open(struct fs *fs, fuse_ino_t ino)
 		f = f->next;
 	pthread_mutex_unlock(&fs->files_lock);
 	return f != NULL;
+}
+
+void fs_forget_size(struct fs *fs, fuse_ino_t ino)
+{
+	fs_note_size(fs, ino, 0, true);
 }
 
 void fs_note_size(struct fs *fs, fuse_ino_t ino, uint64_t size, bool exact)
@@ -407,12 +425,15 @@ static uint32_t sftp_open_flags(int flags)
 	return pf;
 }
 
-/* Register the opened handle as fi->fh (taking over the call's connection reference); keep the
- * page cache if the file did not change since the previous open. On failure the remote handle
- * is closed. */
+/* Register the opened handle as fi->fh (taking over the call's connection reference). The
+ * kernel keeps its page cache only when the file provably did not change since the previous
+ * open: the attributes are `vouched` for by the sandbox's change reports (nothing reported and
+ * nothing written since they were fetched) and show the size and mtime of that open. Otherwise
+ * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). On failure
+ * the remote handle is closed. */
 static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 		       const struct sftp_handle *h, uint32_t pflags, const struct sftp_attrs *a,
-		       struct fuse_file_info *fi)
+		       bool vouched, struct fuse_file_info *fi)
 {
 	struct fs_file *f = file_new(fs, ino, call->c, h, pflags);
 	if (!f) {
@@ -424,7 +445,9 @@ static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 	if (a && (a->flags & SFTP_ATTR_SIZE))
 		f->known_size = a->size;
 	fi->fh = (uintptr_t)f;
-	fi->keep_cache = a && inode_open_unchanged(fs->inodes, ino, a);
+	/* inode_open_unchanged records this open's size and mtime: call it every time. */
+	bool same = a && inode_open_unchanged(fs->inodes, ino, a);
+	fi->keep_cache = same && vouched;
 	return 0;
 }
 
@@ -453,10 +476,15 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		free(path);
 	}
+	if (pflags & SFTP_OPEN_TRUNC) {
+		/* A truncate like setattr's: other handles' read-ahead and known size go. */
+		fs_data_changed(fs, ino);
+		fs_note_size(fs, ino, 0, true);
+	}
 	if (r == 0) {
 		if (have_attrs && !fresh)
 			fs_remember_attrs(fs, ino, &a, seq);
-		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fi);
+		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
 	}
 	fs_call_end(&call);
 	if (r < 0)
@@ -489,9 +517,14 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 			r = sftp_fstat(call.sftp, &h, &a);
 		if (r == 0)
 			r = fs_make_entry(fs, parent, name, &a, FS_SEQ_NONE, &e);
+		if (r == 0 && (pflags & SFTP_OPEN_TRUNC)) {
+			/* The name may have been there: a truncate, as in open. */
+			fs_data_changed(fs, e.ino);
+			fs_note_size(fs, e.ino, 0, true);
+		}
 		if (r < 0)
 			sftp_close(call.sftp, &h);
-		else if ((r = attach_file(fs, e.ino, &call, &h, pflags, &a, fi)) < 0)
+		else if ((r = attach_file(fs, e.ino, &call, &h, pflags, &a, false, fi)) < 0)
 			inode_forget(fs->inodes, e.ino, 1);
 	}
 	fs_call_end(&call);
@@ -528,12 +561,36 @@ static int stage_write(struct fs *fs, struct fs_file *f, const char *buf, size_t
 	return r;
 }
 
+/* Appends land in the order the writes returned: before one is staged, whatever other handles
+ * of the inode hold goes out and is acknowledged (the sandbox's append then places it last). */
+static void drain_others(struct fs *fs, struct fs_file *f)
+{
+	struct fs_file **v;
+	int n = files_of_inode(fs, f->ino, &v);
+	for (int i = 0; i < n; i++) {
+		if (v[i] != f) {
+			pthread_mutex_lock(&v[i]->lock);
+			if (!v[i]->closed)
+				drain(fs, v[i]); /* a failure stays recorded on that file */
+			pthread_mutex_unlock(&v[i]->lock);
+		}
+		file_unref(fs, v[i]);
+	}
+	if (n > 0)
+		free(v);
+}
+
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
-	(void)ino;
 	struct fs *fs = fs_of(req);
 	struct fs_file *f = file_of(fi);
+	if (f->reopen_flags & SFTP_OPEN_APPEND)
+		drain_others(fs, f);
+	/* Read-ahead of every handle of the inode is stale from now on (ops_read.c), and every
+	 * handle knows the file is at least this long. */
+	fs_data_changed(fs, ino);
+	fs_note_size(fs, ino, (uint64_t)off + size, false);
 	pthread_mutex_lock(&f->lock);
 	fs_readahead_drop(f);
 	if (!f->wrote) {

@@ -12,6 +12,11 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Writes must reach us as they happen so close() can report their fate. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* The kernel drops its pages when attributes show another size or mtime; notifications
+	 * alone would miss changes made without a watch (ops_read.c has the rule). */
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	conn->want &= ~FUSE_CAP_EXPLICIT_INVAL_DATA;
 }
 
 static void fs_op_destroy(void *userdata)

@@ -285,8 +285,10 @@ static bool flush_local(int fd, struct chan_buf *b, bool *broken)
 	return true;
 }
 
-/* Remote → local for stdout or stderr. */
-static void pump_output(struct pump_chan *c, bool is_stderr)
+/* Remote → local for stdout or stderr. Returns true when it stopped with data possibly left in
+ * libssh's buffers (the round limit): no fd event will announce it, so the pump must come back
+ * without sleeping. */
+static bool pump_output(struct pump_chan *c, bool is_stderr)
 {
 	struct chan_buf *b = is_stderr ? &c->err : &c->out;
 	int fd = is_stderr ? c->err_fd : c->io_fd;
@@ -298,12 +300,12 @@ static void pump_output(struct pump_chan *c, bool is_stderr)
 			int n = ssh_channel_read_nonblocking(c->ch, b->data, sizeof(b->data),
 							     is_stderr);
 			if (n == 0 || n == SSH_AGAIN)
-				return;
+				return false;
 			if (n < 0) { /* SSH_EOF, or SSH_ERROR for a broken channel */
 				*eof = true;
 				if (fd >= 0)
 					shutdown(fd, SHUT_WR);
-				return;
+				return false;
 			}
 			c->tr->bytes_in += (uint64_t)n;
 			b->off = 0;
@@ -312,8 +314,9 @@ static void pump_output(struct pump_chan *c, bool is_stderr)
 				take_header(c, b);
 		}
 		if (!flush_local(fd, b, broken))
-			return;
+			return false; /* POLLOUT on the local end brings the pump back */
 	}
+	return !*eof && ssh_channel_poll(c->ch, is_stderr) != 0;
 }
 
 /* Local → remote: read the caller's end only as far as the remote window allows. */
@@ -383,16 +386,18 @@ static void deliver_requests(struct ssh_tr *tr, struct pump_chan *c)
 	}
 }
 
-static void service_running(struct ssh_tr *tr, struct pump_chan *c)
+/* Returns whether output is left in libssh's buffers for the next pass. */
+static bool service_running(struct ssh_tr *tr, struct pump_chan *c)
 {
 	deliver_requests(tr, c);
-	pump_output(c, false);
-	pump_output(c, true);
+	bool more = pump_output(c, false);
+	more |= pump_output(c, true);
 	pump_input(c);
 	/* a command is over with its exit status (or a close without one); other channels at EOF */
 	if (!c->finished && c->out_eof && c->err_eof &&
 	    (c->kind != CHAN_EXEC || c->exited || ssh_channel_is_closed(c->ch)))
 		c->finished = true;
+	return more;
 }
 
 /* A released channel goes once nothing more is owed: an exec still running is killed first
@@ -443,8 +448,9 @@ static bool may_open(const struct pump_chan *c, unsigned *in_use)
 	return true;
 }
 
-/* Returns whether a channel still waits for a session slot. */
-static bool service_channels(struct ssh_tr *tr)
+/* Returns whether a channel still waits for a session slot; *more: whether a channel has output
+ * buffered in libssh that it could not move yet. */
+static bool service_channels(struct ssh_tr *tr, bool *more)
 {
 	bool waiting = false;
 	struct pump_chan **p = &tr->chans;
@@ -459,7 +465,7 @@ static bool service_channels(struct ssh_tr *tr)
 			advance_open(tr, c);
 		waiting |= c->state == CS_QUEUED;
 		if (c->state == CS_RUNNING)
-			service_running(tr, c);
+			*more |= service_running(tr, c);
 		if (disposable(tr, c)) {
 			*p = c->next;
 			chan_dispose(tr, c);
@@ -574,19 +580,22 @@ static void note_input(struct ssh_tr *tr)
 }
 
 /* Service all channels. Any libssh call may read the socket and queue data or answers for a
- * channel already visited, with nothing left for poll() to report: so pass again while the
- * session read input. Returns the poll timeout. */
+ * channel already visited, with nothing left for poll() to report; a channel also stops after
+ * ROUNDS_PER_WAKE buffers with more already read from the socket. So pass again while the session
+ * read input or a channel has buffered output, and never let poll() sleep on a timer while data
+ * is already here. Returns the poll timeout. */
 static int service_all(struct ssh_tr *tr, int timeout)
 {
-	bool waiting = false;
+	bool waiting = false, more = false;
 	uint64_t before = tr->wire.in_bytes;
 	for (int pass = 0; pass < MAX_PASSES; pass++) {
 		before = tr->wire.in_bytes;
-		waiting = service_channels(tr);
-		if (tr->wire.in_bytes == before)
+		more = false;
+		waiting = service_channels(tr, &more);
+		if (tr->wire.in_bytes == before && !more)
 			break;
 	}
-	if (tr->wire.in_bytes != before)
+	if (tr->wire.in_bytes != before || more)
 		return 0;
 	if (waiting && timeout > QUEUED_POLL_MS)
 		return QUEUED_POLL_MS;

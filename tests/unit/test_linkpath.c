@@ -1,5 +1,6 @@
 /* test_linkpath.c: symlink containment — what a remote symlink shows locally, for targets
- * inside and outside the workspace, absolute and relative, at depths 0 to 3. */
+ * inside and outside the workspace, absolute and relative, at depths 0 to 3 — and what a symlink
+ * made through the mount stores on the sandbox. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +125,53 @@ static void test_root_is_slash(void)
 	free(s);
 }
 
+#define MP "/srv/agents/mox"
+
+/* What a symlink made through the mount stores; and that it shows back the same through it. */
+static int stores(const char *dir, const char *target, const char *want)
+{
+	char *got = linkpath_remote_target(MP, dir, target);
+	char *back = got ? linkpath_local_target(ROOT, NULL, dir, got) : NULL;
+	int ok = got && strcmp(got, want) == 0 && back && (got[0] == '/' || strcmp(back, got) == 0);
+	if (!ok)
+		fprintf(
+		    stderr, "line %d: dir '%s' target '%s': stored '%s' (shown '%s'), want '%s'\n",
+		    expect_line, dir, target, got ? got : "(null)", back ? back : "(null)", want);
+	free(got);
+	free(back);
+	return ok;
+}
+
+#define STORES(dir, target, want)                                                                  \
+	do {                                                                                       \
+		expect_line = __LINE__;                                                            \
+		CHECK(stores(dir, target, want));                                                  \
+	} while (0)
+
+static void test_made_through_mount(void)
+{
+	STORES("", MP "/x", "x");
+	STORES("d", MP "/x", "../x");
+	STORES("d1/d2", MP "/d1/d2/f", "f");
+	STORES("d1/d2", MP "/d1/e/f", "../e/f");
+	STORES("", MP, ".");
+	STORES("d", MP, "..");
+	STORES("d", MP "/", "../");
+	STORES("d", MP "/e/", "../e/");
+	STORES("", "//srv/agents/./mox//a/../b", "b"); /* normalized lexically */
+	STORES("", MP "/../mox/b", "b");
+	/* Not inside the mountpoint: stored as given. */
+	STORES("", "/srv/agents/moxy/x", "/srv/agents/moxy/x");
+	STORES("", "/srv/agents", "/srv/agents");
+	STORES("", MP "/../other", MP "/../other");
+	STORES("", "/etc/passwd", "/etc/passwd");
+	STORES("d", "x", "x");
+	STORES("d", "../y", "../y");
+	char *s = linkpath_remote_target("", "", "/a/b");
+	CHECK(s && strcmp(s, "/a/b") == 0); /* mountpoint unknown */
+	free(s);
+}
+
 static void test_hidden_name(void)
 {
 	CHECK(linkpath_is_hidden_name(OUT));
@@ -144,6 +192,7 @@ int main(void)
 	test_trailing_slash();
 	test_odd_targets();
 	test_root_is_slash();
+	test_made_through_mount();
 	test_hidden_name();
 	return check_done();
 }
