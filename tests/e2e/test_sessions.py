@@ -98,6 +98,7 @@ class Sessions:
         self.root = suite.tmp / "sess" / tag
         self.root.mkdir(parents=True)
         self.sandboxes = {}
+        self.settings = {}  # top-level config keys besides "sandboxes"
 
     def add(self, name, docker=None, **extra):
         ws = self.root / f"ws-{name}"
@@ -108,9 +109,13 @@ class Sessions:
         entry = {"docker": d, "host": self.sb.host, "workspace": {"hostPath": str(ws)},
                  "mountpoint": str(self.root / "mnt" / name / "{session}")}
         entry.update(extra)
-        self.sandboxes[name] = entry
-        self.config.write_text(json.dumps({"sandboxes": self.sandboxes}))
+        self.set(name, entry)
         return ws
+
+    def set(self, name, entry):
+        """Sandbox `name` is `entry` as it is (e.g. an SSH sandbox: no container)."""
+        self.sandboxes[name] = entry
+        self.config.write_text(json.dumps(dict(self.settings, sandboxes=self.sandboxes)))
 
     def sandmount(self, *args, timeout=120):
         return self.suite.sandmount(*args, timeout=timeout, env=self.env)
