@@ -1,8 +1,9 @@
 /* sandexec_check.c: `sandexec --check` tells the operator whether a gateway (OpenClaw and the
  * like) is wired to run its agent's commands through sandexec: $SHELL is this sandexec, it is
  * listed in /etc/shells (else the gateway's login-shell probe uses /bin/sh), the config file
- * reads, and every sandbox the config gives a mountpoint (and every other live sandmount mount)
- * is mounted and runs a command, with the round trip measured. One line per item, "ok" or
+ * reads, and every sandbox the config gives a mountpoint (each session mounted now when the
+ * mountpoint has {session}; and every other live sandmount mount) is mounted and runs a
+ * command, with the round trip measured. One line per item, "ok" or
  * "FAIL" first; the exit status is 1 when any item failed. */
 #include "sandexec_check.h"
 
@@ -184,6 +185,46 @@ static bool contains(char **v, int n, const char *s)
 	return false;
 }
 
+/* A sandbox whose mountpoint has {session}: each live mount of one of its sessions (none up is
+ * not a failure: sessions come and go). Returns the new count of done[]. */
+static int check_sessions(struct report *r, const char *name, const char *pattern, char **done,
+			  int n, int max)
+{
+	/* the directory before {session} as the mount table shows it (canonical) */
+	char dir[PATH_MAX], canon[PATH_MAX];
+	const char *at = strstr(pattern, "{session}");
+	char *pat = NULL;
+	size_t cut = (size_t)(at - pattern);
+	while (cut > 0 && pattern[cut - 1] != '/')
+		cut--;
+	if (cut > 1 && cut - 1 < sizeof(dir)) {
+		memcpy(dir, pattern, cut - 1);
+		dir[cut - 1] = 0;
+		if (realpath(dir, canon))
+			pat = str_printf("%s%s", canon, pattern + cut - 1);
+	}
+	char **all = NULL;
+	int k = mounts_list(&all), found = 0;
+	for (int i = 0; i < k; i++) {
+		char *id = config_session_of(pat ? pat : pattern, all[i]);
+		if (id && *id) {
+			char *label = str_printf("sandbox %s session %s", name, id);
+			check_mount(r, label ? label : name, all[i]);
+			free(label);
+			found++;
+			if (n < max)
+				done[n++] = xstrdup(all[i]);
+		}
+		free(id);
+		free(all[i]);
+	}
+	free(all);
+	free(pat);
+	if (!found)
+		printf("--    sandbox %s: no session mounted at %s\n", name, pattern);
+	return n;
+}
+
 /* The configured sandboxes with a mountpoint; the canonical mountpoints checked go to done[]. */
 static int check_configured(struct report *r, json_t *root, char **done, int max)
 {
@@ -197,6 +238,10 @@ static int check_configured(struct report *r, json_t *root, char **done, int max
 		if (!mp) {
 			printf("--    sandbox %s: no mountpoint in the config (not checked)\n",
 			       name);
+			continue;
+		}
+		if (strstr(mp, "{session}")) {
+			n = check_sessions(r, name, mp, done, n, max);
 			continue;
 		}
 		if (!realpath(mp, canon)) {

@@ -190,23 +190,6 @@ out:
 
 /* ---- list ---- */
 
-/* The session id of mount point mp under a mountpoint pattern with {session}; NULL if none. */
-static char *session_of(const char *pattern, const char *mp)
-{
-	const char *at = strstr(pattern, "{session}");
-	if (!at)
-		return !strcmp(pattern, mp) ? xstrdup("") : NULL;
-	size_t pre = (size_t)(at - pattern), post = strlen(at + 9), n = strlen(mp);
-	if (n <= pre + post || strncmp(mp, pattern, pre) || strcmp(mp + n - post, at + 9))
-		return NULL;
-	char *id = strndup(mp + pre, n - pre - post);
-	if (id && strchr(id, '/')) {
-		free(id);
-		return NULL;
-	}
-	return id;
-}
-
 static void print_container(void *ctx, const char *container, const char *session,
 			    const char *state)
 {
@@ -229,7 +212,7 @@ static void list_one(const char *name)
 	char **mps = NULL;
 	int n = mounts_of_sandbox(name, &mps);
 	for (int i = 0; i < n; i++) {
-		char *id = cfg.mountpoint ? session_of(cfg.mountpoint, mps[i]) : NULL;
+		char *id = cfg.mountpoint ? config_session_of(cfg.mountpoint, mps[i]) : NULL;
 		struct stat st;
 		printf("  mount %s%s%s: %s\n", mps[i], id && *id ? " session " : "", id ? id : "",
 		       stat(mps[i], &st) == 0 ? "up" : "dead");

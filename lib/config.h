@@ -79,6 +79,9 @@ int config_container_parse(struct sandbox_cfg *cfg, void *sandbox_json, const ch
 int config_apply_session(struct sandbox_cfg *cfg, const char *session, struct err *e);
 /* s with "{session}" replaced by session ("" for NULL); malloc'd. */
 char *config_session_substitute(const char *s, const char *session);
+/* The session id of mount point mp under a mountpoint pattern with {session} ("" when the
+ * pattern has none and is mp itself); NULL if mp is not one of its mountpoints. malloc'd. */
+char *config_session_of(const char *pattern, const char *mp);
 /* "512m", "1g", "1024" (bytes; b/k/m/g, optional trailing b): 0 and *out (may be NULL) or -1. */
 int config_parse_size(const char *s, long long *out);
 void config_free(struct sandbox_cfg *cfg);

@@ -314,3 +314,19 @@ char *config_session_substitute(const char *s, const char *session)
 {
 	return substitute(s, session ? session : "");
 }
+
+char *config_session_of(const char *pattern, const char *mp)
+{
+	const char *at = strstr(pattern, "{session}");
+	if (!at)
+		return !strcmp(pattern, mp) ? xstrdup("") : NULL;
+	size_t pre = (size_t)(at - pattern), post = strlen(at + 9), n = strlen(mp);
+	if (n <= pre + post || strncmp(mp, pattern, pre) || strcmp(mp + n - post, at + 9))
+		return NULL;
+	char *id = strndup(mp + pre, n - pre - post);
+	if (id && strchr(id, '/')) {
+		free(id);
+		return NULL;
+	}
+	return id;
+}

@@ -204,6 +204,12 @@ def test_two_agents_per_session_walkthrough(suite, tmp_path, registered_shell,  
     for mp in (mox_mp, kit_mp):
         assert f"ok    workspace {mp}: {mp} is mounted, a command round trip took" in out, out
     assert out.rstrip().endswith("all good"), out
+    # without workspaces: the configured sandboxes, kit's by its session (other live mounts of
+    # this machine are listed too, and may be anybody's: not judged here)
+    out = suite.sandexec("--check", cwd="/", env=check_env).stdout.decode()
+    assert f"ok    sandbox mox: {mox_mp} is mounted, a command round trip took" in out, out
+    assert f"ok    sandbox kit session s1: {kit_mp} is mounted, a command round trip" in out, out
+    assert "FAIL  sandbox" not in out, out
 
     # end of the session: down; unmounted, the container stopped, the data on the sandbox side
     for args in (("mox",), ("kit", "--session", "s1")):
@@ -213,6 +219,9 @@ def test_two_agents_per_session_walkthrough(suite, tmp_path, registered_shell,  
         assert not h.is_mounted(mp), mp
         assert h.wait_until(lambda: not suite.daemon_pids(mp), 10), mp
     assert s.inspect("kit", "s1")["State"]["Running"] is False
+    out = suite.sandexec("--check", cwd="/", env=check_env).stdout.decode()
+    assert f"FAIL  sandbox mox: {mox_mp} is not mounted" in out, out
+    assert f"--    sandbox kit: no session mounted at {s.root}/mnt/kit/{{session}}" in out, out
     assert_tool_files(mox_ws.host)
     assert_tool_files(kit_ws)
     assert set(os.listdir(kit_ws)) - {".sandmount-agent"} == {"notes.txt", "src", "pi", "made"}

@@ -1,5 +1,6 @@
 /* test_config_container.c: the session keys of the config file (config_container.c) — the
- * docker block's types, the derived container name and workdir, {session}, sizes. */
+ * docker block's types, the derived container name and workdir, {session}, sizes, the session
+ * of a mount point. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,9 +102,27 @@ static void test_docker_block(void)
 	config_free(&c);
 }
 
+/* The session of a live mount point under a mountpoint pattern (sandmount list, --check). */
+static void test_session_of(void)
+{
+	char *id;
+	CHECK((id = config_session_of("/srv/kit/{session}", "/srv/kit/s42")) && !strcmp(id, "s42"));
+	free(id);
+	CHECK((id = config_session_of("/srv/{session}/ws", "/srv/a/ws")) && !strcmp(id, "a"));
+	free(id);
+	CHECK((id = config_session_of("/srv/mox", "/srv/mox")) && !strcmp(id, ""));
+	free(id);
+	CHECK(!config_session_of("/srv/mox", "/srv/mox2"));
+	CHECK(!config_session_of("/srv/kit/{session}", "/srv/kit/"));
+	CHECK(!config_session_of("/srv/kit/{session}", "/srv/kit/a/b"));
+	CHECK(!config_session_of("/srv/kit/{session}", "/srv/kat/a"));
+	CHECK(!config_session_of("/srv/{session}/ws", "/srv/a/ws2"));
+}
+
 int main(void)
 {
 	test_sizes();
 	test_docker_block();
+	test_session_of();
 	return check_done();
 }
