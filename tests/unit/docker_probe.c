@@ -1,6 +1,7 @@
 /* docker_probe.c: a test driver for the Docker transport, used by tests/e2e/test_docker_api.py.
  *   docker_probe [-o OPTS] [-t] [-k MS] [-s SIG:MS] [-T] exec CONTAINER CWD CMD
- *       run CMD, relaying our stdin/stdout/stderr; exit with its status (125: transport error).
+ *       run CMD, relaying our stdin/stdout/stderr; exit with its status (128+N after signal N;
+ *       125: transport error).
  *       -t: with a TTY; -k MS: free() the exec after MS ms (kills it) and exit 0;
  *       -s SIG:MS: send SIG after MS ms; -T: print "open_ms=... exec_ms=..." to stderr.
  *   docker_probe [-o OPTS] sftp CONTAINER DIR
@@ -111,7 +112,8 @@ static int cmd_exec(const char *container, const char *cwd, const char *cmd)
 		fprintf(stderr, "open_ms=%lld exec_ms=%lld\n", (long long)(t1 - t0),
 			(long long)(t2 - t1));
 	transport_close(t);
-	return status;
+	/* a death by signal N (EXEC_STATUS_SIGNALED) exits 128+N, as a shell reports it */
+	return status >= EXEC_STATUS_SIGNALED(1) ? 128 + status - EXEC_STATUS_SIGNALED(0) : status;
 }
 
 static int cmd_sftp(const char *container, const char *dir)
