@@ -292,6 +292,15 @@ static int on_data(struct chan *c, struct buf *req)
 	return 0;
 }
 
+/* Signal a command's process group. A child that has not yet called setsid() is no group leader
+ * (kill(-pid) fails with ESRCH): signal it alone then, so a signal sent right after the spawn is
+ * not lost. Only while it is unreaped, so its pid cannot belong to anybody else. */
+static void signal_command(struct chan *c, int sig)
+{
+	if (kill(-c->pid, sig) < 0 && errno == ESRCH && !c->exited)
+		kill(c->pid, sig);
+}
+
 static void on_close(struct chan *c)
 {
 	c->closed = true;
@@ -299,7 +308,7 @@ static void on_close(struct chan *c)
 	watch_free(c->watch);
 	c->watch = NULL;
 	if (c->kind == CK_SPAWN && !c->exited) {
-		kill(-c->pid, SIGTERM);
+		signal_command(c, SIGTERM);
 		c->kill_at = mono_ms() + MUX_KILL_GRACE_MS;
 	}
 }
@@ -336,7 +345,7 @@ static int dispatch(uint8_t type, uint32_t id, struct buf *req)
 		if (buf_get_u32(req, &a) < 0 || a == 0 || a >= 65)
 			return -1;
 		if (c->kind == CK_SPAWN && !c->exited)
-			kill(-c->pid, (int)a);
+			signal_command(c, (int)a);
 		return 0;
 	case MUX_RESIZE:
 		if (buf_get_u32(req, &a) < 0 || buf_get_u32(req, &b) < 0)
@@ -451,7 +460,7 @@ static void chan_progress(struct chan *c, int64_t now)
 		c->exit_sent = true;
 	}
 	if (c->kill_at && now >= c->kill_at) {
-		kill(-c->pid, SIGKILL);
+		signal_command(c, SIGKILL);
 		c->kill_at = 0;
 	}
 	if (c->watch && watch_due_in(c->watch, now) == 0)
@@ -598,7 +607,7 @@ static void kill_everything(void)
 	for (struct chan *c = chans; c; c = c->next) {
 		chan_close_fds(c);
 		if (c->kind == CK_SPAWN && c->pid)
-			kill(-c->pid, SIGTERM);
+			signal_command(c, SIGTERM);
 	}
 	int64_t deadline = mono_ms() + MUX_KILL_GRACE_MS;
 	for (;;) {
@@ -612,7 +621,7 @@ static void kill_everything(void)
 	}
 	for (struct chan *c = chans; c; c = c->next)
 		if (c->kind == CK_SPAWN && c->pid)
-			kill(-c->pid, SIGKILL);
+			signal_command(c, SIGKILL);
 	while (chans)
 		chan_free(chans);
 }

@@ -56,15 +56,18 @@ int spawn_resize(int master_fd, unsigned rows, unsigned cols)
 	return ioctl(master_fd, TIOCSWINSZ, &ws);
 }
 
-/* In a child: the dispositions the agent changed back to their defaults, nothing blocked. */
+/* In a child: every disposition back to its default, nothing blocked. Not only the ones the
+ * agent changed: whatever started the agent may have left SIGINT and SIGQUIT ignored (a shell's
+ * background job), and an ignored signal stays ignored across exec, even in a shell, so a
+ * forwarded ^C would never stop the command. */
 static void child_reset_signals(void)
 {
 	sigset_t none;
 	sigemptyset(&none);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
 }
 
 static void child_close_noted(void)
