@@ -414,8 +414,11 @@ static uint32_t sftp_open_flags(int flags)
 		pf = SFTP_OPEN_READ | SFTP_OPEN_WRITE;
 		break;
 	}
-	if (flags & O_APPEND)
-		pf |= SFTP_OPEN_APPEND;
+	/* O_APPEND is the kernel's: it hands every write its offset (the end it knows, which
+	 * includes the writes of every handle), so the remote handle is never opened for appending.
+	 * It would place every write at the sandbox's end, also the kernel's writeback of mmap'd
+	 * pages through this handle and appends the kernel placed after other handles' buffered
+	 * writes. */
 	if (flags & O_TRUNC)
 		pf |= SFTP_OPEN_TRUNC;
 	if (flags & O_CREAT)
@@ -561,8 +564,8 @@ static int stage_write(struct fs *fs, struct fs_file *f, const char *buf, size_t
 	return r;
 }
 
-/* Appends land in the order the writes returned: before one is staged, whatever other handles
- * of the inode hold goes out and is acknowledged (the sandbox's append then places it last). */
+/* Writes land in the order they returned: before one is staged, whatever other handles of the
+ * inode hold goes out and is acknowledged, so an older overlapping write never lands over it. */
 static void drain_others(struct fs *fs, struct fs_file *f)
 {
 	struct fs_file **v;
@@ -585,8 +588,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 {
 	struct fs *fs = fs_of(req);
 	struct fs_file *f = file_of(fi);
-	if (f->reopen_flags & SFTP_OPEN_APPEND)
-		drain_others(fs, f);
+	drain_others(fs, f);
 	/* Read-ahead of every handle of the inode is stale from now on (ops_read.c), and every
 	 * handle knows the file is at least this long. */
 	fs_data_changed(fs, ino);
