@@ -490,6 +490,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
 	}
 	fs_call_end(&call);
+	if (r == 0 && have_attrs && !fi->keep_cache)
+		fs_show_size(fs, file_of(fi), a.size);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_open(req, fi) != 0)

@@ -33,6 +33,7 @@
  * only costs a needless drop): every read-ahead request remembers the epoch it was sent in and is
  * served only while the epoch is unchanged. */
 #include "fs_internal.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -178,6 +179,25 @@ static int read_once(struct fs *fs, struct fs_file *f, uint64_t off, size_t want
 		if (!dead || attempt == 1)
 			return r;
 	}
+}
+
+void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size)
+{
+	char last;
+	size_t got = 0;
+	if (size == 0 || !fs->se)
+		return;
+	pthread_mutex_lock(&f->lock);
+	int r = read_once(fs, f, size - 1, 1, &last, &got);
+	pthread_mutex_unlock(&f->lock);
+	if (r < 0 || got != 1)
+		return; /* gone meanwhile: nothing to show */
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
+	bv.buf[0].mem = &last;
+	r = fuse_lowlevel_notify_store(fs->se, f->ino, size - 1, &bv, 0);
+	if (r < 0 && r != -ENOENT)
+		log_debug("showing the size of inode %llu: %s", (unsigned long long)f->ino,
+			  strerror(-r));
 }
 
 /* With f->lock held: read up to `size` bytes; a short result means EOF. The first request is
