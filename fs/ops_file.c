@@ -366,6 +366,34 @@ static int file_attrs(struct fs *fs, struct fs_file *f, const struct sftp_attrs 
 	return r;
 }
 
+void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
+{
+	struct fs_file **v;
+	int n = files_of_inode(fs, ino, &v);
+	uint64_t known = 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t k = __atomic_load_n(&v[i]->known_size, __ATOMIC_RELAXED);
+		known = k > known ? k : known;
+	}
+	/* Through the first handle that can read: its size, then the last byte shown. */
+	bool done = false;
+	for (int i = 0; i < n; i++) {
+		struct sftp_attrs a;
+		pthread_mutex_lock(&v[i]->lock);
+		bool readable = !v[i]->closed && (v[i]->reopen_flags & SFTP_OPEN_READ);
+		int r = readable && !done ? file_attrs(fs, v[i], NULL, &a) : -EBADF;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (r == 0 && (a.flags & SFTP_ATTR_SIZE)) {
+			done = true;
+			if (a.size > known)
+				fs_show_size(fs, v[i], a.size);
+		}
+		file_unref(fs, v[i]);
+	}
+	if (n > 0)
+		free(v);
+}
+
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,
 			struct sftp_attrs *a)
 {

@@ -187,6 +187,8 @@ void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size)
 	size_t got = 0;
 	if (size == 0 || !fs->se)
 		return;
+	/* The byte stored must be the one the kernel would read: buffered writes land first. */
+	fs_drain_inode(fs, f->ino);
 	pthread_mutex_lock(&f->lock);
 	int r = read_once(fs, f, size - 1, 1, &last, &got);
 	pthread_mutex_unlock(&f->lock);
