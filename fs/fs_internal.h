@@ -209,8 +209,9 @@ void fs_note_size(struct fs *fs, fuse_ino_t ino, uint64_t size, bool exact);
 int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline);
 /* The kernel keeps the size it knew across an open, and uses it for O_APPEND offsets and mmap
  * (a fault past it is SIGBUS): make it at least `size`, which the sandbox just reported, by
- * storing the file's last byte, read through f (the kernel takes no size from an open reply and
- * cannot be told to shrink). Without f->lock held. */
+ * storing the file's last byte, read through f or, when f cannot read, a read-only handle opened
+ * for it (the kernel takes no size from an open reply and cannot be told to shrink). Without
+ * f->lock held. */
 void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size);
 /* The sandbox reported a change of `ino`: while it is open, the kernel is shown its new size
  * if it grew past what the open files knew (fs_show_size), so mappings and O_APPEND see it

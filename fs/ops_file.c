@@ -375,13 +375,12 @@ void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
 		uint64_t k = __atomic_load_n(&v[i]->known_size, __ATOMIC_RELAXED);
 		known = k > known ? k : known;
 	}
-	/* Through the first handle that can read: its size, then the last byte shown. */
+	/* Through the first open handle: its size, then the last byte shown. */
 	bool done = false;
 	for (int i = 0; i < n; i++) {
 		struct sftp_attrs a;
 		pthread_mutex_lock(&v[i]->lock);
-		bool readable = !v[i]->closed && (v[i]->reopen_flags & SFTP_OPEN_READ);
-		int r = readable && !done ? file_attrs(fs, v[i], NULL, &a) : -EBADF;
+		int r = !v[i]->closed && !done ? file_attrs(fs, v[i], NULL, &a) : -EBADF;
 		pthread_mutex_unlock(&v[i]->lock);
 		if (r == 0 && (a.flags & SFTP_ATTR_SIZE)) {
 			done = true;
@@ -392,6 +391,32 @@ void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
 	}
 	if (n > 0)
 		free(v);
+}
+
+void fs_show_open_sizes(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	size_t n = 0;
+	for (struct fs_file *f = fs->files; f; f = f->next)
+		n++;
+	fuse_ino_t *v = n ? malloc(n * sizeof(*v)) : NULL;
+	size_t k = 0;
+	for (struct fs_file *f = fs->files; v && f; f = f->next) {
+		size_t i = 0;
+		while (i < k && v[i] != f->ino)
+			i++;
+		if (i == k)
+			v[k++] = f->ino;
+	}
+	pthread_mutex_unlock(&fs->files_lock);
+	if (n && !v) {
+		log_warn("exec barrier: out of memory; open files keep the size the kernel knew");
+		return;
+	}
+	for (size_t i = 0; i < k; i++)
+		if (inode_type(fs->inodes, v[i]) == S_IFREG)
+			fs_show_changed_size(fs, v[i]);
+	free(v);
 }
 
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,

@@ -181,17 +181,44 @@ static int read_once(struct fs *fs, struct fs_file *f, uint64_t off, size_t want
 	}
 }
 
+/* The byte at `off` read through a read-only handle of `ino` opened for it (f is write-only). */
+static int read_by_path(struct fs *fs, fuse_ino_t ino, uint64_t off, char *byte, size_t *got)
+{
+	char *path;
+	struct sftp_handle h;
+	struct fs_call call;
+	int r = fs_remote_path(fs, ino, NULL, &path);
+	if (r < 0)
+		return r;
+	r = fs_call_begin(fs, &call);
+	if (r == 0) {
+		r = sftp_open(call.sftp, path, SFTP_OPEN_READ, NULL, &h);
+		if (r == 0) {
+			r = sftp_read(call.sftp, &h, off, byte, 1, got);
+			sftp_close_async(call.sftp, &h);
+		}
+		fs_call_end(&call);
+	}
+	free(path);
+	return r;
+}
+
 void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size)
 {
 	char last;
 	size_t got = 0;
+	int r;
 	if (size == 0 || !fs->se)
 		return;
 	/* The byte stored must be the one the kernel would read: buffered writes land first. */
 	fs_drain_inode(fs, f->ino);
-	pthread_mutex_lock(&f->lock);
-	int r = read_once(fs, f, size - 1, 1, &last, &got);
-	pthread_mutex_unlock(&f->lock);
+	if (f->reopen_flags & SFTP_OPEN_READ) {
+		pthread_mutex_lock(&f->lock);
+		r = read_once(fs, f, size - 1, 1, &last, &got);
+		pthread_mutex_unlock(&f->lock);
+	} else {
+		r = read_by_path(fs, f->ino, size - 1, &last, &got);
+	}
 	if (r < 0 || got != 1)
 		return; /* gone meanwhile: nothing to show */
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
