@@ -485,8 +485,9 @@ static uint32_t sftp_open_flags(int flags)
  * kernel keeps its page cache only when the file provably did not change since the previous
  * open: the attributes are `vouched` for by the sandbox's change reports (nothing reported and
  * nothing written since they were fetched) and show the size and mtime of that open. Otherwise
- * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). On failure
- * the remote handle is closed. */
+ * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). 1 when the
+ * attributes show another size or mtime than at the previous open, else 0; on failure the
+ * remote handle is closed. */
 static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 		       const struct sftp_handle *h, uint32_t pflags, const struct sftp_attrs *a,
 		       bool vouched, struct fuse_file_info *fi)
@@ -504,7 +505,7 @@ static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 	/* inode_open_unchanged records this open's size and mtime: call it every time. */
 	bool same = a && inode_open_unchanged(fs->inodes, ino, a);
 	fi->keep_cache = same && vouched;
-	return 0;
+	return a && !same;
 }
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -543,8 +544,11 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
 	}
 	fs_call_end(&call);
-	if (r == 0 && have_attrs && !fi->keep_cache)
+	/* Changed since the previous open: the kernel may know a smaller size. Only then, as the
+	 * byte read for it counts as an access of the sandbox's file. */
+	if (r > 0)
 		fs_show_size(fs, file_of(fi), a.size);
+	r = r > 0 ? 0 : r;
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_open(req, fi) != 0)
