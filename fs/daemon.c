@@ -237,8 +237,8 @@ static void session_put_transport(void *ctx, struct transport *t)
 static void session_barrier(void *ctx)
 {
 	struct session *s = ctx;
-	fs_show_open_sizes(s->fs); /* before the barrier forgets what the open files knew */
 	fs_barrier(s->fs);
+	fs_show_open_sizes(s->fs);
 }
 
 /* ---- mounting ---- */

@@ -213,9 +213,10 @@ int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline);
  * for it (the kernel takes no size from an open reply and cannot be told to shrink). Without
  * f->lock held. */
 void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size);
-/* The sandbox reported a change of `ino`: while it is open, the kernel is shown its new size
- * if it grew past what the open files knew (fs_show_size), so mappings and O_APPEND see it
- * without a stat. */
+/* The sandbox changed the open file `ino` and its kernel attributes were invalidated: the kernel
+ * is made to fetch them now (a stat of its local path, answered by our getattr), so mappings and
+ * O_APPEND, which use the size the kernel holds without asking, see the new size, smaller or
+ * larger. From a thread that serves no FUSE request. */
 void fs_show_changed_size(struct fs *fs, fuse_ino_t ino);
 /* With f->lock held: forget the read-ahead (ops_read.c). */
 void fs_readahead_drop(struct fs_file *f);

@@ -9,6 +9,7 @@
  * Reads are in ops_read.c. */
 #include "fs_internal.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -368,29 +369,17 @@ static int file_attrs(struct fs *fs, struct fs_file *f, const struct sftp_attrs 
 
 void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
 {
-	struct fs_file **v;
-	int n = files_of_inode(fs, ino, &v);
-	uint64_t known = 0;
-	for (int i = 0; i < n; i++) {
-		uint64_t k = __atomic_load_n(&v[i]->known_size, __ATOMIC_RELAXED);
-		known = k > known ? k : known;
-	}
-	/* Through the first open handle: its size, then the last byte shown. */
-	bool done = false;
-	for (int i = 0; i < n; i++) {
-		struct sftp_attrs a;
-		pthread_mutex_lock(&v[i]->lock);
-		int r = !v[i]->closed && !done ? file_attrs(fs, v[i], NULL, &a) : -EBADF;
-		pthread_mutex_unlock(&v[i]->lock);
-		if (r == 0 && (a.flags & SFTP_ATTR_SIZE)) {
-			done = true;
-			if (a.size > known)
-				fs_show_size(fs, v[i], a.size);
-		}
-		file_unref(fs, v[i]);
-	}
-	if (n > 0)
-		free(v);
+	char *rel, *local = NULL;
+	if (!fs->mountpoint[0] || inode_path(fs->inodes, ino, false, &rel) < 0)
+		return;
+	local = str_printf("%s/%s", fs->mountpoint, rel);
+	free(rel);
+	/* Its attributes were invalidated: the kernel asks (getattr) and takes the size. */
+	struct stat st;
+	if (local && stat(local, &st) < 0)
+		log_debug("inode %llu: showing its size to the kernel: %s", (unsigned long long)ino,
+			  strerror(errno));
+	free(local);
 }
 
 void fs_show_open_sizes(struct fs *fs)
