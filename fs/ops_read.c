@@ -31,7 +31,15 @@
  *     writeback cache, under which the kernel would hold writes back and serve its own pages).
  * The mechanism is a data epoch per inode (hashed into FS_EPOCH_SLOTS counters, so a collision
  * only costs a needless drop): every read-ahead request remembers the epoch it was sent in and is
- * served only while the epoch is unchanged. */
+ * served only while the epoch is unchanged.
+ *
+ * The kernel's size is a cache too, and mappings (a fault past it is SIGBUS) and O_APPEND (the
+ * offset of every append) use it without asking. It is made current wherever the sandbox's
+ * size may have moved without the kernel seeing a stat: after a change report or the exec
+ * barrier, an open file is stat'ed through the mount (fs_show_changed_size: the kernel fetches
+ * the attributes, smaller or larger); an open whose attributes changed since the previous open
+ * stores the file's last byte (fs_show_size: the kernel takes no size from an open reply); and
+ * lookup and getattr drain the inode's buffered writes before their stat. */
 #include "fs_internal.h"
 #include "log.h"
 
