@@ -505,9 +505,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sftp_attrs a;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
-	/* Attributes the sandbox vouches for (watched, unchanged since) spare the STAT. */
-	bool fresh = !(pflags & SFTP_OPEN_TRUNC) && fs_fresh_attrs(fs, ino, &a);
-	bool have_attrs = fresh;
+	/* Attributes the sandbox vouches for (watched, unchanged since) let the kernel keep its
+	 * pages; the open still stats: a change made just before it may not be reported yet, and
+	 * a re-open must see it. */
+	struct sftp_attrs cached;
+	bool fresh = !(pflags & SFTP_OPEN_TRUNC) && fs_fresh_attrs(fs, ino, &cached);
+	bool have_attrs = false;
 	uint64_t seq = fs_seq(fs);
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == 0) {
@@ -515,21 +518,24 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* Opening again is harmless unless it truncates. */
 		if (r == 0) {
 			do
-				r = fresh ? sftp_open(call.sftp, path, pflags, NULL, &h)
-					  : sftp_open_stat(call.sftp, path, pflags, NULL, &h, &a,
-							   &have_attrs);
+				r = sftp_open_stat(call.sftp, path, pflags, NULL, &h, &a,
+						   &have_attrs);
 			while (!(pflags & SFTP_OPEN_TRUNC) && fs_call_retry(&call, &r));
 		}
 		free(path);
 	}
+
 	if (pflags & SFTP_OPEN_TRUNC) {
 		/* A truncate like setattr's: other handles' read-ahead and known size go. */
 		fs_data_changed(fs, ino);
 		fs_note_size(fs, ino, 0, true);
 	}
 	if (r == 0) {
-		if (have_attrs && !fresh)
+		if (have_attrs)
 			fs_remember_attrs(fs, ino, &a, seq);
+		else if (fresh)
+			a = cached;
+		have_attrs |= fresh;
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
 	}
 	fs_call_end(&call);
