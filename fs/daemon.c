@@ -238,6 +238,7 @@ static void session_barrier(void *ctx)
 {
 	struct session *s = ctx;
 	fs_barrier(s->fs);
+	fs_show_open_sizes(s->fs);
 }
 
 /* ---- mounting ---- */

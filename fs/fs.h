@@ -38,6 +38,9 @@ void fs_set_mountpoint(struct fs *fs, const char *mountpoint);
  * of everything it may hold, so what a finished command changed is seen. Safe from any thread that
  * is not serving a FUSE request. `fs` is a struct fs *. */
 void fs_barrier(void *fs);
+/* After an exec barrier: open files take the size the sandbox has now (fs_show_changed_size);
+ * mappings and O_APPEND use it without a stat. From a thread that serves no FUSE request. */
+void fs_show_open_sizes(struct fs *fs);
 /* A change the sandbox reported (transport watch): drop the kernel's cached attributes, data
  * and directory entry of the absolute remote path (and of its parent directory's listing);
  * path NULL: of everything (as fs_barrier). Any thread that is not serving a FUSE request.

@@ -67,18 +67,15 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	char *path;
+	/* Writes of open files land first, so the size reported includes them (draining after
+	 * the stat would miss writes another thread drained meanwhile: the kernel would take the
+	 * older, smaller size). Only a name the table knows can have open files. */
+	if (known)
+		fs_drain_inode(fs, known);
 	uint64_t seq = fs_seq(fs);
 	int r = lstat_name(fs, parent, name, &a);
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
-	if (r == 0 && fs_drain_inode(fs, e.ino) > 0 &&
-	    fs_remote_path(fs, e.ino, NULL, &path) == 0) {
-		/* Writes of open files just landed: report the size they made. */
-		if (fs_lstat(fs, path, &a) == 0)
-			fs_fill_stat(fs, e.ino, &a, &e.attr);
-		free(path);
-	}
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else

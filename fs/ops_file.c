@@ -9,6 +9,7 @@
  * Reads are in ops_read.c. */
 #include "fs_internal.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -366,6 +367,47 @@ static int file_attrs(struct fs *fs, struct fs_file *f, const struct sftp_attrs 
 	return r;
 }
 
+void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
+{
+	char *rel, *local = NULL;
+	if (!fs->mountpoint[0] || inode_path(fs->inodes, ino, false, &rel) < 0)
+		return;
+	local = str_printf("%s/%s", fs->mountpoint, rel);
+	free(rel);
+	/* Its attributes were invalidated: the kernel asks (getattr) and takes the size. */
+	struct stat st;
+	if (local && stat(local, &st) < 0)
+		log_debug("inode %llu: showing its size to the kernel: %s", (unsigned long long)ino,
+			  strerror(errno));
+	free(local);
+}
+
+void fs_show_open_sizes(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	size_t n = 0;
+	for (struct fs_file *f = fs->files; f; f = f->next)
+		n++;
+	fuse_ino_t *v = n ? malloc(n * sizeof(*v)) : NULL;
+	size_t k = 0;
+	for (struct fs_file *f = fs->files; v && f; f = f->next) {
+		size_t i = 0;
+		while (i < k && v[i] != f->ino)
+			i++;
+		if (i == k)
+			v[k++] = f->ino;
+	}
+	pthread_mutex_unlock(&fs->files_lock);
+	if (n && !v) {
+		log_warn("exec barrier: out of memory; open files keep the size the kernel knew");
+		return;
+	}
+	for (size_t i = 0; i < k; i++)
+		if (inode_type(fs->inodes, v[i]) == S_IFREG)
+			fs_show_changed_size(fs, v[i]);
+	free(v);
+}
+
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,
 			struct sftp_attrs *a)
 {
@@ -414,8 +456,11 @@ static uint32_t sftp_open_flags(int flags)
 		pf = SFTP_OPEN_READ | SFTP_OPEN_WRITE;
 		break;
 	}
-	if (flags & O_APPEND)
-		pf |= SFTP_OPEN_APPEND;
+	/* O_APPEND is the kernel's: it hands every write its offset (the end it knows, which
+	 * includes the writes of every handle), so the remote handle is never opened for appending.
+	 * It would place every write at the sandbox's end, also the kernel's writeback of mmap'd
+	 * pages through this handle and appends the kernel placed after other handles' buffered
+	 * writes. */
 	if (flags & O_TRUNC)
 		pf |= SFTP_OPEN_TRUNC;
 	if (flags & O_CREAT)
@@ -429,8 +474,9 @@ static uint32_t sftp_open_flags(int flags)
  * kernel keeps its page cache only when the file provably did not change since the previous
  * open: the attributes are `vouched` for by the sandbox's change reports (nothing reported and
  * nothing written since they were fetched) and show the size and mtime of that open. Otherwise
- * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). On failure
- * the remote handle is closed. */
+ * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). 1 when the
+ * attributes show another size or mtime than at the previous open, else 0; on failure the
+ * remote handle is closed. */
 static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 		       const struct sftp_handle *h, uint32_t pflags, const struct sftp_attrs *a,
 		       bool vouched, struct fuse_file_info *fi)
@@ -448,7 +494,7 @@ static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 	/* inode_open_unchanged records this open's size and mtime: call it every time. */
 	bool same = a && inode_open_unchanged(fs->inodes, ino, a);
 	fi->keep_cache = same && vouched;
-	return 0;
+	return a && !same;
 }
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -459,9 +505,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sftp_attrs a;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
-	/* Attributes the sandbox vouches for (watched, unchanged since) spare the STAT. */
-	bool fresh = !(pflags & SFTP_OPEN_TRUNC) && fs_fresh_attrs(fs, ino, &a);
-	bool have_attrs = fresh;
+	/* Attributes the sandbox vouches for (watched, unchanged since) let the kernel keep its
+	 * pages; the open still stats: a change made just before it may not be reported yet, and
+	 * a re-open must see it. */
+	struct sftp_attrs cached;
+	bool fresh = !(pflags & SFTP_OPEN_TRUNC) && fs_fresh_attrs(fs, ino, &cached);
+	bool have_attrs = false;
 	uint64_t seq = fs_seq(fs);
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == 0) {
@@ -469,24 +518,32 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* Opening again is harmless unless it truncates. */
 		if (r == 0) {
 			do
-				r = fresh ? sftp_open(call.sftp, path, pflags, NULL, &h)
-					  : sftp_open_stat(call.sftp, path, pflags, NULL, &h, &a,
-							   &have_attrs);
+				r = sftp_open_stat(call.sftp, path, pflags, NULL, &h, &a,
+						   &have_attrs);
 			while (!(pflags & SFTP_OPEN_TRUNC) && fs_call_retry(&call, &r));
 		}
 		free(path);
 	}
+
 	if (pflags & SFTP_OPEN_TRUNC) {
 		/* A truncate like setattr's: other handles' read-ahead and known size go. */
 		fs_data_changed(fs, ino);
 		fs_note_size(fs, ino, 0, true);
 	}
 	if (r == 0) {
-		if (have_attrs && !fresh)
+		if (have_attrs)
 			fs_remember_attrs(fs, ino, &a, seq);
+		else if (fresh)
+			a = cached;
+		have_attrs |= fresh;
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
 	}
 	fs_call_end(&call);
+	/* Changed since the previous open: the kernel may know a smaller size. Only then, as the
+	 * byte read for it counts as an access of the sandbox's file. */
+	if (r > 0)
+		fs_show_size(fs, file_of(fi), a.size);
+	r = r > 0 ? 0 : r;
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_open(req, fi) != 0)
@@ -561,8 +618,8 @@ static int stage_write(struct fs *fs, struct fs_file *f, const char *buf, size_t
 	return r;
 }
 
-/* Appends land in the order the writes returned: before one is staged, whatever other handles
- * of the inode hold goes out and is acknowledged (the sandbox's append then places it last). */
+/* Writes land in the order they returned: before one is staged, whatever other handles of the
+ * inode hold goes out and is acknowledged, so an older overlapping write never lands over it. */
 static void drain_others(struct fs *fs, struct fs_file *f)
 {
 	struct fs_file **v;
@@ -585,8 +642,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 {
 	struct fs *fs = fs_of(req);
 	struct fs_file *f = file_of(fi);
-	if (f->reopen_flags & SFTP_OPEN_APPEND)
-		drain_others(fs, f);
+	drain_others(fs, f);
 	/* Read-ahead of every handle of the inode is stale from now on (ops_read.c), and every
 	 * handle knows the file is at least this long. */
 	fs_data_changed(fs, ino);
