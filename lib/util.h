@@ -16,6 +16,7 @@ void err_set(struct err *e, const char *fmt, ...) __attribute__((format(printf, 
 
 /* Milliseconds on CLOCK_MONOTONIC. Deadlines are absolute values of this clock; 0 = none. */
 int64_t now_ms(void);
+int64_t now_us(void); /* the same clock (monotonic), in microseconds */
 int64_t deadline_in(int64_t ms);
 /* Milliseconds left until a deadline for poll(): -1 for none, 0 if passed. */
 int deadline_poll_timeout(int64_t deadline);

@@ -31,13 +31,6 @@
 #define QUEUED_POLL_MS 20 /* how often a channel waiting for a session slot looks again */
 #define MAX_PASSES     8  /* channel passes per wake-up while libssh keeps reading input */
 
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void pump_wake(struct ssh_tr *tr)
 {
 	uint64_t one = 1;

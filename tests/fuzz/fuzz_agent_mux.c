@@ -1,7 +1,7 @@
 /* fuzz_agent_mux.c: libFuzzer target for the agent's multiplexed-protocol server
  * (agent/mux_server.c): the input is the byte stream of frames a client sends. mux_server_run
  * serves it unchanged, its stdin a memfd holding the input and its stdout /dev/null; what would
- * start processes or watch directories is replaced by agent_stubs.c. */
+ * start processes or watch directories is replaced by agent_standins.c. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* agent_stubs.c: for fuzz_agent_mux, stand-ins for the parts of `sandmount-agent serve` that act
+/* agent_standins.c: for fuzz_agent_mux, stand-ins for the parts of `sandmount-agent serve` that act
  * on this machine (agent/mux_spawn.c starts commands, agent/mux_watch.c watches directories).
  * Frames from the fuzzer reach mux_server.c's parsing and channel logic unchanged; a SPAWN or
  * SFTP open fails with a message, a WATCH on an absolute path opens a channel that never reports
