@@ -385,6 +385,8 @@ static void fill_times(struct stat *st, const struct sftp_attrs *a)
 
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st)
 {
+	/* Every attribute reply to the kernel is filled here: what it holds is noted. */
+	inode_note_shown(fs->inodes, ino, a);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_shown_ino(fs, ino, a);
 	st->st_mode = fs_attrs_type(a) | ((a->flags & SFTP_ATTR_PERM) ? (a->perm & 07777) : 0644);

@@ -207,17 +207,15 @@ void fs_note_size(struct fs *fs, fuse_ino_t ino, uint64_t size, bool exact);
 /* With f->lock held: make sure f's handle belongs to the live connection (open it again by path
  * and send unacknowledged writes again after a reconnect), waiting until the deadline. */
 int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline);
-/* The kernel keeps the size it knew across an open, and uses it for O_APPEND offsets and mmap
- * (a fault past it is SIGBUS): make it at least `size`, which the sandbox just reported, by
- * storing the file's last byte, read through f or, when f cannot read, a read-only handle opened
- * for it (the kernel takes no size from an open reply and cannot be told to shrink). Without
- * f->lock held. */
-void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size);
-/* The sandbox changed the open file `ino` and its kernel attributes were invalidated: the kernel
- * is made to fetch them now (a stat of its local path, answered by our getattr), so mappings and
- * O_APPEND, which use the size the kernel holds without asking, see the new size, smaller or
- * larger. From a thread that serves no FUSE request. */
+/* The kernel's size of `ino` (kernel_size.c): its attributes are invalidated and it is made to
+ * fetch them now, so mappings and O_APPEND, which use the size the kernel holds without asking,
+ * see the sandbox's size, smaller or larger. Waits for the kernel until the op deadline. */
+void fs_show_size(struct fs *fs, fuse_ino_t ino);
+/* The sandbox reported a change of `ino`: when some handle has it open (a mapping or O_APPEND
+ * may use the kernel's size) and its size is not the one the kernel holds, fs_show_size. */
 void fs_show_changed_size(struct fs *fs, fuse_ino_t ino);
+/* Only the kernel's attributes of `ino` are invalidated (its size and pages stay). */
+void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino);
 /* With f->lock held: forget the read-ahead (ops_read.c). */
 void fs_readahead_drop(struct fs_file *f);
 /* The data of `ino` may have changed (a truncate, a write through any handle, a change the

@@ -20,6 +20,9 @@ struct inode {
 	bool opened;	    /* open_size/open_mtime are valid */
 	uint64_t open_size;
 	struct timespec open_mtime;
+	bool shown; /* shown_size/shown_mtime are valid: the kernel was handed them */
+	uint64_t shown_size;
+	struct timespec shown_mtime;
 	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
 	int64_t attrs_until, listed_until;
 	uint64_t stale_seq; /* the table's seq when this inode was last marked stale */
@@ -437,25 +440,78 @@ int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint6
 	return 0;
 }
 
+/* With the agent the mtime has nanoseconds: a rewrite within the second is seen too. */
+static struct timespec attrs_mtime(const struct sftp_attrs *a)
+{
+	if (a->flags & SFTP_ATTR_NSTIME)
+		return a->mtim;
+	return (struct timespec){.tv_sec = a->mtime};
+}
+
+static bool same_time(struct timespec x, struct timespec y)
+{
+	return x.tv_sec == y.tv_sec && x.tv_nsec == y.tv_nsec;
+}
+
 bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a)
 {
-	/* With the agent the mtime has nanoseconds: a rewrite within the second is seen too. */
-	struct timespec mtime = {.tv_sec = a->mtime};
-	if (a->flags & SFTP_ATTR_NSTIME)
-		mtime = a->mtim;
+	struct timespec mtime = attrs_mtime(a);
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	bool same = false;
 	if (n) {
-		same = n->opened && n->open_size == a->size &&
-		       n->open_mtime.tv_sec == mtime.tv_sec &&
-		       n->open_mtime.tv_nsec == mtime.tv_nsec;
+		same = n->opened && n->open_size == a->size && same_time(n->open_mtime, mtime);
 		n->opened = true;
 		n->open_size = a->size;
 		n->open_mtime = mtime;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return same;
+}
+
+void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	if (n) {
+		n->shown = true;
+		n->shown_size = a->size;
+		n->shown_mtime = attrs_mtime(a);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_note_written(struct inode_table *t, uint64_t ino, uint64_t end)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	if (n && n->shown && n->shown_size < end)
+		n->shown_size = end;
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool inode_shown_size(struct inode_table *t, uint64_t ino, uint64_t *size)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	bool known = n && n->shown;
+	if (known)
+		*size = n->shown_size;
+	pthread_mutex_unlock(&t->lock);
+	return known;
+}
+
+enum inode_shown inode_shown_compare(struct inode_table *t, uint64_t ino,
+				     const struct sftp_attrs *a)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	enum inode_shown c = INODE_SHOWN_OTHER_SIZE;
+	if (n && n->shown && n->shown_size == a->size)
+		c = same_time(n->shown_mtime, attrs_mtime(a)) ? INODE_SHOWN_SAME
+							      : INODE_SHOWN_OTHER_MTIME;
+	pthread_mutex_unlock(&t->lock);
+	return c;
 }
 
 long inode_cached_since(struct inode_table *t, int64_t since_ms, struct inode_cached **out)

@@ -63,6 +63,17 @@ int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint6
 /* Page cache rule (like sshfs): true when the remote size and mtime (with nanoseconds when the
  * agent gives them) equal those seen at the previous open of this inode. Records the new values. */
 bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a);
+/* What the kernel holds of `ino`'s size and mtime, as far as the daemon can tell: noted at every
+ * reply with attributes (inode_note_shown) and raised by local writes past it, which the kernel
+ * applies itself (inode_note_written). An invalidation leaves the kernel's size as it is.
+ * inode_shown_compare tells whether `a` differs from it. (Not seen: a reply the kernel dropped
+ * because an invalidation crossed it; the kernel then holds an older size until its next stat.) */
+enum inode_shown { INODE_SHOWN_SAME, INODE_SHOWN_OTHER_MTIME, INODE_SHOWN_OTHER_SIZE };
+void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a);
+void inode_note_written(struct inode_table *t, uint64_t ino, uint64_t end);
+enum inode_shown inode_shown_compare(struct inode_table *t, uint64_t ino,
+				     const struct sftp_attrs *a);
+bool inode_shown_size(struct inode_table *t, uint64_t ino, uint64_t *size);
 
 /* The inodes the kernel may still cache: looked up and stamped at or after `since_ms`.
  * Returns the count (or -ENOMEM) and a malloc'd array; free it with inode_cached_free. */

@@ -23,8 +23,7 @@ static void inval_inode(struct fs *fs, uint64_t ino)
 	int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 	if (r < 0 && r != -ENOENT)
 		log_debug("invalidating inode %" PRIu64 ": %s", ino, strerror(-r));
-	if (fs_inode_is_open(fs, ino) && inode_type(fs->inodes, ino) == S_IFREG)
-		fs_show_changed_size(fs, ino); /* mappings and O_APPEND take no size on their own */
+	fs_show_changed_size(fs, ino); /* mappings and O_APPEND take no size on their own */
 }
 
 /* The path below the workspace root ("" for the root), or NULL for a path outside it. */

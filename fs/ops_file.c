@@ -367,47 +367,6 @@ static int file_attrs(struct fs *fs, struct fs_file *f, const struct sftp_attrs 
 	return r;
 }
 
-void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
-{
-	char *rel, *local = NULL;
-	if (!fs->mountpoint[0] || inode_path(fs->inodes, ino, false, &rel) < 0)
-		return;
-	local = str_printf("%s/%s", fs->mountpoint, rel);
-	free(rel);
-	/* Its attributes were invalidated: the kernel asks (getattr) and takes the size. */
-	struct stat st;
-	if (local && stat(local, &st) < 0)
-		log_debug("inode %llu: showing its size to the kernel: %s", (unsigned long long)ino,
-			  strerror(errno));
-	free(local);
-}
-
-void fs_show_open_sizes(struct fs *fs)
-{
-	pthread_mutex_lock(&fs->files_lock);
-	size_t n = 0;
-	for (struct fs_file *f = fs->files; f; f = f->next)
-		n++;
-	fuse_ino_t *v = n ? malloc(n * sizeof(*v)) : NULL;
-	size_t k = 0;
-	for (struct fs_file *f = fs->files; v && f; f = f->next) {
-		size_t i = 0;
-		while (i < k && v[i] != f->ino)
-			i++;
-		if (i == k)
-			v[k++] = f->ino;
-	}
-	pthread_mutex_unlock(&fs->files_lock);
-	if (n && !v) {
-		log_warn("exec barrier: out of memory; open files keep the size the kernel knew");
-		return;
-	}
-	for (size_t i = 0; i < k; i++)
-		if (inode_type(fs->inodes, v[i]) == S_IFREG)
-			fs_show_changed_size(fs, v[i]);
-	free(v);
-}
-
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,
 			struct sftp_attrs *a)
 {
@@ -474,9 +433,8 @@ static uint32_t sftp_open_flags(int flags)
  * kernel keeps its page cache only when the file provably did not change since the previous
  * open: the attributes are `vouched` for by the sandbox's change reports (nothing reported and
  * nothing written since they were fetched) and show the size and mtime of that open. Otherwise
- * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). 1 when the
- * attributes show another size or mtime than at the previous open, else 0; on failure the
- * remote handle is closed. */
+ * the kernel drops the inode's pages at this open (ops_read.c has the whole rule). 0, or -errno
+ * with the remote handle closed. */
 static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 		       const struct sftp_handle *h, uint32_t pflags, const struct sftp_attrs *a,
 		       bool vouched, struct fuse_file_info *fi)
@@ -494,7 +452,7 @@ static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 	/* inode_open_unchanged records this open's size and mtime: call it every time. */
 	bool same = a && inode_open_unchanged(fs->inodes, ino, a);
 	fi->keep_cache = same && vouched;
-	return a && !same;
+	return 0;
 }
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -530,20 +488,27 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_data_changed(fs, ino);
 		fs_note_size(fs, ino, 0, true);
 	}
+	enum inode_shown shown = INODE_SHOWN_SAME;
 	if (r == 0) {
 		if (have_attrs)
 			fs_remember_attrs(fs, ino, &a, seq);
 		else if (fresh)
 			a = cached;
 		have_attrs |= fresh;
+		/* The kernel takes no attributes from an open reply: when they are not the ones it
+		 * holds (a change not reported yet, or not watched), it is made to fetch them. With
+		 * O_TRUNC it sets the size to 0 itself. */
+		if (have_attrs && (pflags & SFTP_OPEN_TRUNC))
+			inode_note_shown(fs->inodes, ino, &a);
+		else if (have_attrs)
+			shown = inode_shown_compare(fs->inodes, ino, &a);
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
 	}
 	fs_call_end(&call);
-	/* Changed since the previous open: the kernel may know a smaller size. Only then, as the
-	 * byte read for it counts as an access of the sandbox's file. */
-	if (r > 0)
-		fs_show_size(fs, file_of(fi), a.size);
-	r = r > 0 ? 0 : r;
+	if (r == 0 && shown == INODE_SHOWN_OTHER_SIZE)
+		fs_show_size(fs, ino);
+	else if (r == 0 && shown == INODE_SHOWN_OTHER_MTIME)
+		fs_forget_kernel_attrs(fs, ino);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_open(req, fi) != 0)
@@ -654,6 +619,10 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fs_mark_stale(fs, f->ino);
 	}
 	int r = f->err ? f->err : stage_write(fs, f, buf, size, (uint64_t)off);
+	/* The kernel's size grows with the reply; noted once the write is staged (a drain of the
+	 * inode then waits for it: kernel_size.c). */
+	if (r == 0)
+		inode_note_written(fs->inodes, ino, (uint64_t)off + size);
 	pthread_mutex_unlock(&f->lock);
 	if (r < 0)
 		fs_reply_errno(req, r);

@@ -34,12 +34,11 @@
  * served only while the epoch is unchanged.
  *
  * The kernel's size is a cache too, and mappings (a fault past it is SIGBUS) and O_APPEND (the
- * offset of every append) use it without asking. It is made current wherever the sandbox's
- * size may have moved without the kernel seeing a stat: after a change report or the exec
- * barrier, an open file is stat'ed through the mount (fs_show_changed_size: the kernel fetches
- * the attributes, smaller or larger); an open whose attributes changed since the previous open
- * stores the file's last byte (fs_show_size: the kernel takes no size from an open reply); and
- * lookup and getattr drain the inode's buffered writes before their stat. */
+ * offset of every append) use it without asking. The daemon keeps what the kernel holds (inode.h,
+ * "shown") and makes it current wherever the sandbox's size may have moved without the kernel
+ * seeing a stat (kernel_size.c): an open that finds another size (a change not reported yet, or
+ * no watch), a change report for an open file, the exec barrier; and lookup and getattr drain the
+ * inode's buffered writes before their stat. */
 #include "fs_internal.h"
 #include "log.h"
 
@@ -187,54 +186,6 @@ static int read_once(struct fs *fs, struct fs_file *f, uint64_t off, size_t want
 		if (!dead || attempt == 1)
 			return r;
 	}
-}
-
-/* The byte at `off` read through a read-only handle of `ino` opened for it (f is write-only). */
-static int read_by_path(struct fs *fs, fuse_ino_t ino, uint64_t off, char *byte, size_t *got)
-{
-	char *path;
-	struct sftp_handle h;
-	struct fs_call call;
-	int r = fs_remote_path(fs, ino, NULL, &path);
-	if (r < 0)
-		return r;
-	r = fs_call_begin(fs, &call);
-	if (r == 0) {
-		r = sftp_open(call.sftp, path, SFTP_OPEN_READ, NULL, &h);
-		if (r == 0) {
-			r = sftp_read(call.sftp, &h, off, byte, 1, got);
-			sftp_close_async(call.sftp, &h);
-		}
-		fs_call_end(&call);
-	}
-	free(path);
-	return r;
-}
-
-void fs_show_size(struct fs *fs, struct fs_file *f, uint64_t size)
-{
-	char last;
-	size_t got = 0;
-	int r;
-	if (size == 0 || !fs->se)
-		return;
-	/* The byte stored must be the one the kernel would read: buffered writes land first. */
-	fs_drain_inode(fs, f->ino);
-	if (f->reopen_flags & SFTP_OPEN_READ) {
-		pthread_mutex_lock(&f->lock);
-		r = read_once(fs, f, size - 1, 1, &last, &got);
-		pthread_mutex_unlock(&f->lock);
-	} else {
-		r = read_by_path(fs, f->ino, size - 1, &last, &got);
-	}
-	if (r < 0 || got != 1)
-		return; /* gone meanwhile: nothing to show */
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
-	bv.buf[0].mem = &last;
-	r = fuse_lowlevel_notify_store(fs->se, f->ino, size - 1, &bv, 0);
-	if (r < 0 && r != -ENOENT)
-		log_debug("showing the size of inode %llu: %s", (unsigned long long)f->ino,
-			  strerror(-r));
 }
 
 /* With f->lock held: read up to `size` bytes; a short result means EOF. The first request is

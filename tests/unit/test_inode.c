@@ -123,6 +123,38 @@ static void test_open_rule(void)
 	inode_table_free(t);
 }
 
+/* What the kernel holds of a size: noted at replies, raised by writes, never lowered by them. */
+static void test_shown_size(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t f = inode_enter(t, INODE_ROOT, "f", S_IFREG, 1, 0);
+	struct sftp_attrs a = {
+	    .flags = SFTP_ATTR_SIZE | SFTP_ATTR_ACMODTIME, .size = 10, .mtime = 100};
+	uint64_t size = 0;
+	CHECK(!inode_shown_size(t, f, &size)); /* nothing handed out yet */
+	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_OTHER_SIZE);
+	inode_note_written(t, f, 50); /* unknown stays unknown */
+	CHECK(!inode_shown_size(t, f, &size));
+	inode_note_shown(t, f, &a);
+	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_SAME);
+	CHECK(inode_shown_size(t, f, &size) && size == 10);
+	inode_note_written(t, f, 4); /* inside: the kernel keeps its size */
+	CHECK(inode_shown_size(t, f, &size) && size == 10);
+	inode_note_written(t, f, 30);
+	CHECK(inode_shown_size(t, f, &size) && size == 30);
+	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_OTHER_SIZE); /* the sandbox shrank it */
+	a.size = 30;
+	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_SAME);
+	a.mtime = 101;
+	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_OTHER_MTIME);
+	/* an invalidation does not change what the kernel holds */
+	inode_mark_stale(t, f);
+	inode_mark_all_stale(t);
+	CHECK(inode_shown_size(t, f, &size) && size == 30);
+	CHECK(inode_shown_compare(t, 12345, &a) == INODE_SHOWN_OTHER_SIZE);
+	inode_table_free(t);
+}
+
 static void test_cached_since(void)
 {
 	struct inode_table *t = inode_table_new();
@@ -195,6 +227,7 @@ int main(void)
 	test_rename();
 	test_remove_and_type_change();
 	test_open_rule();
+	test_shown_size();
 	test_cached_since();
 	test_many();
 	return check_done();

@@ -1,0 +1,198 @@
+/* kernel_size.c: making the kernel's idea of a file's size current (ops_read.c has the whole
+ * invalidation rule).
+ *
+ * The kernel's size of an inode is a cache that mappings (a fault past it is SIGBUS) and
+ * O_APPEND (the offset of every append) use without asking, and an open reply carries no
+ * attributes. When the sandbox's size differs from the one the kernel holds (inode.h: what it
+ * was last handed, raised by local writes) — an open found another size (a change not reported
+ * yet, or no watch), or a change was reported for an open file, or the exec barrier passed —
+ * the inode's kernel attributes are invalidated and its local path is stat'ed through the
+ * mount: the kernel asks (getattr) and takes the size, smaller or larger.
+ *
+ * The stat runs on a thread of its own and is waited for until a deadline: when it is called
+ * from a FUSE request (an open), the getattr it causes needs another worker, and if every worker
+ * were busy the wait would never end. Past the deadline the caller goes on (logged) and the stat
+ * completes later. */
+#include "fs_internal.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A stat of one local path, shared by the thread doing it and the caller waiting for it. */
+struct probe {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	bool done;
+	int refs;
+	char *path;
+};
+
+static void probe_put(struct probe *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int left = --p->refs;
+	pthread_mutex_unlock(&p->lock);
+	if (left)
+		return;
+	pthread_cond_destroy(&p->done_cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p->path);
+	free(p);
+}
+
+static void *probe_run(void *arg)
+{
+	struct probe *p = arg;
+	struct stat st;
+	if (stat(p->path, &st) < 0)
+		log_debug("%s: showing its size to the kernel: %s", p->path, strerror(errno));
+	pthread_mutex_lock(&p->lock);
+	p->done = true;
+	pthread_cond_broadcast(&p->done_cond);
+	pthread_mutex_unlock(&p->lock);
+	probe_put(p);
+	return NULL;
+}
+
+static struct probe *probe_new(char *path)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+	pthread_condattr_t ca;
+	if (!p || pthread_condattr_init(&ca) != 0) {
+		free(p);
+		return NULL;
+	}
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->done_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&p->lock, NULL);
+	p->refs = 2; /* the thread's and the waiter's */
+	p->path = path;
+	return p;
+}
+
+/* stat(path) on a thread of its own, waited for until `deadline` (now_ms() clock). Takes path.
+ * false when it did not finish in time (or could not start). */
+static bool stat_until(char *path, int64_t deadline)
+{
+	struct probe *p = probe_new(path);
+	pthread_t th;
+	pthread_attr_t ta;
+	if (!p) {
+		free(path);
+		return false;
+	}
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &ta, probe_run, p) != 0) {
+		pthread_attr_destroy(&ta);
+		p->refs = 1;
+		probe_put(p);
+		return false;
+	}
+	pthread_attr_destroy(&ta);
+	pthread_mutex_lock(&p->lock);
+	while (!p->done) {
+		int64_t at = deadline;
+		struct timespec ts = {.tv_sec = at / 1000, .tv_nsec = (at % 1000) * 1000000};
+		if (pthread_cond_timedwait(&p->done_cond, &p->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	bool done = p->done;
+	pthread_mutex_unlock(&p->lock);
+	probe_put(p);
+	return done;
+}
+
+void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino)
+{
+	int r = fs->se ? fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0) : 0;
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating the attributes of inode %" PRIu64 ": %s", (uint64_t)ino,
+			  strerror(-r));
+}
+
+void fs_show_size(struct fs *fs, fuse_ino_t ino)
+{
+	char *rel, *local;
+	if (!fs->se || !fs->mountpoint[0] || inode_path(fs->inodes, ino, false, &rel) < 0)
+		return;
+	local = str_printf("%s/%s", fs->mountpoint, rel);
+	free(rel);
+	if (!local)
+		return;
+	fs_forget_kernel_attrs(fs, ino);
+	if (!stat_until(local, conn_op_deadline(fs->conn)))
+		log_warn("inode %" PRIu64 ": the kernel did not take its new size in time (every "
+			 "FUSE worker busy?); an append or mapping may use the old one",
+			 (uint64_t)ino);
+}
+
+/* The sandbox's size of `ino` now. 1 when writes of its open handles were still on their way:
+ * a local writer is busy with it, and the size is one of a moment in the middle. */
+static int sandbox_size(struct fs *fs, fuse_ino_t ino, uint64_t *size)
+{
+	char *path;
+	struct sftp_attrs a;
+	if (fs_drain_inode(fs, ino) > 0)
+		return 1;
+	int r = fs_remote_path(fs, ino, NULL, &path);
+	if (r == 0) {
+		r = fs_lstat(fs, path, &a);
+		free(path);
+	} else if (r == -ENOENT) {
+		r = fs_open_inode_attrs(fs, ino, NULL, &a); /* its name is gone */
+	}
+	if (r == 0 && !(a.flags & SFTP_ATTR_SIZE))
+		r = -EIO;
+	if (r == 0)
+		*size = a.size;
+	return r;
+}
+
+void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
+{
+	if (!fs_inode_is_open(fs, ino) || inode_type(fs->inodes, ino) != S_IFREG)
+		return;
+	/* Most reports are the echo of our own writes. While they go on (writes to wait for, or
+	 * written while we asked), the kernel's size is the writer's and the next open or stat
+	 * takes the sandbox's; after them, the kernel has the size already. Either way no stat
+	 * goes through the mount, which would hold it busy against an unmount. */
+	uint64_t before = 0, after = 0, size = 0;
+	bool known = inode_shown_size(fs->inodes, ino, &before);
+	int r = sandbox_size(fs, ino, &size);
+	if (r > 0 || (known && inode_shown_size(fs->inodes, ino, &after) && after != before))
+		return;
+	if (r == 0 && known && size == before)
+		return;
+	fs_show_size(fs, ino);
+}
+
+void fs_show_open_sizes(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	size_t n = 0;
+	for (struct fs_file *f = fs->files; f; f = f->next)
+		n++;
+	fuse_ino_t *v = n ? malloc(n * sizeof(*v)) : NULL;
+	size_t k = 0;
+	for (struct fs_file *f = fs->files; v && f; f = f->next) {
+		size_t i = 0;
+		while (i < k && v[i] != f->ino)
+			i++;
+		if (i == k)
+			v[k++] = f->ino;
+	}
+	pthread_mutex_unlock(&fs->files_lock);
+	if (n && !v) {
+		log_warn("exec barrier: out of memory; open files keep the size the kernel knew");
+		return;
+	}
+	for (size_t i = 0; i < k; i++)
+		fs_show_changed_size(fs, v[i]);
+	free(v);
+}
