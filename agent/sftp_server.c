@@ -260,13 +260,18 @@ int reply_errno(uint32_t id, int err)
 	return reply_status(id, code, strerror(err));
 }
 
-int reply_handle(uint32_t id, const struct handle *h)
+void put_handle(struct buf *out, const struct handle *h)
 {
 	uint32_t index = (uint32_t)(h - handles);
 	uint8_t wire[8] = {index >> 24,	 index >> 16,  index >> 8,  index,
 			   h->gen >> 24, h->gen >> 16, h->gen >> 8, h->gen};
+	buf_put_string(out, wire, sizeof(wire));
+}
+
+int reply_handle(uint32_t id, const struct handle *h)
+{
 	size_t start = reply_begin(SSH2_FXP_HANDLE, id);
-	buf_put_string(&outq, wire, sizeof(wire));
+	put_handle(&outq, h);
 	reply_end(start);
 	return 0;
 }

@@ -83,6 +83,8 @@ int reply_status(uint32_t id, uint32_t code, const char *msg);
  * others FAILURE), with the strerror text as message. Returns 0. */
 int reply_errno(uint32_t id, int err);
 int reply_handle(uint32_t id, const struct handle *h);
+/* The handle's wire form (a string), into a reply being built. */
+void put_handle(struct buf *out, const struct handle *h);
 int reply_attrs(uint32_t id, const struct stat *st);
 /* A NAME reply with one entry (name and long name alike) and empty attributes. */
 int reply_name(uint32_t id, const char *name);

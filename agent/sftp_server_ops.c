@@ -1,7 +1,7 @@
 /* sftp_server_ops.c: one handler per SFTP v3 request and per OpenSSH extension, each doing what
  * OpenSSH's sftp-server does for it, so clients written against OpenSSH work unchanged; and our
- * own extensions (stat@sandmount, mknod@sandmount: lib/proto/sftp_proto.h). A handler
- * parses its request, makes the system call and queues one reply (see sftp_server.h). */
+ * own extensions (stat@sandmount, mknod@sandmount, open-read@sandmount: lib/proto/sftp_proto.h). A
+ * handler parses its request, makes the system call and queues one reply (see sftp_server.h). */
 #include "sftp_server.h"
 
 #include <errno.h>
@@ -660,6 +660,68 @@ static int process_sm_mknod(uint32_t id, struct buf *req)
 	return reply_errno(id, err);
 }
 
+/* open-read@sandmount: open for reading, fstat and read the first `len` bytes, in one reply. */
+static int process_sm_open_read(uint32_t id, struct buf *req)
+{
+	char *path;
+	uint32_t len;
+	struct stat st;
+	if (buf_get_cstring(req, &path) < 0)
+		return -1;
+	if (buf_get_u32(req, &len) < 0) {
+		free(path);
+		return -1;
+	}
+	struct handle *h = handle_alloc();
+	if (!h) {
+		free(path);
+		return reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
+	}
+	/* O_NONBLOCK: a FIFO must not hold the server; it is refused below like any non-file. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int err = errno;
+	free(path);
+	if (fd < 0)
+		return reply_errno(id, err);
+	if (fstat(fd, &st) < 0)
+		err = errno;
+	else if (!S_ISREG(st.st_mode))
+		err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	else
+		err = 0;
+	if (err) {
+		close(fd);
+		return reply_errno(id, err);
+	}
+	if (len > SFTP_MAX_READ)
+		len = SFTP_MAX_READ;
+	struct buf *out = reply_queue();
+	size_t start = reply_begin(SSH2_FXP_EXTENDED_REPLY, id);
+	h->kind = HANDLE_FILE;
+	h->fd = fd;
+	h->append = false;
+	put_handle(out, h);
+	sftp_attrs_put_stat(out, &st);
+	size_t len_pos = out->len;
+	uint8_t *p = buf_put_space(out, 4 + (size_t)len);
+	if (!p)
+		return 0; /* the server sees the queue's error */
+	ssize_t n;
+	do
+		n = pread(fd, p + 4, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		err = errno;
+		buf_truncate(out, start);
+		handle_close(h);
+		return reply_errno(id, err);
+	}
+	buf_truncate(out, len_pos + 4 + (size_t)n);
+	buf_set_u32_at(out, len_pos, (uint32_t)n);
+	reply_end(start);
+	return 0;
+}
+
 const sftp_handler sftp_handlers[SSH2_FXP_SYMLINK + 1] = {
     [SSH2_FXP_OPEN] = process_open,	    [SSH2_FXP_CLOSE] = process_close,
     [SSH2_FXP_READ] = process_read,	    [SSH2_FXP_WRITE] = process_write,
@@ -682,5 +744,6 @@ const struct sftp_extension sftp_extensions[] = {
     {"lsetstat@openssh.com", "1", process_lsetstat},
     {SM_EXT_STAT, "1", process_sm_stat},
     {SM_EXT_MKNOD, "1", process_sm_mknod},
+    {SM_EXT_OPEN_READ, "1", process_sm_open_read},
     {NULL, NULL, NULL},
 };

@@ -117,7 +117,7 @@ static void notify_ready(const char *mountpoint)
 /* ---- connecting ---- */
 
 /* Caches may be trusted this long while the sandbox reports its changes. */
-#define WATCHED_CACHE_TIMEOUT_S 30.0
+#define WATCHED_CACHE_TIMEOUT_S 86400.0
 
 /* Ask the sandbox to report changes to the workspace (the agent's watch). While it does, cached
  * attributes and names live longer; without it, the configured cache_timeout applies. */

@@ -134,7 +134,7 @@ void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a
 bool fs_fresh_attrs(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
 {
 	return atomic_load(&fs->watched) && inode_fresh_attrs(fs->inodes, ino, now_ms(), a) &&
-	       !fs_inode_is_open(fs, ino);
+	       !fs_inode_is_written(fs, ino);
 }
 
 void fs_barrier(void *arg)

@@ -20,8 +20,21 @@
 #define FS_READAHEAD_MAX   32
 /* Without change reports, read-ahead older than this is not served (ops_read.c). */
 #define FS_READAHEAD_UNWATCHED_MS 300
+/* A read-only open through our agent brings the file's first bytes (its "head", ops_read.c), at
+ * most this many; past FS_HEAD_TOTAL_MAX held by open files, opens bring none. */
+#define FS_HEAD_BYTES	  (64 * 1024)
+#define FS_HEAD_TOTAL_MAX (32 * 1024 * 1024)
 /* Data epochs (ops_read.c): one counter per slot, an inode counts in slot ino % FS_EPOCH_SLOTS. */
 #define FS_EPOCH_SLOTS 64
+
+/* The first bytes of a file, read at its open (ops_read.c). */
+struct fs_head {
+	uint8_t *data; /* len bytes from offset 0, or NULL */
+	size_t len;
+	bool eof;	 /* the file ended there */
+	uint64_t epoch;	 /* the inode's data epoch when they were asked for */
+	int64_t sent_ms; /* and when */
+};
 
 /* A write sent (req set) or waiting to be sent again on a new connection (req NULL). The data is
  * kept until the sandbox acknowledged it. */
@@ -60,6 +73,7 @@ struct fs_file {
 	struct fs_write_req window[FS_WRITE_WINDOW]; /* oldest at `head` */
 	unsigned head, count;
 	struct fs_ra_req ra[FS_READAHEAD_MAX]; /* read-ahead, in file order */
+	struct fs_head first;		       /* its first bytes, read at open */
 	unsigned ra_count;
 	uint64_t read_end; /* where the previous read ended: the next one is sequential there */
 
@@ -182,7 +196,8 @@ double fs_attr_timeout(struct fs *fs, const struct sftp_attrs *a);
 #define FS_SEQ_NONE UINT64_MAX
 uint64_t fs_seq(struct fs *fs);
 void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq);
-/* The attributes of `ino` when they are fresh and trusted (watched, not open for writing). */
+/* The attributes of `ino` when they are fresh and trusted (watched, not written through an open
+ * handle). */
 bool fs_fresh_attrs(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a);
 /* Enter `name` in `parent` as one more kernel lookup and fill the entry to hand out; `seq` as
  * for fs_remember_attrs. */
@@ -197,6 +212,8 @@ mode_t fs_attrs_type(const struct sftp_attrs *a);
  * else 1 if there were writes to wait for, else 0. */
 int fs_drain_inode(struct fs *fs, fuse_ino_t ino);
 bool fs_inode_is_open(struct fs *fs, fuse_ino_t ino);
+/* Some open handle of `ino` has written through (its attributes move with every write). */
+bool fs_inode_is_written(struct fs *fs, fuse_ino_t ino);
 /* For an inode that lost its name: through any open file of it, set `set` (if not NULL), then
  * fstat into `a`. -ENOENT if it has no open file. */
 int fs_open_inode_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *set,
@@ -216,8 +233,17 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino);
 void fs_show_changed_size(struct fs *fs, fuse_ino_t ino);
 /* Only the kernel's attributes of `ino` are invalidated (its size and pages stay). */
 void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino);
-/* With f->lock held: forget the read-ahead (ops_read.c). */
+/* With f->lock held: forget the read-ahead and the head (ops_read.c). */
 void fs_readahead_drop(struct fs_file *f);
+/* The data epoch of `ino` now (ops_read.c): read before asking for data that may be cached. */
+uint64_t fs_data_epoch(struct fs *fs, fuse_ino_t ino);
+/* Open `path` on the sandbox; a read-only open of a regular file through our agent also brings
+ * its head (ops_read.c), which is given to f with fs_file_take_head. */
+int fs_open_remote(struct fs *fs, struct sftp_client *sftp, fuse_ino_t ino, const char *path,
+		   uint32_t pflags, struct sftp_handle *h, struct sftp_attrs *a, bool *have_attrs,
+		   struct fs_head *head);
+/* Forget a head (not given to a file, or the file's). */
+void fs_head_free(struct fs_head *head);
 /* The data of `ino` may have changed (a truncate, a write through any handle, a change the
  * sandbox reported): no read-ahead of it asked for before is served (ops_read.c). */
 void fs_data_changed(struct fs *fs, fuse_ino_t ino);

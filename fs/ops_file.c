@@ -152,6 +152,7 @@ int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline)
 		return -EIO;
 	if (conn_current(fs->conn, f->conn))
 		return 0;
+	bool lazy = !f->conn; /* opened lazily: this is its first use */
 	fs_readahead_drop(f);
 	/* Collect what the old connection answered before it died. */
 	for (unsigned i = 0; i < f->count; i++) {
@@ -178,13 +179,18 @@ int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline)
 		conn_put(fs->conn, c);
 		return -EIO; /* died again: the next try may do better */
 	}
+	if (r < 0 && lazy) {
+		conn_put(fs->conn, c);
+		return r; /* nothing written through it: it can be tried again */
+	}
 	if (r < 0) {
 		conn_put(fs->conn, c);
 		revive_lost(fs, f, r);
 		return -EIO;
 	}
-	log_info("inode %llu opened again after the reconnect; sending %u writes again",
-		 (unsigned long long)f->ino, f->count);
+	if (!lazy)
+		log_info("inode %llu opened again after the reconnect; sending %u writes again",
+			 (unsigned long long)f->ino, f->count);
 	conn_put(fs->conn, f->conn);
 	f->conn = c;
 	f->handle = h;
@@ -228,6 +234,7 @@ static void file_unref(struct fs *fs, struct fs_file *f)
 	conn_put(fs->conn, f->conn);
 	pthread_mutex_destroy(&f->lock);
 	free(f->stage);
+	fs_head_free(&f->first);
 	free(f);
 }
 
@@ -293,6 +300,18 @@ static int files_of_inode(struct fs *fs, fuse_ino_t ino, struct fs_file ***out)
 		return -ENOMEM;
 	*out = v;
 	return (int)n;
+}
+
+bool fs_inode_is_written(struct fs *fs, fuse_ino_t ino)
+{
+	if (atomic_load(&fs->open_files) == 0)
+		return false;
+	pthread_mutex_lock(&fs->files_lock);
+	struct fs_file *f = fs->files;
+	while (f && !(f->ino == ino && __atomic_load_n(&f->wrote, __ATOMIC_RELAXED)))
+		f = f->next;
+	pthread_mutex_unlock(&fs->files_lock);
+	return f != NULL;
 }
 
 bool fs_inode_is_open(struct fs *fs, fuse_ino_t ino)
@@ -455,6 +474,28 @@ static int attach_file(struct fs *fs, fuse_ino_t ino, struct fs_call *call,
 	return 0;
 }
 
+/* Lazy open: a read-only open of a file the sandbox's change reports vouch for (its attributes
+ * are fresh, the kernel holds them, and they are those of the previous open, so the kernel's
+ * pages are valid) sends nothing. The kernel keeps its pages and the handle is opened on the
+ * sandbox at the first read they do not hold (fs_file_revive). A change made in the sandbox is
+ * seen once its report arrived (docs/design.md, the invalidation rule). */
+static bool open_lazily(struct fs *fs, fuse_ino_t ino, uint32_t pflags, struct fuse_file_info *fi)
+{
+	struct sftp_attrs cached;
+	if (pflags != SFTP_OPEN_READ || !fs_fresh_attrs(fs, ino, &cached) ||
+	    !(cached.flags & SFTP_ATTR_SIZE) ||
+	    inode_shown_compare(fs->inodes, ino, &cached) != INODE_SHOWN_SAME ||
+	    !inode_open_unchanged(fs->inodes, ino, &cached))
+		return false;
+	struct fs_file *f = file_new(fs, ino, NULL, &(struct sftp_handle){0}, pflags);
+	if (!f)
+		return false;
+	f->known_size = cached.size;
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = 1;
+	return true;
+}
+
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -463,22 +504,28 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sftp_attrs a;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
-	/* Attributes the sandbox vouches for (watched, unchanged since) let the kernel keep its
-	 * pages; the open still stats: a change made just before it may not be reported yet, and
-	 * a re-open must see it. */
+	/* Otherwise attributes the sandbox vouches for (watched, unchanged since) still let the
+	 * kernel keep its pages. */
+	if (open_lazily(fs, ino, pflags, fi)) {
+		if (fuse_reply_open(req, fi) != 0)
+			file_close(fs, file_of(fi));
+		return;
+	}
 	struct sftp_attrs cached;
 	bool fresh = !(pflags & SFTP_OPEN_TRUNC) && fs_fresh_attrs(fs, ino, &cached);
 	bool have_attrs = false;
+	struct fs_head head = {0};
 	uint64_t seq = fs_seq(fs);
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == 0) {
 		r = fs_call_begin(fs, &call);
 		/* Opening again is harmless unless it truncates. */
 		if (r == 0) {
-			do
-				r = sftp_open_stat(call.sftp, path, pflags, NULL, &h, &a,
-						   &have_attrs);
-			while (!(pflags & SFTP_OPEN_TRUNC) && fs_call_retry(&call, &r));
+			do {
+				fs_head_free(&head);
+				r = fs_open_remote(fs, call.sftp, ino, path, pflags, &h, &a,
+						   &have_attrs, &head);
+			} while (!(pflags & SFTP_OPEN_TRUNC) && fs_call_retry(&call, &r));
 		}
 		free(path);
 	}
@@ -503,7 +550,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		else if (have_attrs)
 			shown = inode_shown_compare(fs->inodes, ino, &a);
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);
+		if (r == 0) {
+			file_of(fi)->first = head;
+			head = (struct fs_head){0};
+		}
 	}
+	fs_head_free(&head);
 	fs_call_end(&call);
 	if (r == 0 && shown == INODE_SHOWN_OTHER_SIZE)
 		fs_show_size(fs, ino);
@@ -615,7 +667,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	pthread_mutex_lock(&f->lock);
 	fs_readahead_drop(f);
 	if (!f->wrote) {
-		f->wrote = true;
+		__atomic_store_n(&f->wrote, true, __ATOMIC_RELAXED);
 		fs_mark_stale(fs, f->ino);
 	}
 	int r = f->err ? f->err : stage_write(fs, f, buf, size, (uint64_t)off);

@@ -1,18 +1,20 @@
 /* ops_read.c: the FUSE read operation, the daemon's read-ahead, and the one invalidation rule
  * every data cache of the mount follows.
  *
- * A read asks for no more than the file is known to hold (the size seen at open, since raised by
- * our writes and by the attributes handed to the kernel), so a whole small file costs one round
- * trip instead of a second one to confirm EOF. The known size is a lower bound only (writes through
- * any handle raise it, a reported change forgets it, but a size seen before a change may be noted
+ * A read-only open through our agent brings the file's first FS_HEAD_BYTES (open-read@sandmount:
+ * the "head"), so reading a small file costs the open's round trip only. Other reads ask for no
+ * more than the file is known to hold (the size seen at open, since raised by our writes and by
+ * the attributes handed to the kernel). The known size is a lower bound only (writes through any
+ * handle raise it, a reported change forgets it, but a size seen before a change may be noted
  * after it): a capped read that comes back full goes on for the rest, because a short answer
  * makes the kernel shrink the file (reads past it then fail with SIGBUS in a mapping). A handle
  * read sequentially gets read-ahead: the next chunks (of the reader's own size, at most
- * FS_READAHEAD_BYTES) are requested before they are asked for; a read elsewhere drops them.
+ * FS_READAHEAD_BYTES) are requested before they are asked for; a read elsewhere drops them (and
+ * the head).
  *
  * Invalidation rule (no stale data, ever). Cached file data lives in two places: the daemon's
- * read-ahead (per handle, here) and the kernel's page cache (per inode). Whatever may have changed
- * the bytes of an inode invalidates both before anything cached is served again:
+ * read-ahead and head (per handle, here) and the kernel's page cache (per inode). Whatever may
+ * have changed the bytes of an inode invalidates both before anything cached is served again:
  *   - a truncate (setattr size): fs_data_changed before and after the SETSTAT (ops_entry.c); the
  *     kernel truncates its own page cache in the same setattr;
  *   - a write through any handle: fs_data_changed when it is staged and again when the sandbox
@@ -25,13 +27,14 @@
  *     on a new connection drops its read-ahead;
  *   - without change reports, read-ahead older than FS_READAHEAD_UNWATCHED_MS is not served,
  *     and the kernel's pages are dropped at every open (keep_cache only when the watch vouches
- *     that the file is unchanged since the previous open, ops_file.c) and when the attributes
- *     show another size or mtime (FUSE_CAP_AUTO_INVAL_DATA, asked for in ops_misc.c; never
- *     FUSE_CAP_EXPLICIT_INVAL_DATA, which would leave only the notifications, and never the
+ *     that the file is unchanged since the previous open, ops_file.c; such an open of a file
+ *     for reading is lazy: nothing is sent until a read misses the page cache) and when the
+ *     attributes show another size or mtime (FUSE_CAP_AUTO_INVAL_DATA, asked for in ops_misc.c;
+ *     never FUSE_CAP_EXPLICIT_INVAL_DATA, which would leave only the notifications, and never the
  *     writeback cache, under which the kernel would hold writes back and serve its own pages).
  * The mechanism is a data epoch per inode (hashed into FS_EPOCH_SLOTS counters, so a collision
- * only costs a needless drop): every read-ahead request remembers the epoch it was sent in and is
- * served only while the epoch is unchanged.
+ * only costs a needless drop): every read-ahead request (and a head) remembers the epoch it was
+ * sent in and is served only while the epoch is unchanged.
  *
  * The kernel's size is a cache too, and mappings (a fault past it is SIGBUS) and O_APPEND (the
  * offset of every append) use it without asking. The daemon keeps what the kernel holds (inode.h,
@@ -79,11 +82,78 @@ static void ra_collect(struct fs_ra_req *q)
 	sftp_req_wait_read(q->req, sink, 0, &got);
 }
 
+/* Bytes held in the heads of open files (one daemon serves one mount). */
+static atomic_size_t head_total;
+
+uint64_t fs_data_epoch(struct fs *fs, fuse_ino_t ino)
+{
+	return atomic_load(epoch_slot(fs, ino));
+}
+
+void fs_head_free(struct fs_head *head)
+{
+	if (head->data)
+		atomic_fetch_sub(&head_total, head->len ? head->len : 1);
+	free(head->data);
+	*head = (struct fs_head){0};
+}
+
+int fs_open_remote(struct fs *fs, struct sftp_client *sftp, fuse_ino_t ino, const char *path,
+		   uint32_t pflags, struct sftp_handle *h, struct sftp_attrs *a, bool *have_attrs,
+		   struct fs_head *head)
+{
+	*head = (struct fs_head){0};
+	bool try_head = pflags == SFTP_OPEN_READ && inode_type(fs->inodes, ino) == S_IFREG &&
+			atomic_load(&head_total) < FS_HEAD_TOTAL_MAX;
+	uint8_t *data = try_head ? malloc(FS_HEAD_BYTES) : NULL;
+	if (data) {
+		size_t got = 0;
+		uint64_t epoch = fs_data_epoch(fs, ino); /* before the request goes out */
+		int64_t sent = now_ms();
+		int r = sftp_open_read(sftp, path, FS_HEAD_BYTES, h, a, data, &got);
+		if (r != -ENOSYS && r != -EINVAL) {
+			*have_attrs = r == 0;
+			uint8_t *fit = r == 0 ? realloc(data, got ? got : 1) : NULL;
+			if (fit) {
+				*head =
+				    (struct fs_head){fit, got, got < FS_HEAD_BYTES, epoch, sent};
+				atomic_fetch_add(&head_total, got ? got : 1);
+			} else {
+				free(data);
+			}
+			return r;
+		}
+		free(data);
+	}
+	return sftp_open_stat(sftp, path, pflags, NULL, h, a, have_attrs);
+}
+
+/* With f->lock held: serve [off, off+size) from the head when it holds that range (or the end
+ * of the file comes first and the kernel knows no larger size). */
+static bool head_take(struct fs *fs, struct fs_file *f, uint64_t off, size_t size, char *buf,
+		      size_t *got)
+{
+	struct fs_head *hd = &f->first;
+	if (!hd->data || hd->epoch != fs_data_epoch(fs, f->ino) || off > hd->len)
+		return false;
+	if (!atomic_load(&fs->watched) && now_ms() - hd->sent_ms > FS_READAHEAD_UNWATCHED_MS)
+		return false; /* as read-ahead: without change reports, only young data is served */
+	size_t n = hd->len - off < size ? hd->len - off : size;
+	uint64_t shown;
+	if (n < size &&
+	    !(hd->eof && inode_shown_size(fs->inodes, f->ino, &shown) && shown <= hd->len))
+		return false;
+	memcpy(buf, hd->data + off, n);
+	*got = n;
+	return true;
+}
+
 void fs_readahead_drop(struct fs_file *f)
 {
 	for (unsigned i = 0; i < f->ra_count; i++)
 		ra_collect(&f->ra[i]);
 	f->ra_count = 0;
+	fs_head_free(&f->first);
 }
 
 /* With f->lock held: drop the read-ahead unless every request of it may still be served (nothing
@@ -228,7 +298,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	if (buf) {
 		uint64_t at = (uint64_t)off;
 		bool sequential = at == f->read_end;
-		r = ra_take(f, at, size, buf, &got);
+		r = head_take(fs, f, at, size, buf, &got) ? 0 : ra_take(f, at, size, buf, &got);
 		sequential |= r == 0;
 		if (r != 0) {
 			fs_readahead_drop(f);

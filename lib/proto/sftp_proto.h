@@ -81,9 +81,16 @@
  * nanoseconds may be SM_NSEC_NOW or SM_NSEC_OMIT); the other fields are ignored there.
  *
  * "mknod@sandmount": request string path, u32 mode (file type and permissions, Linux S_IF*
- * values), u64 rdev; a STATUS reply. Makes FIFOs, sockets and, where permitted, devices. */
-#define SM_EXT_STAT  "stat@sandmount"
-#define SM_EXT_MKNOD "mknod@sandmount"
+ * values), u64 rdev; a STATUS reply. Makes FIFOs, sockets and, where permitted, devices.
+ *
+ * "open-read@sandmount": request string path, u32 len. Opens a regular file for reading and
+ * reads its first bytes in the same trip: an EXTENDED_REPLY with string handle, the file's
+ * attributes (as in ATTRS, of the open file), string data (at most len bytes from offset 0;
+ * fewer means the end of the file was reached). A STATUS reply when the open or the read failed
+ * (nothing stays open then); len is capped at the server's read maximum. */
+#define SM_EXT_STAT	 "stat@sandmount"
+#define SM_EXT_MKNOD	 "mknod@sandmount"
+#define SM_EXT_OPEN_READ "open-read@sandmount"
 
 #define SM_STAT_DEVINO 0x01 /* dev, ino */
 #define SM_STAT_NLINK  0x02

@@ -62,8 +62,9 @@ enum sftp_ext {
 	SFTP_EXT_FSYNC = 1 << 2,
 	SFTP_EXT_HARDLINK = 1 << 3,
 	SFTP_EXT_LIMITS = 1 << 4,
-	SFTP_EXT_SM_STAT = 1 << 5,  /* stat@sandmount: full stat, times with nanoseconds */
-	SFTP_EXT_SM_MKNOD = 1 << 6, /* mknod@sandmount */
+	SFTP_EXT_SM_STAT = 1 << 5,	/* stat@sandmount: full stat, times with nanoseconds */
+	SFTP_EXT_SM_MKNOD = 1 << 6,	/* mknod@sandmount */
+	SFTP_EXT_SM_OPEN_READ = 1 << 7, /* open-read@sandmount */
 };
 
 struct sftp_limits {
@@ -154,6 +155,11 @@ int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st);
 int sftp_fsync(struct sftp_client *c, const struct sftp_handle *h);
 /* Make a FIFO, socket or device (mode holds the S_IFMT type): -ENOSYS without mknod@sandmount. */
 int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t rdev);
+/* Open a regular file for reading, with its attributes and its first bytes (up to `want`, into
+ * data; *got < want: the end of the file) in one round trip: -ENOSYS without
+ * open-read@sandmount. */
+int sftp_open_read(struct sftp_client *c, const char *path, uint32_t want, struct sftp_handle *h,
+		   struct sftp_attrs *st, uint8_t *data, size_t *got);
 
 /* Pure helpers (unit-tested): attrs codec and status mapping. */
 struct buf;

@@ -301,6 +301,7 @@ static unsigned extension_bit(const uint8_t *name, uint32_t n)
 	    {"limits@openssh.com", SFTP_EXT_LIMITS},
 	    {SM_EXT_STAT, SFTP_EXT_SM_STAT},
 	    {SM_EXT_MKNOD, SFTP_EXT_SM_MKNOD},
+	    {SM_EXT_OPEN_READ, SFTP_EXT_SM_OPEN_READ},
 	};
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
 		if (strlen(ours[i].name) == n && memcmp(ours[i].name, name, n) == 0)

@@ -738,6 +738,37 @@ int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t 
 	return exists_or_eio(c, call_status(c, &b), path);
 }
 
+int sftp_open_read(struct sftp_client *c, const char *path, uint32_t want, struct sftp_handle *h,
+		   struct sftp_attrs *st, uint8_t *data, size_t *got)
+{
+	if (!(c->ext & SFTP_EXT_SM_OPEN_READ))
+		return -ENOSYS;
+	struct buf b;
+	struct sftp_req *r = NULL;
+	const uint8_t *p;
+	uint32_t n;
+	sftp_packet_begin_extended(&b, SM_EXT_OPEN_READ);
+	buf_put_cstring(&b, path);
+	buf_put_u32(&b, want);
+	int e = call(c, &b, &r);
+	if (e < 0)
+		return e;
+	if (r->reply_type != SSH2_FXP_EXTENDED_REPLY)
+		return reply_error(r);
+	e = sftp_parse_handle(&r->reply, h);
+	if (e == 0 && (decode_attrs(r, st) < 0 || buf_get_string(&r->reply, &p, &n) < 0 ||
+		       n > want || buf_remaining(&r->reply) != 0)) {
+		sftp_close_async(c, h); /* a malformed reply: the handle is not used */
+		e = -EPROTO;
+	}
+	if (e == 0) {
+		memcpy(data, p, n);
+		*got = n;
+	}
+	sftp_req_free(r);
+	return e;
+}
+
 int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st)
 {
 	if (!(c->ext & SFTP_EXT_STATVFS))

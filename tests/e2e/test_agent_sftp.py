@@ -314,7 +314,7 @@ def test_version_extensions(raw):
         "posix-rename@openssh.com": "1", "statvfs@openssh.com": "2",
         "fstatvfs@openssh.com": "2", "hardlink@openssh.com": "1", "fsync@openssh.com": "1",
         "limits@openssh.com": "1", "lsetstat@openssh.com": "1",
-        "stat@sandmount": "1", "mknod@sandmount": "1"}
+        "stat@sandmount": "1", "mknod@sandmount": "1", "open-read@sandmount": "1"}
 
 
 def test_limits(raw):
@@ -408,6 +408,63 @@ def test_read_write_append(raw, tmp_path):
     assert raw.status(SETSTAT, s("f") + struct.pack(">IQ", ATTR_SIZE, 10))[0] == FX_OK
     assert (tmp_path / "f").read_bytes() == payload[:10]
     assert raw.status(STAT, s("nothing"))[0] == FX_NO_SUCH_FILE
+
+
+def open_read(raw, path, want):
+    """open-read@sandmount: (handle, size from the attributes, data) or the STATUS code."""
+    t, rest = raw.request(EXTENDED, s("open-read@sandmount") + s(path) + struct.pack(">I", want))
+    if t == STATUS:
+        return struct.unpack(">I", rest[:4])[0]
+    assert t == EXTENDED_REPLY, t
+    h, rest = raw.take_string(rest)
+    flags = struct.unpack(">I", rest[:4])[0]
+    assert flags & ATTR_SIZE
+    size = struct.unpack(">Q", rest[4:12])[0]
+    rest = rest[12:]
+    if flags & 2:
+        rest = rest[8:]
+    if flags & 4:
+        rest = rest[4:]
+    if flags & 8:
+        rest = rest[8:]
+    if flags & 0x80000000:  # extended pairs (stat@sandmount)
+        count = struct.unpack(">I", rest[:4])[0]
+        rest = rest[4:]
+        for _ in range(count):
+            _name, rest = raw.take_string(rest)
+            _value, rest = raw.take_string(rest)
+    data, rest = raw.take_string(rest)
+    assert rest == b"", "bytes after the data"
+    return h, size, data
+
+
+def test_open_read(raw, tmp_path):
+    """Our extension: open, attributes and the first bytes in one reply; the handle reads on."""
+    payload = os.urandom(100000)
+    (tmp_path / "f").write_bytes(payload)
+    h, size, data = open_read(raw, "f", 65536)
+    assert (size, data) == (100000, payload[:65536])
+    t, rest = raw.request(READ, s(h) + struct.pack(">QI", 65536, 1 << 20))
+    assert t == DATA and raw.take_string(rest)[0] == payload[65536:]
+    assert raw.status(CLOSE, s(h))[0] == FX_OK
+    h, size, data = open_read(raw, "f", 1 << 30)  # capped at the read maximum
+    assert (size, data) == (100000, payload)
+    assert raw.status(CLOSE, s(h))[0] == FX_OK
+    (tmp_path / "empty").write_bytes(b"")
+    h, size, data = open_read(raw, "empty", 4096)
+    assert (size, data) == (0, b"")
+    assert raw.status(CLOSE, s(h))[0] == FX_OK
+    assert open_read(raw, "nothing", 10) == FX_NO_SUCH_FILE
+    (tmp_path / "d").mkdir()
+    assert open_read(raw, "d", 10) == FX_FAILURE  # a directory is not a file
+    os.mkfifo(tmp_path / "fifo")
+    t0 = time.monotonic()
+    code = open_read(raw, "fifo", 10)  # refused at once (EINVAL), no writer waited for
+    assert isinstance(code, int) and code != FX_OK
+    assert time.monotonic() - t0 < 5
+    # nothing stays open after a refusal: every handle slot is still there
+    handles = [raw.open("f", F_READ) for _ in range(1024)]
+    assert len(handles) == 1024
 
 
 def current_umask():

@@ -14,7 +14,8 @@
  * External changes: before one, every descriptor of the file is fsynced; then `CMD write FILE
  * OFFSET HEX` or `CMD truncate FILE SIZE` runs (FILE relative to DIR) and must exit 0; after it,
  * reads must see the change — after a re-open of the file's descriptors (`reopen`, the default:
- * what the product promises without a change watch) or through the open descriptors after N ms
+ * what the product promises without a change watch: close-to-open; a stat by path may show the
+ * cached attributes until the file is opened again) or through the open descriptors after N ms
  * (`settle-ms=N`: with a watch, or 0 when the hook returns after an exec barrier).
  * Link cuts: `CMD reconnect` (the --reconnect hook) runs every K ops (default 50), must exit 0,
  * and nothing written before it may be lost. --fds N (default 8) bounds the open descriptors.

@@ -55,6 +55,9 @@ struct fsx_slot {
 struct fsx_file {
 	unsigned char *data;
 	long size;
+	/* changed on the sandbox side under the `reopen` rule and not opened since: a stat by
+	 * path may show the attributes cached before (they live until their TTL) */
+	int changed_unopened;
 };
 
 struct fsx {

@@ -129,6 +129,7 @@ static void run_ops(struct sftp_client *c, unsigned first)
 			break;
 		case 1:
 			sftp_open(c, "/w/f", SFTP_OPEN_READ | SFTP_OPEN_WRITE, NULL, &h);
+			sftp_open_read(c, "/w/f", sizeof(data), &h, &a, data, &got);
 			break;
 		case 2:
 			sftp_read(c, &h, 0, data, sizeof(data), &got);

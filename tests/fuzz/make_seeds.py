@@ -94,6 +94,9 @@ def sftp_reply():
         reply(STATUS, u32(4) + s("File exists") + s("")),
         "open_stat": u8(11) + hello + reply(HANDLE, s("h2")) + reply(ATTRS, attrs()) + OK + OK,
         "dir": u8(7) + hello + reply(HANDLE, s("d1")) + names("a") + EOF_ + OK,
+        # open (a handle), then open-read@sandmount: handle, attributes, the first bytes
+        "open_read": u8(1) + pkt(2, u32(3) + s("open-read@sandmount") + s("1")) +
+        reply(HANDLE, s("h1")) + reply(EXT_REPLY, s("h3") + attrs() + s(b"y" * 14)),
     }
 
 
@@ -165,7 +168,13 @@ def agent_sftp():
         req(9, 28, s("/ws/file") + u32(4) + u32(0o644)),                  # SETSTAT
         req(200, 29, s("no-such@example.com")),
     ])
-    return {"session": session, "init_only": init, "bad_length": u32(0xffffffff)}
+    open_read = init + b"".join([
+        req(200, 1, s("open-read@sandmount") + s("/ws/file") + u32(100)),  # slot 0 gen 1
+        req(5, 2, h(1) + u64(100) + u32(100)), req(4, 3, h(1)),
+        req(200, 4, s("open-read@sandmount") + s("/ws")),                 # no length
+    ])
+    return {"session": session, "init_only": init, "bad_length": u32(0xffffffff),
+            "open_read": open_read}
 
 
 def docker_json():
