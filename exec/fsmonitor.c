@@ -5,6 +5,8 @@
  * watch) and prints the new token, NUL, then those paths relative to the worktree, each NUL
  * terminated, or "/" alone when everything may have changed. Every path is printed both as a file
  * and as a directory ("p" and "p/"): a removed or renamed directory has no type left to tell.
+ * When none of the changes is git's (all in .git or outside the worktree), the token git gave is
+ * handed back: git then has no reason to rewrite its index (which would be a change again).
  * Fails safe: any error exits non-zero (git then scans everything); it never says "nothing
  * changed" unless the daemon's journal vouches for it. */
 #include <errno.h>
@@ -81,37 +83,44 @@ static const char *in_worktree(const char *path, const char *wt)
 	return p;
 }
 
-static void put_path(const char *p)
+static void put_path(struct buf *out, const char *p)
 {
-	fwrite(p, 1, strlen(p) + 1, stdout);
-	fwrite(p, 1, strlen(p), stdout);
-	fwrite("/", 1, 2, stdout);
+	buf_put_bytes(out, p, strlen(p) + 1);
+	buf_put_bytes(out, p, strlen(p));
+	buf_put_bytes(out, "/", 2);
 }
 
-/* Print the answer from the reply; -1 when it is malformed. */
-static int answer(struct buf *reply, const char *wt)
+/* Build git's answer to `asked` from the reply into out; -1 when the reply is malformed. */
+static int answer(struct buf *reply, const char *asked, const char *wt, struct buf *out)
 {
 	char *token = NULL, *path = NULL;
 	uint8_t all;
 	uint32_t n;
+	struct buf paths;
 	if (buf_get_cstring(reply, &token) < 0 || buf_get_u8(reply, &all) < 0 ||
-	    buf_get_u32(reply, &n) < 0)
+	    buf_get_u32(reply, &n) < 0) {
+		free(token);
 		return -1;
-	fwrite(token, 1, strlen(token) + 1, stdout);
-	free(token);
-	if (all) {
-		fwrite("/", 1, 2, stdout);
-		return 0;
 	}
-	for (uint32_t i = 0; i < n; i++) {
+	buf_init(&paths);
+	if (all)
+		buf_put_bytes(&paths, "/", 2);
+	for (uint32_t i = 0; !all && i < n; i++) {
 		if (buf_get_cstring(reply, &path) < 0)
-			return -1;
+			break;
 		const char *p = in_worktree(path, wt);
 		if (p)
-			put_path(p);
+			put_path(&paths, p);
 		free(path);
+		path = NULL;
 	}
-	return buf_remaining(reply) ? -1 : 0;
+	const char *next = paths.len ? token : asked; /* nothing of git's changed: keep its token */
+	buf_put_bytes(out, next, strlen(next) + 1);
+	buf_put_bytes(out, paths.data, paths.len);
+	int rc = buf_remaining(reply) || !buf_ok(&paths) || !buf_ok(out) ? -1 : 0;
+	free(token);
+	buf_free(&paths);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -128,13 +137,17 @@ int main(int argc, char **argv)
 	int r = mounts_find(cwd, mountpoint, sizeof(mountpoint), &wt);
 	if (r != 1)
 		return fail("%s is not on a sandmount mount", cwd);
-	struct buf reply;
+	struct buf reply, out;
 	buf_init(&reply);
+	buf_init(&out);
 	/* Nothing is printed before the whole answer is known to be good. */
 	r = query(mountpoint, argv[2], &reply);
-	if (r == 0 && (answer(&reply, wt) < 0 || fflush(stdout) != 0 || ferror(stdout)))
-		r = fail("%s", "malformed answer from the daemon, or stdout failed");
+	if (r == 0 && answer(&reply, argv[2], wt, &out) < 0)
+		r = fail("%s", "malformed answer from the daemon");
+	if (r == 0 && (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0))
+		r = fail("cannot write the answer: %s", strerror(errno));
 	buf_free(&reply);
+	buf_free(&out);
 	free(wt);
 	return r;
 }
