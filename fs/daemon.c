@@ -183,8 +183,11 @@ static void session_partial(void *ctx, uint32_t unwatched)
 	pthread_rwlock_rdlock(&s->watch_gate);
 	if (s->watch_open) {
 		pthread_mutex_lock(&s->watch_lock);
+		bool was_partial = s->unwatched != 0;
 		s->unwatched = unwatched;
-		apply_watch_state(s);
+		/* Only a change of state costs anything (a flood of counts is just counted). */
+		if (was_partial != (unwatched != 0))
+			apply_watch_state(s);
 		pthread_mutex_unlock(&s->watch_lock);
 	}
 	pthread_rwlock_unlock(&s->watch_gate);

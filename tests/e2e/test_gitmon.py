@@ -140,6 +140,10 @@ def test_wrong_and_old_tokens_answer_everything(suite, gmnt):
                 tok + "x"):
         assert hook(suite, repo, bad)[1] is None, bad
     assert hook(suite, repo, tok)[1] is not None
+    # fail safe: no answer at all (git then scans) outside a mount, or for another protocol
+    for argv, cwd in (([HOOK, "2", tok], suite.tmp), ([HOOK, "1", "0"], repo)):
+        p = h.run(argv, cwd=cwd, env=suite.env, timeout=30)
+        assert p.returncode != 0 and p.stdout == b"", (argv, p.stdout)
 
 
 def test_reconnect_answers_everything(suite, gmnt):
