@@ -48,8 +48,9 @@ int spawn_status(int wstatus);
 
 struct watch;
 
-/* Watch dir and every directory under it (except the agent's hidden dir in dir). */
-struct watch *watch_open(const char *dir, char *msg, size_t size);
+/* Watch dir and every directory under it (except the agent's hidden dir in dir), at most
+ * max_watches directories (0: as many as the kernel allows); the rest are reported as PARTIAL. */
+struct watch *watch_open(const char *dir, uint32_t max_watches, char *msg, size_t size);
 void watch_free(struct watch *w);
 int watch_fd(const struct watch *w);
 /* Read the pending inotify events (call when watch_fd is readable). */

@@ -231,12 +231,17 @@ static void open_sftp(uint32_t id)
 static int open_watch(uint32_t id, struct buf *req)
 {
 	char *dir;
+	uint32_t max_watches = 0;
 	if (buf_get_cstring(req, &dir) < 0)
 		return -1;
+	if (buf_remaining(req) && buf_get_u32(req, &max_watches) < 0) {
+		free(dir);
+		return -1;
+	}
 	char msg[ERRMSG_MAX];
 	struct chan *c = chan_new(id, CK_WATCH);
 	if (c)
-		c->watch = watch_open(dir, msg, sizeof(msg));
+		c->watch = watch_open(dir, max_watches, msg, sizeof(msg));
 	if (!c || !c->watch) {
 		if (c)
 			chan_free(c);

@@ -2,7 +2,9 @@
  * watches every directory under the watched one; a directory created or moved in is watched too,
  * and what it already holds is reported (it may have been filled before its watch existed). Paths
  * are relative to the watched directory. Events are gathered for MUX_WATCH_COALESCE_MS and sent
- * once per path; a queue overflow, or more paths than we keep, becomes one OVERFLOW. */
+ * once per path; a queue overflow, or more paths than we keep, becomes one OVERFLOW. A directory
+ * that cannot be watched (the inotify limit: ENOSPC, ENOMEM; or the client's max_watches) is
+ * counted, and the count sent as PARTIAL, so the client knows its changes go unreported. */
 #include "mux.h"
 
 #include <dirent.h>
@@ -29,12 +31,15 @@ struct watch {
 	char *pending[MAX_PENDING];
 	int npending;
 	bool overflow;
-	int64_t first_at; /* when the oldest gathered event arrived */
+	uint32_t max_watches;		    /* 0: no bound but the kernel's */
+	uint32_t nwatched;		    /* watch descriptors held */
+	uint32_t unwatched, unwatched_sent; /* directories we could not watch; the last PARTIAL */
+	int64_t first_at;		    /* when the oldest gathered event arrived */
 };
 
 static void note(struct watch *w)
 {
-	if (w->npending == 0 && !w->overflow)
+	if (w->npending == 0 && !w->overflow && w->unwatched == w->unwatched_sent)
 		w->first_at = mono_ms();
 }
 
@@ -89,21 +94,58 @@ static bool set_wd_path(struct watch *w, int wd, const char *rel)
 	if (!copy)
 		return false;
 	/* The same directory watched again (moved): the wd is reused, its path is updated. */
+	if (!w->wd_path[wd])
+		w->nwatched++;
 	free(w->wd_path[wd]);
 	w->wd_path[wd] = copy;
 	return true;
+}
+
+/* One more directory goes unwatched (said once on stderr, counted in PARTIAL). */
+static void note_unwatched(struct watch *w, const char *abs, int err)
+{
+	if (!w->unwatched)
+		fprintf(stderr, "sandmount-agent: watch %s: %s (watching %u directories)\n", abs,
+			err ? strerror(err) : "max_watches reached", w->nwatched);
+	note(w);
+	if (w->unwatched < UINT32_MAX)
+		w->unwatched++;
+}
+
+/* Watch the directory abs (rel). 0: watched; 1: not watched for lack of watches (its entries are
+ * still walked and counted); -1: gone, or not a directory we may read. */
+static int watch_dir(struct watch *w, const char *abs, const char *rel)
+{
+	if (w->max_watches && w->nwatched >= w->max_watches) {
+		note_unwatched(w, abs, 0);
+		return 1;
+	}
+	int wd = inotify_add_watch(w->fd, abs, EVENT_MASK);
+	if (wd >= 0 && set_wd_path(w, wd, rel))
+		return 0;
+	if (wd >= 0) { /* out of memory keeping its path: its events could not be named */
+		inotify_rm_watch(w->fd, wd);
+		mark_overflow(w);
+		return -1;
+	}
+	if (errno == ENOSPC || errno == ENOMEM) {
+		note_unwatched(w, abs, errno);
+		return 1;
+	}
+	if (errno != ENOENT && errno != ENOTDIR && errno != EACCES)
+		fprintf(stderr, "sandmount-agent: watch %s: %s\n", abs, strerror(errno));
+	return -1;
 }
 
 /* Watch rel and every directory below it. With `report`, every entry found is reported. */
 static void add_tree(struct watch *w, const char *rel, bool report)
 {
 	char *abs = join(w->root, rel);
-	int wd = abs ? inotify_add_watch(w->fd, abs, EVENT_MASK) : -1;
-	if (wd < 0 || !set_wd_path(w, wd, rel)) {
-		if (abs && errno != ENOENT && errno != ENOTDIR && errno != EACCES)
-			fprintf(stderr, "sandmount-agent: watch %s: %s\n", abs, strerror(errno));
-		if (errno == ENOSPC || errno == ENOMEM)
-			mark_overflow(w);
+	if (!abs) {
+		mark_overflow(w);
+		return;
+	}
+	if (watch_dir(w, abs, rel) < 0) {
 		free(abs);
 		return;
 	}
@@ -137,13 +179,14 @@ static void add_tree(struct watch *w, const char *rel, bool report)
 	closedir(d);
 }
 
-struct watch *watch_open(const char *dir, char *msg, size_t size)
+struct watch *watch_open(const char *dir, uint32_t max_watches, char *msg, size_t size)
 {
 	struct watch *w = calloc(1, sizeof(*w));
 	if (!w) {
 		snprintf(msg, size, "out of memory");
 		return NULL;
 	}
+	w->max_watches = max_watches;
 	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	w->root = strdup(dir);
 	struct stat st;
@@ -196,6 +239,7 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 	if (ev->mask & IN_IGNORED) {
 		free(w->wd_path[ev->wd]);
 		w->wd_path[ev->wd] = NULL;
+		w->nwatched--;
 		return;
 	}
 	if (!ev->len) {
@@ -238,7 +282,7 @@ void watch_read(struct watch *w)
 
 int watch_due_in(const struct watch *w, int64_t now)
 {
-	if (!w->npending && !w->overflow)
+	if (!w->npending && !w->overflow && w->unwatched == w->unwatched_sent)
 		return -1;
 	int64_t left = w->first_at + MUX_WATCH_COALESCE_MS - now;
 	return left > 0 ? (int)left : 0;
@@ -246,6 +290,12 @@ int watch_due_in(const struct watch *w, int64_t now)
 
 void watch_flush(struct watch *w, struct buf *out, uint32_t ch)
 {
+	if (w->unwatched != w->unwatched_sent) {
+		size_t start = frame_begin(out, MUX_PARTIAL, ch);
+		buf_put_u32(out, w->unwatched);
+		frame_end(out, start);
+		w->unwatched_sent = w->unwatched;
+	}
 	if (w->overflow) {
 		frame_end(out, frame_begin(out, MUX_OVERFLOW, ch));
 	} else {

@@ -1,7 +1,8 @@
 /* control_server.c: the daemon's control socket. An accept thread checks each peer's
  * credentials (SO_PEERCRED: our uid or root) and hands the connection to a thread of its own,
- * which answers one request: CTL_STATUS with the status text, CTL_EXEC by running the command
- * (exec_relay.c). Stopping closes the stop pipe, which every thread polls. */
+ * which answers one request: CTL_STATUS with the status text, CTL_CHANGES with the changed paths
+ * (the daemon's journal), CTL_EXEC by running the command (exec_relay.c). Stopping closes the stop
+ * pipe, which every thread polls. */
 #include "control_server.h"
 
 #include <errno.h>
@@ -54,6 +55,24 @@ static void serve_status(struct conn *c)
 	buf_free(&reply);
 }
 
+static void serve_changes(struct conn *c, struct buf *req)
+{
+	char *token = NULL;
+	struct buf reply;
+	buf_init(&reply);
+	if (buf_get_cstring(req, &token) == 0 && c->server->hooks.changes) {
+		c->server->hooks.changes(c->server->hooks.ctx, token, &reply);
+		ctl_send(c->sock, CTL_CHANGES_REPLY, &reply, NULL, 0);
+	} else {
+		buf_put_u32(&reply, 125);
+		buf_put_cstring(&reply, token ? "this daemon keeps no change journal"
+					      : "malformed changes request");
+		ctl_send(c->sock, CTL_ERROR, &reply, NULL, 0);
+	}
+	free(token);
+	buf_free(&reply);
+}
+
 static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
@@ -71,6 +90,8 @@ static void *conn_main(void *arg)
 			close(fds[i]);
 		if (type == CTL_STATUS)
 			serve_status(c);
+		else if (type == CTL_CHANGES)
+			serve_changes(c, &req);
 		else
 			log_warn("control: unexpected request type %u (%d fds)", type, nfds);
 	} else if (r != -EPIPE) {

@@ -20,6 +20,8 @@ struct control_hooks {
 	 * coherent exit (exec_proc.coherent_exit: its watch delivered the command's changes). */
 	void (*barrier)(void *ctx);
 	void (*status)(void *ctx, struct buf *text); /* fills the --status text */
+	/* Fills the CTL_CHANGES_REPLY payload for the changes since token (NULL: no journal). */
+	void (*changes)(void *ctx, const char *token, struct buf *reply);
 	void *ctx;
 };
 

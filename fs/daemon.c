@@ -18,7 +18,9 @@
 
 #include "conn.h"
 #include "control_server.h"
+#include "ctl_proto.h"
 #include "fs.h"
+#include "journal.h"
 #include "log.h"
 #include "runtime.h"
 #include "sftp/sftp_client.h"
@@ -41,6 +43,13 @@ struct session {
 	 * after the fs is gone: they pass this gate, which teardown shuts first. */
 	pthread_rwlock_t watch_gate;
 	bool watch_open;
+	/* The change journal (fsmonitor queries) and the watch's state, under watch_lock. */
+	struct journal *journal;
+	pthread_mutex_t watch_lock;
+	bool watch_live;    /* the last watch started */
+	uint32_t unwatched; /* directories the agent could not watch (PARTIAL) */
+	char watch_error[256];
+	uint64_t queries, queries_all; /* fsmonitor queries; of those, answered "everything" */
 };
 
 /* ---- detaching ---- */
@@ -119,30 +128,139 @@ static void notify_ready(const char *mountpoint)
 /* Caches may be trusted this long while the sandbox reports its changes. */
 #define WATCHED_CACHE_TIMEOUT_S 86400.0
 
+/* The path below the workspace root ("" for the root), or NULL for a path outside it. */
+static const char *below_root(const struct session *s, const char *path)
+{
+	size_t n = strlen(s->remote_root);
+	if (!strcmp(s->remote_root, "/"))
+		n = 0;
+	else if (strncmp(path, s->remote_root, n) != 0 || (path[n] && path[n] != '/'))
+		return NULL;
+	while (path[n] == '/')
+		n++;
+	return path + n;
+}
+
 /* Ask the sandbox to report changes to the workspace (the agent's watch). While it does, cached
- * attributes and names live longer; without it, the configured cache_timeout applies. */
+ * attributes and names live longer and the journal answers fsmonitor queries; without it, or
+ * while part of the tree goes unwatched, the configured cache_timeout applies. */
 static void session_changed(void *ctx, const char *path)
 {
 	struct session *s = ctx;
 	pthread_rwlock_rdlock(&s->watch_gate);
-	if (s->watch_open)
+	if (s->watch_open) {
 		fs_notify_change(s->fs, path);
+		const char *rel = path ? below_root(s, path) : NULL;
+		if (!path || rel)
+			journal_add(s->journal, rel);
+	}
+	pthread_rwlock_unlock(&s->watch_gate);
+}
+
+/* Trust caches for long, and the journal, only while every directory is watched. watch_lock. */
+static void apply_watch_state(struct session *s)
+{
+	bool full = s->watch_live && !s->unwatched;
+	double ttl = s->cfg->cache_timeout_s;
+	if (full && ttl < WATCHED_CACHE_TIMEOUT_S)
+		ttl = WATCHED_CACHE_TIMEOUT_S;
+	fs_set_cache_timeout(s->fs, ttl);
+	fs_set_watched(s->fs, full);
+	journal_set_live(s->journal, full);
+	if (full)
+		log_info("the sandbox reports changes: caching for %.0f s", ttl);
+	else if (s->watch_live)
+		log_warn(
+		    "watch: partial, %u directories unwatched (inotify limit): caching for %g s",
+		    s->unwatched, ttl);
+	else
+		log_info("no change reports (%s): caching for %g s", s->watch_error, ttl);
+}
+
+static void session_partial(void *ctx, uint32_t unwatched)
+{
+	struct session *s = ctx;
+	pthread_rwlock_rdlock(&s->watch_gate);
+	if (s->watch_open) {
+		pthread_mutex_lock(&s->watch_lock);
+		bool was_partial = s->unwatched != 0;
+		s->unwatched = unwatched;
+		/* Only a change of state costs anything (a flood of counts is just counted). */
+		if (was_partial != (unwatched != 0))
+			apply_watch_state(s);
+		pthread_mutex_unlock(&s->watch_lock);
+	}
 	pthread_rwlock_unlock(&s->watch_gate);
 }
 
 static void start_watch(struct session *s, struct conn *c)
 {
 	struct err e = {""};
-	int r = transport_watch(c->transport, s->remote_root, session_changed, s, &e);
-	double ttl = s->cfg->cache_timeout_s;
-	if (r == 0 && ttl < WATCHED_CACHE_TIMEOUT_S)
-		ttl = WATCHED_CACHE_TIMEOUT_S;
-	fs_set_cache_timeout(s->fs, ttl);
-	fs_set_watched(s->fs, r == 0);
-	if (r == 0)
-		log_info("the sandbox reports changes: caching for %.0f s", ttl);
-	else
-		log_info("no change reports (%s): caching for %g s", e.msg, ttl);
+	struct watch_req req = {.dir = s->remote_root,
+				.max_watches = (uint32_t)s->cfg->agent_max_watches,
+				.changed = session_changed,
+				.partial = session_partial,
+				.ctx = s};
+	pthread_mutex_lock(&s->watch_lock);
+	s->unwatched = 0; /* a new watch: its PARTIAL reports come after this */
+	s->watch_live = false;
+	journal_set_live(s->journal, false);
+	pthread_mutex_unlock(&s->watch_lock);
+	int r = transport_watch(c->transport, &req, &e);
+	pthread_mutex_lock(&s->watch_lock);
+	s->watch_live = r == 0;
+	snprintf(s->watch_error, sizeof(s->watch_error), "%s", e.msg);
+	apply_watch_state(s);
+	pthread_mutex_unlock(&s->watch_lock);
+}
+
+/* ---- fsmonitor queries ---- */
+
+/* A sync point with the sandbox's watch is at most this far. */
+#define SYNC_TIMEOUT_MS 10000
+
+/* Every change made in the sandbox before now is in the journal once a command's exit was
+ * coherent (the watch delivered everything the agent had read before it sent EXIT). */
+static int watch_sync(struct session *s)
+{
+	struct transport *t = conn_get_transport(s->conn);
+	struct exec_spec spec = {.command = ":", .cwd = s->remote_root};
+	struct exec_proc *p = NULL;
+	struct err e = {""};
+	int status = -1, rc = -1;
+	if (t && transport_exec_start(t, &spec, &p, &e) == 0) {
+		if (p->ops->wait(p, deadline_in(SYNC_TIMEOUT_MS), &status, &e) == 0 &&
+		    p->coherent_exit)
+			rc = 0;
+		p->ops->free(p);
+	}
+	conn_put_transport(s->conn, t);
+	if (rc < 0)
+		log_debug("fsmonitor: no sync with the watch (%s)",
+			  e.msg[0] ? e.msg : "incoherent");
+	return rc;
+}
+
+/* CTL_CHANGES: the paths (relative to the mount root) changed since token. */
+static void session_changes(void *ctx, const char *token, struct buf *reply)
+{
+	struct session *s = ctx;
+	char next[JOURNAL_TOKEN_MAX];
+	struct buf paths;
+	uint32_t n = 0;
+	buf_init(&paths);
+	bool all = !journal_live(s->journal) || watch_sync(s) < 0;
+	if (journal_since(s->journal, all ? "" : token, &paths, &n, CTL_MAX_FRAME / 2, next))
+		all = true;
+	buf_put_cstring(reply, next);
+	buf_put_u8(reply, all);
+	buf_put_u32(reply, n);
+	buf_put_bytes(reply, paths.data, paths.len);
+	buf_free(&paths);
+	pthread_mutex_lock(&s->watch_lock);
+	s->queries++;
+	s->queries_all += all;
+	pthread_mutex_unlock(&s->watch_lock);
 }
 
 static void on_reconnect(void *ctx, struct conn *c)
@@ -198,6 +316,27 @@ static void limits_status(const struct mount_limits *l, int op_timeout_s, struct
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+/* The watch (full, partial, off) and the fsmonitor queries answered. */
+static void watch_status(struct session *s, struct buf *text)
+{
+	char line[512];
+	pthread_mutex_lock(&s->watch_lock);
+	int n;
+	if (s->watch_live && s->unwatched)
+		n = snprintf(line, sizeof(line),
+			     "watch: partial — %u directories unwatched (inotify limit)\n",
+			     s->unwatched);
+	else if (s->watch_live)
+		n = snprintf(line, sizeof(line), "watch: live\n");
+	else
+		n = snprintf(line, sizeof(line), "watch: off (%s)\n", s->watch_error);
+	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	n = snprintf(line, sizeof(line), "fsmonitor queries: %llu (%llu answered everything)\n",
+		     (unsigned long long)s->queries, (unsigned long long)s->queries_all);
+	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	pthread_mutex_unlock(&s->watch_lock);
+}
+
 static void session_status(void *ctx, struct buf *text)
 {
 	struct session *s = ctx;
@@ -218,6 +357,7 @@ static void session_status(void *ctx, struct buf *text)
 		     (unsigned long long)ts.bytes_out);
 	buf_put_bytes(text, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	limits_status(&s->cfg->limits, s->cfg->op_timeout_s, text);
+	watch_status(s, text);
 	if (s->fs)
 		fs_status(s->fs, text);
 }
@@ -302,6 +442,7 @@ static int start_control(struct session *s, struct err *e)
 	    .remote_root = s->remote_root,
 	    .barrier = session_barrier,
 	    .status = session_status,
+	    .changes = session_changes,
 	    .ctx = s,
 	};
 	return control_server_start(path, &hooks, &s->ctl, e);
@@ -323,6 +464,7 @@ static void session_teardown(struct session *s)
 		fs_destroy(s->fs);
 	s->fs = NULL;
 	conn_mgr_free(s->conn);
+	journal_free(s->journal);
 	free(s->remote_root);
 }
 
@@ -332,7 +474,9 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 	struct session s = {.cfg = cfg,
 			    .mountpoint = mountpoint,
 			    .started_ms = now_ms(),
-			    .watch_gate = PTHREAD_RWLOCK_INITIALIZER};
+			    .watch_gate = PTHREAD_RWLOCK_INITIALIZER,
+			    .watch_lock = PTHREAD_MUTEX_INITIALIZER,
+			    .watch_error = "not started"};
 	struct err e = {{0}};
 	/* A sandbox that closes a stream must get EPIPE, never a signal that ends the daemon. */
 	signal(SIGPIPE, SIG_IGN);
@@ -343,7 +487,11 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 	if (verdict >= 0 && level < LOG_DEBUG)
 		log_set_level(LOG_WARN);
 
-	if (connect_sandbox(&s, &e) < 0 || mount_fuse(&s, o, &e) < 0 || start_control(&s, &e) < 0) {
+	s.journal = journal_new(JOURNAL_MAX_ENTRIES, JOURNAL_MAX_BYTES);
+	if (!s.journal)
+		err_set(&e, "out of memory");
+	if (!s.journal || connect_sandbox(&s, &e) < 0 || mount_fuse(&s, o, &e) < 0 ||
+	    start_control(&s, &e) < 0) {
 		if (verdict < 0)
 			fprintf(stderr, "sandmount: %s\n", e.msg);
 		else

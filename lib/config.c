@@ -201,6 +201,8 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		return parse_int(key, v, 1, 3600, &cfg->op_timeout_s, e);
 	if (!strcmp(key, "cache_timeout"))
 		return parse_seconds(key, v, &cfg->cache_timeout_s, e);
+	if (!strcmp(key, "agent_max_watches"))
+		return parse_int(key, v, 0, 1 << 24, &cfg->agent_max_watches, e);
 	if (!strcmp(key, "accept_new_host_key"))
 		return parse_bool(key, v, &cfg->accept_new_host_key, e);
 	if (!strcmp(key, "agent")) {

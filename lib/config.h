@@ -41,6 +41,8 @@ struct sandbox_cfg {
 	int op_timeout_s;      /* default 30: a file op waits at most this long, then EIO */
 	double
 	    cache_timeout_s; /* default 2: attr/entry TTL when the sandbox cannot notify changes */
+	int agent_max_watches; /* agent_max_watches=N: directories the agent watches (0: the
+				  kernel's max_user_watches is the bound) */
 	bool allow_other;
 	bool owners_real;    /* owners=real: show and set the sandbox's numeric uid/gid */
 	bool local_fallback; /* sandexec outside every mount runs locally (config file only) */

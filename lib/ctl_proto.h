@@ -13,13 +13,16 @@ enum ctl_type {
 	/* client -> daemon */
 	CTL_EXEC = 1, /* u32 flags, string command, string cwd_rel, u32 rows, u32 cols, string term,
 			 u32 nenv, nenv x string "K=V"; fds: stdin, stdout, stderr */
-	CTL_SIGNAL = 2, /* u32 signal number */
-	CTL_RESIZE = 3, /* u32 rows, u32 cols */
-	CTL_STATUS = 4, /* no payload */
+	CTL_SIGNAL = 2,	 /* u32 signal number */
+	CTL_RESIZE = 3,	 /* u32 rows, u32 cols */
+	CTL_STATUS = 4,	 /* no payload */
+	CTL_CHANGES = 5, /* string token: the paths changed since (sandmount-fsmonitor) */
 	/* daemon -> client */
-	CTL_EXIT = 64,	       /* u32 status (0..255, 128+N) */
-	CTL_ERROR = 65,	       /* u32 exit code (125), string message */
-	CTL_STATUS_REPLY = 66, /* string text */
+	CTL_EXIT = 64,		/* u32 status (0..255, 128+N) */
+	CTL_ERROR = 65,		/* u32 exit code (125), string message */
+	CTL_STATUS_REPLY = 66,	/* string text */
+	CTL_CHANGES_REPLY = 67, /* string new token, u8 everything (1: assume every path changed),
+				 * u32 n, n x string path relative to the mount root */
 };
 
 #define CTL_EXEC_TTY 0x1

@@ -54,6 +54,19 @@ struct exec_proc {
 	bool coherent_exit;
 };
 
+/* A change watch (transport_ops.watch). */
+struct watch_req {
+	const char *dir;      /* absolute remote directory */
+	uint32_t max_watches; /* watch at most this many directories (0: the kernel's bound) */
+	/* Called from any thread for every file or directory created, written, removed or renamed
+	 * under dir; path NULL means "events were lost: assume everything changed". */
+	void (*changed)(void *ctx, const char *path);
+	/* Optional: `unwatched` directories (a running total) could not be watched (the inotify
+	 * limit, max_watches): changes in them are not reported. */
+	void (*partial)(void *ctx, uint32_t unwatched);
+	void *ctx;
+};
+
 struct transport_stats {
 	bool connected;
 	int64_t rtt_us; /* last measured round trip; -1 unknown */
@@ -69,12 +82,9 @@ struct transport_ops {
 	int (*exec_start)(struct transport *t, const struct exec_spec *spec, struct exec_proc **out,
 			  struct err *e);
 	void (*stats)(struct transport *t, struct transport_stats *st);
-	/* Optional (NULL, or -ENOTSUP at run time, when the sandbox cannot report changes): call
-	 * changed(ctx, path) from any thread for every file or directory created, written,
-	 * removed or renamed under the absolute remote directory dir, for as long as the transport
-	 * lives; path NULL means "events were lost: assume everything changed". */
-	int (*watch)(struct transport *t, const char *dir,
-		     void (*changed)(void *ctx, const char *path), void *ctx, struct err *e);
+	/* Optional (NULL, or -ENOTSUP at run time, when the sandbox cannot report changes): report
+	 * the changes under req->dir through req's callbacks for as long as the transport lives. */
+	int (*watch)(struct transport *t, const struct watch_req *req, struct err *e);
 	void (*close)(struct transport *t);
 };
 
@@ -98,15 +108,13 @@ static inline void transport_stats(struct transport *t, struct transport_stats *
 {
 	t->ops->stats(t, st);
 }
-static inline int transport_watch(struct transport *t, const char *dir,
-				  void (*changed)(void *ctx, const char *path), void *ctx,
-				  struct err *e)
+static inline int transport_watch(struct transport *t, const struct watch_req *req, struct err *e)
 {
 	if (!t->ops->watch) {
 		err_set(e, "this sandbox cannot report changes");
 		return -ENOTSUP;
 	}
-	return t->ops->watch(t, dir, changed, ctx, e);
+	return t->ops->watch(t, req, e);
 }
 static inline void transport_close(struct transport *t)
 {

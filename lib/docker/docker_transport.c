@@ -150,8 +150,7 @@ static int docker_exec(struct transport *t, const struct exec_spec *spec, struct
 	return docker_exec_start(t, spec, out, e);
 }
 
-static int docker_watch(struct transport *t, const char *dir,
-			void (*changed)(void *ctx, const char *path), void *ctx, struct err *e)
+static int docker_watch(struct transport *t, const struct watch_req *req, struct err *e)
 {
 	struct docker_tr *tr = (struct docker_tr *)t;
 	struct agent_mux *m = tr->agent_off ? NULL : get_mux(tr, e);
@@ -160,7 +159,7 @@ static int docker_watch(struct transport *t, const char *dir,
 			err_set(e, "agent=off: this sandbox cannot report changes");
 		return -ENOTSUP;
 	}
-	return agent_mux_watch(m, dir, changed, ctx, e);
+	return agent_mux_watch(m, req, e);
 }
 
 static void docker_stats(struct transport *t, struct transport_stats *st)

@@ -167,23 +167,16 @@ static void free_events(struct event *ev)
 	}
 }
 
-static void queue_event(struct agent_mux *m, struct mchan *c, char *path)
+static void link_event(struct agent_mux *m, struct mchan *c, char *path, bool partial)
 {
-	if (m->nevents >= EVENTS_MAX) {
-		/* The notifier is far behind: one "everything changed" replaces the backlog. */
-		free_events(m->events);
-		m->events = NULL;
-		m->events_tail = &m->events;
-		m->nevents = 0;
-		free(path);
-		path = NULL;
-	}
 	struct event *ev = calloc(1, sizeof(*ev));
 	if (!ev) {
 		free(path);
 		return;
 	}
 	ev->changed = c->changed;
+	ev->partial = partial ? c->partial : NULL;
+	ev->unwatched = c->unwatched;
 	ev->ctx = c->ctx;
 	ev->path = path;
 	*m->events_tail = ev;
@@ -191,6 +184,44 @@ static void queue_event(struct agent_mux *m, struct mchan *c, char *path)
 	m->nevents++;
 	m->events_queued++;
 	pthread_cond_signal(&m->events_cond);
+}
+
+/* The notifier is far behind: one "everything changed" replaces the backlog; the partial watches
+ * it held are told again. */
+static void drop_backlog(struct agent_mux *m)
+{
+	free_events(m->events);
+	m->events = NULL;
+	m->events_tail = &m->events;
+	m->nevents = 0;
+	for (struct mchan *w = m->chans; w; w = w->next)
+		if (w->kind == MK_WATCH && w->unwatched && w->partial)
+			link_event(m, w, NULL, true);
+}
+
+static void queue_event(struct agent_mux *m, struct mchan *c, char *path)
+{
+	if (m->nevents >= EVENTS_MAX) {
+		drop_backlog(m);
+		free(path);
+		path = NULL;
+	}
+	link_event(m, c, path, false);
+}
+
+/* PARTIAL: u32 directories the agent could not watch. */
+static int on_partial(struct agent_mux *m, struct mchan *c, struct buf *f)
+{
+	uint32_t n;
+	if (c->kind != MK_WATCH || buf_get_u32(f, &n) < 0)
+		return -1;
+	c->unwatched = n;
+	if (!c->partial)
+		return 0;
+	if (m->nevents >= EVENTS_MAX)
+		drop_backlog(m);
+	link_event(m, c, NULL, true);
+	return 0;
 }
 
 static int on_changed(struct agent_mux *m, struct mchan *c, struct buf *f)
@@ -314,6 +345,8 @@ static int on_frame(struct agent_mux *m, uint8_t type, uint32_t id, struct buf *
 		if (c->kind == MK_WATCH)
 			queue_event(m, c, NULL);
 		return 0;
+	case MUX_PARTIAL:
+		return on_partial(m, c, f);
 	default:
 		return -1;
 	}
@@ -510,7 +543,10 @@ static void *notifier_main(void *arg)
 		m->nevents = 0;
 		pthread_mutex_unlock(&m->lock);
 		for (struct event *e = ev; e; e = e->next)
-			e->changed(e->ctx, e->path);
+			if (e->partial)
+				e->partial(e->ctx, e->unwatched);
+			else
+				e->changed(e->ctx, e->path);
 		free_events(ev);
 		pthread_mutex_lock(&m->lock);
 		m->events_delivered = taken;

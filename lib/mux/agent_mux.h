@@ -30,9 +30,9 @@ int agent_mux_open_sftp(struct agent_mux *m, int *fd, struct err *e);
 /* transport_ops.exec_start through the agent. */
 int agent_mux_exec_start(struct agent_mux *m, const struct exec_spec *spec, struct exec_proc **out,
 			 struct err *e);
-/* transport_ops.watch: changed(ctx, absolute path) from the pump thread for every change under
- * dir; NULL when events were lost. For as long as the mux lives. */
-int agent_mux_watch(struct agent_mux *m, const char *dir,
-		    void (*changed)(void *ctx, const char *path), void *ctx, struct err *e);
+/* transport_ops.watch: req->changed(ctx, absolute path) from the notifier thread for every change
+ * under req->dir, NULL when events were lost; req->partial when the agent could not watch every
+ * directory. For as long as the mux lives. */
+int agent_mux_watch(struct agent_mux *m, const struct watch_req *req, struct err *e);
 
 #endif

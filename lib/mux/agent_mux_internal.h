@@ -31,8 +31,10 @@ struct mchan {
 	enum mkind kind;
 	bool tty;
 	void (*changed)(void *ctx, const char *path);
+	void (*partial)(void *ctx, uint32_t unwatched);
 	void *ctx;
-	char *dir; /* watched directory, without a trailing '/' */
+	char *dir;	    /* watched directory, without a trailing '/' */
+	uint32_t unwatched; /* the agent's last PARTIAL (under m->lock) */
 
 	/* pump-only */
 	int io_fd;  /* our end of the stdin/stdout (SFTP) pair; -1 once closed */
@@ -63,8 +65,10 @@ struct mchan {
 struct event {
 	struct event *next;
 	void (*changed)(void *ctx, const char *path);
+	void (*partial)(void *ctx, uint32_t unwatched); /* set: a PARTIAL, not a change */
 	void *ctx;
 	char *path; /* NULL: overflow */
+	uint32_t unwatched;
 };
 
 struct agent_mux {

@@ -214,13 +214,15 @@ int agent_mux_exec_start(struct agent_mux *m, const struct exec_spec *spec, stru
 
 static void watch_payload(struct buf *tx, const void *arg)
 {
-	buf_put_cstring(tx, arg);
+	const struct watch_req *req = arg;
+	buf_put_cstring(tx, req->dir);
+	buf_put_u32(tx, req->max_watches);
 }
 
-int agent_mux_watch(struct agent_mux *m, const char *dir,
-		    void (*changed)(void *ctx, const char *path), void *ctx, struct err *e)
+int agent_mux_watch(struct agent_mux *m, const struct watch_req *req, struct err *e)
 {
 	struct mchan *c = chan_new(m, MK_WATCH);
+	const char *dir = req->dir;
 	size_t len = strlen(dir);
 	while (len > 1 && dir[len - 1] == '/')
 		len--;
@@ -234,10 +236,11 @@ int agent_mux_watch(struct agent_mux *m, const char *dir,
 	c->dir = trimmed;
 	if (!strcmp(c->dir, "/"))
 		c->dir[0] = 0; /* paths are "/" + relative */
-	c->changed = changed;
-	c->ctx = ctx;
+	c->changed = req->changed;
+	c->partial = req->partial;
+	c->ctx = req->ctx;
 	pthread_mutex_lock(&m->lock);
-	int rc = chan_open(m, c, MUX_OPEN_WATCH, watch_payload, dir, e);
+	int rc = chan_open(m, c, MUX_OPEN_WATCH, watch_payload, req, e);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }

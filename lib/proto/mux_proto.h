@@ -46,17 +46,19 @@
 #define MUX_HELLO     1 /* a->c, ch 0: u32 MUX_PROTO_VERSION, string agent version */
 #define MUX_OPEN_SFTP 2 /* c->a: (empty) an SFTP v3 server on this channel's stdio stream */
 #define MUX_OPEN_SPAWN                                                                             \
-	3		  /* c->a: string command (run as sh -c), string cwd ("" = the agent's),   \
-			   * u32 n, n x string "K=V", u8 tty, string TERM, u32 rows, u32 cols */
-#define MUX_OPEN_WATCH 4  /* c->a: string dir (absolute or relative to the agent's -d dir) */
-#define MUX_OPEN_OK    5  /* a->c: u32 pid (the process group of a SPAWN; 0 for a WATCH) */
-#define MUX_OPEN_FAIL  6  /* a->c: string message */
-#define MUX_DATA       7  /* both: u8 stream, bytes (the rest of the frame) */
-#define MUX_EOF	       8  /* both: u8 stream. c->a STDIO: close the child's stdin */
-#define MUX_CREDIT     9  /* both: u32 bytes the receiver consumed (adds to the sender's window) */
-#define MUX_SIGNAL     10 /* c->a: u32 signal number, delivered to the channel's process group */
-#define MUX_RESIZE     11 /* c->a: u32 rows, u32 cols (TIOCSWINSZ on the PTY) */
-#define MUX_EXIT       12 /* a->c: u32 status: exit code 0..255, or 256+N after signal N */
+	3 /* c->a: string command (run as sh -c), string cwd ("" = the agent's),                   \
+	   * u32 n, n x string "K=V", u8 tty, string TERM, u32 rows, u32 cols */
+#define MUX_OPEN_WATCH                                                                             \
+	4 /* c->a: string dir (absolute or relative to the agent's -d dir), u32 max_watches        \
+	   * (directories watched at most; 0 = as many as the kernel allows) */
+#define MUX_OPEN_OK   5	 /* a->c: u32 pid (the process group of a SPAWN; 0 for a WATCH) */
+#define MUX_OPEN_FAIL 6	 /* a->c: string message */
+#define MUX_DATA      7	 /* both: u8 stream, bytes (the rest of the frame) */
+#define MUX_EOF	      8	 /* both: u8 stream. c->a STDIO: close the child's stdin */
+#define MUX_CREDIT    9	 /* both: u32 bytes the receiver consumed (adds to the sender's window) */
+#define MUX_SIGNAL    10 /* c->a: u32 signal number, delivered to the channel's process group */
+#define MUX_RESIZE    11 /* c->a: u32 rows, u32 cols (TIOCSWINSZ on the PTY) */
+#define MUX_EXIT      12 /* a->c: u32 status: exit code 0..255, or 256+N after signal N */
 #define MUX_CLOSE                                                                                  \
 	13 /* c->a: the client is done; a process still running has its group                      \
 	    * killed (TERM, KILL after the grace); nothing more is sent for it */
@@ -64,5 +66,8 @@
 	14		/* a->c (WATCH): u32 n, n x string path relative to the watched dir        \
 			 * ("" = the dir itself): created, written, removed or renamed */
 #define MUX_OVERFLOW 15 /* a->c (WATCH): events were lost; assume everything changed */
+#define MUX_PARTIAL                                                                                \
+	16 /* a->c (WATCH): u32 n: n directories (a running total) could not be watched            \
+	    * (inotify limit, max_watches); changes in them are not reported */
 
 #endif

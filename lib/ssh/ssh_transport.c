@@ -46,15 +46,14 @@ static int ssh_exec(struct transport *t, const struct exec_spec *spec, struct ex
 	return ssh_exec_start(t, spec, out, e);
 }
 
-static int ssh_watch(struct transport *t, const char *dir,
-		     void (*changed)(void *ctx, const char *path), void *ctx, struct err *e)
+static int ssh_watch(struct transport *t, const struct watch_req *req, struct err *e)
 {
 	struct agent_mux *m = live_mux((struct ssh_tr *)t);
 	if (!m) {
 		err_set(e, "without sandmount-agent this host cannot report changes");
 		return -ENOTSUP;
 	}
-	return agent_mux_watch(m, dir, changed, ctx, e);
+	return agent_mux_watch(m, req, e);
 }
 
 static void ssh_stats(struct transport *t, struct transport_stats *st)

@@ -14,8 +14,10 @@ mount itself must then fail cleanly). Scenarios:
   huge_frame       a frame length of 2 GiB
   overrun          5 MiB of DATA on the SFTP channel, past the 4 MiB window, without credit
   credit_overflow  a CREDIT of 0xffffffff on the SFTP channel
-  garbage          DATA, EOF, EXIT and CHANGED frames on channels never opened, then normal
-  watch_flood      the watch channel gets CHANGED frames (long paths too) for 6 seconds
+  garbage          DATA, EOF, EXIT, CHANGED and PARTIAL frames on channels never opened, then
+                   normal
+  watch_flood      the watch channel gets CHANGED frames (long paths too) and PARTIAL counts
+                   (up to 0xffffffff) for 6 seconds
   endless_sftp     the SFTP channel's READDIR of evil never reaches EOF
 """
 
@@ -34,6 +36,7 @@ import hostile_sftp  # noqa: E402
 
 HELLO, OPEN_SFTP, OPEN_SPAWN, OPEN_WATCH, OPEN_OK, OPEN_FAIL = 1, 2, 3, 4, 5, 6
 DATA, EOF, CREDIT, SIGNAL, RESIZE, EXIT, CLOSE, CHANGED, OVERFLOW = 7, 8, 9, 10, 11, 12, 13, 14, 15
+PARTIAL = 16
 WINDOW = 4 * 1024 * 1024
 DATA_MAX = 128 * 1024
 
@@ -111,15 +114,17 @@ def misbehave(c):
             frame(EOF, ch, b"\0")
             frame(EXIT, ch, u32(0))
             frame(CHANGED, ch, u32(1) + sstr("x"))
+            frame(PARTIAL, ch, u32(5))
     stdout.flush()
 
 
 def flood(ch):
-    """One burst of change reports: many paths per frame, and paths of 200 KB."""
+    """One burst of change reports: many paths per frame, paths of 200 KB, partial counts."""
     names = b"".join(sstr(f"dir{i}/" + "p" * 100) for i in range(500))
-    for _ in range(10):
+    for i in range(10):
         frame(CHANGED, ch, u32(500) + names)
         frame(CHANGED, ch, u32(1) + sstr("L" * 200000))
+        frame(PARTIAL, ch, u32((i * 0x1FFFFFFF) & 0xFFFFFFFF))
 
 
 def main():

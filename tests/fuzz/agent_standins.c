@@ -50,8 +50,9 @@ int spawn_status(int wstatus)
 	return wstatus;
 }
 
-struct watch *watch_open(const char *dir, char *msg, size_t size)
+struct watch *watch_open(const char *dir, uint32_t max_watches, char *msg, size_t size)
 {
+	(void)max_watches;
 	if (dir[0] == '/')
 		return &the_watch;
 	snprintf(msg, size, "fuzz: %s: not an absolute path", dir);

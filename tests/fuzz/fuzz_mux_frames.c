@@ -165,7 +165,8 @@ static void run_channels(struct agent_mux *m)
 {
 	struct err e;
 	int sftp_fd = -1;
-	agent_mux_watch(m, "/w", changed, NULL, &e);
+	struct watch_req req = {.dir = "/w", .changed = changed};
+	agent_mux_watch(m, &req, &e);
 	agent_mux_open_sftp(m, &sftp_fd, &e);
 	struct exec_spec spec = {.command = "true", .cwd = "/w"};
 	struct exec_proc *p;

@@ -47,8 +47,8 @@ static int t_sftp(struct target *tg, int *fd, struct err *e)
 
 static int t_watch(struct target *tg, void (*cb)(void *, const char *), void *ctx, struct err *e)
 {
-	return tg->mux ? agent_mux_watch(tg->mux, tg->dir, cb, ctx, e)
-		       : transport_watch(tg->t, tg->dir, cb, ctx, e);
+	struct watch_req req = {.dir = tg->dir, .changed = cb, .ctx = ctx};
+	return tg->mux ? agent_mux_watch(tg->mux, &req, e) : transport_watch(tg->t, &req, e);
 }
 
 /* ---- running a command and collecting its output ---- */

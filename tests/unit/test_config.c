@@ -71,6 +71,13 @@ static void test_options(void)
 	config_free(&c);
 	CHECK(config_resolve("ssh://h/d", "owners=user", &c, NULL, &e) == 0 && !c.owners_real);
 	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", NULL, &c, NULL, &e) == 0 && c.agent_max_watches == 0);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "agent_max_watches=5000", &c, NULL, &e) == 0 &&
+	      c.agent_max_watches == 5000);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "agent_max_watches=-1", &c, NULL, &e) == -1);
+	config_free(&c);
 	CHECK(config_resolve("ssh://h/d", "owners=root", &c, NULL, &e) == -1);
 	CHECK(strstr(e.msg, "owners=user or owners=real") != NULL);
 	config_free(&c);
