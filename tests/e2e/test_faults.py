@@ -256,11 +256,6 @@ def through_link(suite, sandbox, request):
 
 @pytest.mark.backends("ssh", "docker", "podman")
 def test_write_across_a_cut(suite, sandbox, through_link):
-    if sandbox.name == "ssh" and os.environ.get("SM_FAULTS_CUT") != "1":
-        pytest.xfail("deadlocks the daemon over ssh: after the reconnect's write replay a change "
-                     "report makes the notifier stat() the open file through the daemon's own "
-                     "mount (fs_show_changed_size) and it never returns; the writer hangs in the "
-                     "kernel (SM_FAULTS_CUT=1 runs it; the FUSE connection is aborted after 90 s)")
     ls, m = through_link()
     size = 32 << 20
     src = suite.tmp / suite.unique("src")
