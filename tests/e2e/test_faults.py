@@ -649,6 +649,12 @@ def test_daemon_killed_mid_write(suite, sandbox, mounter):
         assert err in (errno.ENOTCONN, errno.ECONNABORTED), (fname, stage, err)
     # the next mount on the same mountpoint recovers the stale one (test_lifecycle checks more)
     assert h.wait_until(lambda: not suite.daemon_pids(m.mp), 5)
+    try:
+        os.stat(m.mp)
+        seen = "stat ok"
+    except OSError as ex:
+        seen = f"stat: {errno.errorcode.get(ex.errno, ex.errno)}"
+    print(f"\nthe dead mountpoint: {seen}; stuck: {stuck}")
     m2 = do_mount(suite, m.rem, m.mp, opts=m.opts, sb=sandbox, url=m.url)
     try:
         for name in ok:
