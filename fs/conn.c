@@ -1,8 +1,9 @@
 /* conn.c: the connection manager of conn.h. One watcher thread checks the current connection
  * (every WATCH_MS, or at once when a caller reports a failure); when the transport or the SFTP
  * client is dead it drops the connection and reconnects with backoff, then wakes every caller
- * waiting in conn_get. Connections are reference counted under m->lock; the last reference
- * closes the SFTP client and the transport. */
+ * waiting in conn_get. Connections are reference counted under m->lock; when the last reference
+ * goes, the watcher closes the SFTP client and the transport (never the caller: see
+ * defer_close). */
 #include "conn.h"
 
 #include <errno.h>
@@ -29,9 +30,10 @@ struct conn_mgr {
 
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* the connection changed, a failure was reported, or stop */
-	struct conn *cur;    /* NULL while reconnecting */
-	struct conn *all;    /* every connection with references */
+	pthread_cond_t cond;  /* the connection changed, a failure was reported, or stop */
+	struct conn *cur;     /* NULL while reconnecting */
+	struct conn *all;     /* every connection with references */
+	struct conn *closing; /* unreferenced, for the watcher to close */
 	unsigned generation;
 	bool stop;
 	bool thread_done;
@@ -105,6 +107,33 @@ static void add_locked(struct conn_mgr *m, struct conn *c)
 {
 	c->next = m->all;
 	m->all = c;
+}
+
+/* m->lock held: c's last reference is gone. Closing a transport joins its threads, and a watch
+ * notifier may be inside a stat() through our own mount, waiting for a FUSE request that needs
+ * a lock the caller holds (a FUSE worker re-opening a file after a reconnect drops the old
+ * connection with the file's lock held): the caller closing it would deadlock. So the watcher
+ * closes it; returns c only when no watcher runs any more (the caller closes it then). */
+static struct conn *defer_close(struct conn_mgr *m, struct conn *c)
+{
+	if (m->thread_done)
+		return c;
+	c->next = m->closing;
+	m->closing = c;
+	pthread_cond_broadcast(&m->cond);
+	return NULL;
+}
+
+/* m->lock held (released while closing): close what defer_close queued. */
+static void close_queued(struct conn_mgr *m)
+{
+	while (m->closing) {
+		struct conn *c = m->closing;
+		m->closing = c->next;
+		pthread_mutex_unlock(&m->lock);
+		conn_close(c);
+		pthread_mutex_lock(&m->lock);
+	}
 }
 
 /* ---- the watcher ---- */
@@ -214,6 +243,7 @@ static void *watch_main(void *arg)
 	struct conn_mgr *m = arg;
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
+		close_queued(m);
 		if (m->cur) {
 			if (current_dead(m))
 				drop_current(m);
@@ -225,6 +255,7 @@ static void *watch_main(void *arg)
 			cond_wait_until(m, m->next_try_ms);
 		}
 	}
+	close_queued(m);
 	m->thread_done = true;
 	pthread_cond_broadcast(&m->cond);
 	bool orphaned = m->orphaned;
@@ -371,6 +402,8 @@ void conn_put(struct conn_mgr *m, struct conn *c)
 		return;
 	pthread_mutex_lock(&m->lock);
 	struct conn *last = unref_locked(m, c);
+	if (last)
+		last = defer_close(m, last);
 	pthread_mutex_unlock(&m->lock);
 	if (last)
 		conn_close(last);
@@ -391,6 +424,8 @@ void conn_put_transport(struct conn_mgr *m, struct transport *t)
 	while (c && c->transport != t)
 		c = c->next;
 	struct conn *last = c ? unref_locked(m, c) : NULL;
+	if (last)
+		last = defer_close(m, last);
 	pthread_mutex_unlock(&m->lock);
 	if (last)
 		conn_close(last);

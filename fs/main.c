@@ -97,6 +97,12 @@ static int run_fusermount(const char *flag, const char *mp)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The errno of a stat on a dead FUSE mount: its daemon is gone, or its connection was aborted. */
+static bool dead_mount_errno(int e)
+{
+	return e == ENOTCONN || e == ECONNABORTED;
+}
+
 /* Absolute, canonical path of a mountpoint whose own stat may fail (a stale FUSE mount):
  * the parent is resolved, the last component kept. */
 static int canonical_mountpoint(const char *arg, char *out, size_t len)
@@ -107,7 +113,7 @@ static int canonical_mountpoint(const char *arg, char *out, size_t len)
 		return 0;
 	}
 	int saved = errno;
-	if (saved != ENOTCONN)
+	if (!dead_mount_errno(saved))
 		return -saved;
 	char *a = xstrdup(arg), *b = xstrdup(arg);
 	int rc = realpath(dirname(a), resolved) ? 0 : -errno;
@@ -127,7 +133,7 @@ int prepare_mountpoint(const char *arg, char *mp, size_t len)
 		return -1;
 	}
 	struct stat st;
-	if (stat(mp, &st) < 0 && errno == ENOTCONN) {
+	if (stat(mp, &st) < 0 && dead_mount_errno(errno)) {
 		if (mounts_is_sandmount(mp) != 1 || run_fusermount("-uz", mp) != 0) {
 			fprintf(stderr, "sandmount: %s is a dead mount that could not be cleared\n",
 				mp);
@@ -251,7 +257,7 @@ int cmd_unmount(const char *arg)
 		return 1;
 	}
 	struct stat st;
-	bool stale = stat(mp, &st) < 0 && errno == ENOTCONN;
+	bool stale = stat(mp, &st) < 0 && dead_mount_errno(errno);
 	if (run_fusermount(stale ? "-uz" : "-u", mp) != 0) {
 		fprintf(stderr,
 			"sandmount: could not unmount %s (files still open? see fuser -m %s)\n", mp,
