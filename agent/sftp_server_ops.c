@@ -175,6 +175,18 @@ static int open_flags(uint32_t pflags)
 	return flags;
 }
 
+/* The slot for a handle about to be opened; NULL when all are taken (path freed, the reply
+ * queued, its result in *rc). */
+static struct handle *slot_for(uint32_t id, char *path, int *rc)
+{
+	struct handle *h = handle_alloc();
+	if (!h) {
+		free(path);
+		*rc = reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
+	}
+	return h;
+}
+
 static int process_open(uint32_t id, struct buf *req)
 {
 	char *path;
@@ -186,11 +198,10 @@ static int process_open(uint32_t id, struct buf *req)
 		free(path);
 		return -1;
 	}
-	struct handle *h = handle_alloc();
-	if (!h) {
-		free(path);
-		return reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
-	}
+	int rc;
+	struct handle *h = slot_for(id, path, &rc);
+	if (!h)
+		return rc;
 	mode_t mode = (a.flags & SSH2_FILEXFER_ATTR_PERMISSIONS) ? a.perm & 07777 : 0666;
 	int flags = open_flags(pflags);
 	int fd = open(path, flags | O_CLOEXEC | O_NOCTTY, mode);
@@ -324,11 +335,10 @@ static int process_opendir(uint32_t id, struct buf *req)
 	char *path;
 	if (buf_get_cstring(req, &path) < 0)
 		return -1;
-	struct handle *h = handle_alloc();
-	if (!h) {
-		free(path);
-		return reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
-	}
+	int rc;
+	struct handle *h = slot_for(id, path, &rc);
+	if (!h)
+		return rc;
 	DIR *dir = opendir(path);
 	int err = errno;
 	free(path);
@@ -672,11 +682,10 @@ static int process_sm_open_read(uint32_t id, struct buf *req)
 		free(path);
 		return -1;
 	}
-	struct handle *h = handle_alloc();
-	if (!h) {
-		free(path);
-		return reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
-	}
+	int rc;
+	struct handle *h = slot_for(id, path, &rc);
+	if (!h)
+		return rc;
 	/* O_NONBLOCK: a FIFO must not hold the server; it is refused below like any non-file. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	int err = errno;
