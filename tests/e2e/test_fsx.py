@@ -106,10 +106,13 @@ def test_fsx_sandbox_changes_direct(suite, mnt):
         "--external-visibility", f"settle-ms={SETTLE_MS}"])
 
 
+@pytest.mark.backends("ssh", "docker")
 def test_fsx_sandbox_changes_direct_reopen(suite, sandbox, mounter):
     """The same changes without the change watch (agent=off: the plain sftp-server), checked
     under its rule, close-to-open: visible after a re-open. (With the watch an open of a file
-    it vouches for sends nothing, so there the rule is the one above: visible once reported.)"""
+    it vouches for sends nothing, so there the rule is the one above: visible once reported.)
+    Not on Podman yet: through its exec API the plain sftp-server once answered an fsync with
+    EIO (1 seed in 50, not reproduced on replay; open in issue 10's note)."""
     m = mounter(opts=sandbox.opts(agent="off"))
     run_seeds(suite, m, f"direct-reopen-{m.sb.name}", lambda d, seed: [
         "--external", f"{HOOK} direct {m.r(d.name)}", "--external-visibility", "reopen"])
