@@ -134,6 +134,11 @@ struct ssh_tr {
 int pump_start(struct ssh_tr *tr, struct err *e);
 void pump_stop(struct ssh_tr *tr);
 void pump_wake(struct ssh_tr *tr);
+/* ssh_chan_io.c, on the pump thread: remote → local for stdout or stderr (true when it stopped
+ * with data possibly left in libssh's buffers: no fd event will announce it, so the pump must
+ * come back without sleeping), and local → remote as far as the remote window allows. */
+bool pump_output(struct pump_chan *c, bool is_stderr);
+void pump_input(struct pump_chan *c);
 /* Wait on tr->cond until the deadline (0 = none); tr->lock held. Returns false when it passed. */
 bool pump_wait(struct ssh_tr *tr, int64_t deadline);
 /* Queue a channel (filled by the caller: kind, request, tty...), create its socket pairs and wait

@@ -1,10 +1,7 @@
 /* ssh_pump.c: the one thread that drives a libssh session (libssh is not thread-safe). It opens
- * channels as non-blocking state machines, bridges each channel to one end of a local socket pair,
- * sends keepalives and declares the session dead when the server stays silent.
- *
- * Flow control is real in both directions: a channel is read only when its pending buffer to the
- * local end is empty (so libssh stops growing the window and the server stops sending), and the
- * local end is read only as far as the remote window allows. */
+ * channels as non-blocking state machines, bridges each channel to one end of a local socket pair
+ * (the bytes move in ssh_chan_io.c), sends keepalives and declares the session dead when the
+ * server stays silent. */
 #include "ssh/ssh_internal.h"
 
 #include <errno.h>
@@ -21,7 +18,6 @@
 
 #include "log.h"
 
-#define ROUNDS_PER_WAKE 8    /* buffers moved per channel per iteration, for fairness */
 #define MAX_POLL_MS	1000 /* libssh can progress without a visible fd event (rekey) */
 #define HELPER_START_MS 2000 /* how long close() lets kill helpers get started */
 /* OpenSSH's default MaxSessions: channels beyond it are refused, so further opens wait for a
@@ -236,125 +232,6 @@ static void advance_open(struct ssh_tr *tr, struct pump_chan *c)
 		return;
 	}
 	c->state = CS_RUNNING;
-}
-
-/* "SMPID:<pid>" (plus "\r" with a PTY) is the wrapper's first stdout line: consume it. */
-static void take_header(struct pump_chan *c, struct chan_buf *b)
-{
-	while (b->off < b->len && c->strip_header) {
-		char ch = (char)b->data[b->off++];
-		if (ch != '\n') {
-			if (c->header_len + 1 < sizeof(c->header))
-				c->header[c->header_len++] = ch;
-			continue;
-		}
-		c->header[c->header_len] = 0;
-		c->strip_header = false;
-		if (sscanf(c->header, "SMPID:%ld", &c->pid) != 1 || c->pid <= 0) {
-			log_warn("ssh: unexpected first line from a command on %s",
-				 c->tr->peer.label);
-			c->pid = 0;
-		}
-	}
-}
-
-/* Write pending bytes to a local end. False: it would block (try again on POLLOUT). */
-static bool flush_local(int fd, struct chan_buf *b, bool *broken)
-{
-	while (b->off < b->len && fd >= 0 && !*broken) {
-		ssize_t w =
-		    send(fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w > 0) {
-			b->off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return false;
-		*broken = true; /* the caller closed its end: discard from now on */
-	}
-	b->off = b->len = 0;
-	return true;
-}
-
-/* Remote → local for stdout or stderr. Returns true when it stopped with data possibly left in
- * libssh's buffers (the round limit): no fd event will announce it, so the pump must come back
- * without sleeping. */
-static bool pump_output(struct pump_chan *c, bool is_stderr)
-{
-	struct chan_buf *b = is_stderr ? &c->err : &c->out;
-	int fd = is_stderr ? c->err_fd : c->io_fd;
-	bool *eof = is_stderr ? &c->err_eof : &c->out_eof;
-	bool *broken = is_stderr ? &c->err_broken : &c->out_broken;
-
-	for (int round = 0; round < ROUNDS_PER_WAKE && !*eof; round++) {
-		if (b->off == b->len) {
-			int n = ssh_channel_read_nonblocking(c->ch, b->data, sizeof(b->data),
-							     is_stderr);
-			if (n == 0 || n == SSH_AGAIN)
-				return false;
-			if (n < 0) { /* SSH_EOF, or SSH_ERROR for a broken channel */
-				*eof = true;
-				if (fd >= 0)
-					shutdown(fd, SHUT_WR);
-				return false;
-			}
-			c->tr->bytes_in += (uint64_t)n;
-			b->off = 0;
-			b->len = (size_t)n;
-			if (!is_stderr && c->strip_header)
-				take_header(c, b);
-		}
-		if (!flush_local(fd, b, broken))
-			return false; /* POLLOUT on the local end brings the pump back */
-	}
-	return !*eof && ssh_channel_poll(c->ch, is_stderr) != 0;
-}
-
-/* Local → remote: read the caller's end only as far as the remote window allows. */
-static void pump_input(struct pump_chan *c)
-{
-	struct chan_buf *b = &c->in;
-
-	if (c->in_eof_sent || c->io_fd < 0 || !ssh_channel_is_open(c->ch))
-		return;
-	for (int round = 0; round < ROUNDS_PER_WAKE; round++) {
-		uint32_t win = ssh_channel_window_size(c->ch);
-		if (b->off == b->len && !c->in_eof) {
-			if (win == 0)
-				return;
-			size_t want = win < sizeof(b->data) ? win : sizeof(b->data);
-			ssize_t n = recv(c->io_fd, b->data, want, MSG_DONTWAIT);
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				break;
-			b->off = 0;
-			b->len = n > 0 ? (size_t)n : 0;
-			c->in_eof = n <= 0;
-		}
-		if (b->off < b->len) {
-			if (win == 0)
-				return;
-			size_t len = b->len - b->off;
-			int w = ssh_channel_write(c->ch, b->data + b->off,
-						  (uint32_t)(len < win ? len : win));
-			if (w < 0) {
-				b->off = b->len;
-				c->in_eof = true;
-				break;
-			}
-			c->tr->bytes_out += (uint64_t)w;
-			b->off += (size_t)w;
-			if (b->off < b->len)
-				return;
-		}
-		if (c->in_eof)
-			break;
-	}
-	if (c->in_eof && b->off == b->len) {
-		ssh_channel_send_eof(c->ch);
-		c->in_eof_sent = true;
-	}
 }
 
 static void deliver_requests(struct ssh_tr *tr, struct pump_chan *c)
