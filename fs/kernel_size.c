@@ -55,7 +55,10 @@ static void *probe_run(void *arg)
 	struct probe *p = arg;
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* Not a single descriptor of ours, /dev/fuse above all: a child holding it would keep
+		 * the mount's connection up after the daemon died, answered by nobody. */
 		struct stat st;
+		close_range(0, ~0U, 0);
 		_exit(stat(p->path, &st) == 0 ? 0 : 1);
 	}
 	int status = 0;
