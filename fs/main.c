@@ -3,6 +3,7 @@
  * mount(8) uses for `mount -t fuse.sandmount NAME DIR -o OPTS` (through mount.fuse3, from fstab):
  * the generic mount options in OPTS are dropped. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -80,12 +81,15 @@ static void usage(FILE *out)
 }
 
 /* Run fusermount3 with the given flag on mp; returns its exit status. */
-static int run_fusermount(const char *flag, const char *mp)
+static int run_fusermount_quiet(const char *flag, const char *mp, bool quiet)
 {
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
+		int null = quiet ? open("/dev/null", O_WRONLY) : -1;
+		if (null >= 0)
+			dup2(null, STDERR_FILENO);
 		execlp("fusermount3", "fusermount3", flag, mp, (char *)NULL);
 		fprintf(stderr, "sandmount: cannot run fusermount3: %s\n", strerror(errno));
 		_exit(127);
@@ -95,6 +99,11 @@ static int run_fusermount(const char *flag, const char *mp)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_fusermount(const char *flag, const char *mp)
+{
+	return run_fusermount_quiet(flag, mp, false);
 }
 
 /* The errno of a stat on a dead FUSE mount: its daemon is gone, or its connection was aborted. */
@@ -258,7 +267,13 @@ int cmd_unmount(const char *arg)
 	}
 	struct stat st;
 	bool stale = stat(mp, &st) < 0 && dead_mount_errno(errno);
-	if (run_fusermount(stale ? "-uz" : "-u", mp) != 0) {
+	/* The daemon itself may be inside its mount for a moment (showing the kernel a file's
+	 * size, kernel_size.c): a busy mount is tried again for up to 3 s, quietly but the last. */
+	int tries = 15;
+	while (--tries > 0 && run_fusermount_quiet(stale ? "-uz" : "-u", mp, true) != 0 &&
+	       mounts_is_sandmount(mp) == 1)
+		usleep(200 * 1000);
+	if (tries == 0 && run_fusermount(stale ? "-uz" : "-u", mp) != 0) {
 		fprintf(stderr,
 			"sandmount: could not unmount %s (files still open? see fuser -m %s)\n", mp,
 			mp);

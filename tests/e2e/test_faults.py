@@ -390,7 +390,7 @@ def own_dockerbed(suite):
     """A private dockerd of this test alone (it is restarted): its env dict."""
     if os.geteuid() != 0 or not shutil.which("dockerd"):
         pytest.skip("needs root and dockerd")
-    d = suite.tmp / "beds" / "faults-docker"
+    d = suite.tmp / "beds" / "fd"  # short: containerd's socket path must fit in 108 bytes
     d.parent.mkdir(exist_ok=True)
     p = h.run([h.DOCKERBED, "up", d, "docker"], timeout=600)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
