@@ -171,7 +171,8 @@ void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
 	if (r > 0 || (known && inode_shown_size(fs->inodes, ino, &after) && after != before))
 		return;
 	/* Unreachable sandbox: a stat through the mount would only wait (holding the mount busy);
-	 * the reconnect's barrier shows every open file's size (fs_show_open_sizes). */
+	 * after the reconnect the barrier drops the kernel's attributes, and the next open or stat
+	 * takes the size. */
 	if (r < 0 || (known && size == before))
 		return;
 	fs_show_size(fs, ino);
