@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +113,14 @@ static bool dead_mount_errno(int e)
 	return e == ENOTCONN || e == ECONNABORTED;
 }
 
+/* A FUSE mount whose daemon is gone. statfs, not stat: the kernel answers a stat from attributes
+ * it still holds (under the watch for a day) without asking the dead connection. */
+static bool mount_is_dead(const char *mp)
+{
+	struct statfs sf;
+	return statfs(mp, &sf) < 0 && dead_mount_errno(errno);
+}
+
 /* Absolute, canonical path of a mountpoint whose own stat may fail (a stale FUSE mount):
  * the parent is resolved, the last component kept. */
 static int canonical_mountpoint(const char *arg, char *out, size_t len)
@@ -142,7 +151,7 @@ int prepare_mountpoint(const char *arg, char *mp, size_t len)
 		return -1;
 	}
 	struct stat st;
-	if (stat(mp, &st) < 0 && dead_mount_errno(errno)) {
+	if (mount_is_dead(mp)) {
 		if (mounts_is_sandmount(mp) != 1 || run_fusermount("-uz", mp) != 0) {
 			fprintf(stderr, "sandmount: %s is a dead mount that could not be cleared\n",
 				mp);
@@ -265,8 +274,7 @@ int cmd_unmount(const char *arg)
 		fprintf(stderr, "sandmount: %s is not a sandmount mount\n", mp);
 		return 1;
 	}
-	struct stat st;
-	bool stale = stat(mp, &st) < 0 && dead_mount_errno(errno);
+	bool stale = mount_is_dead(mp);
 	/* The daemon itself may be inside its mount for a moment (showing the kernel a file's
 	 * size, kernel_size.c): a busy mount is tried again for up to 3 s, quietly but the last. */
 	int tries = 15;
