@@ -274,7 +274,8 @@ int cmd_unmount(const char *arg)
 		fprintf(stderr, "sandmount: %s is not a sandmount mount\n", mp);
 		return 1;
 	}
-	bool stale = mount_is_dead(mp);
+	struct stat st; /* a stat, not mount_is_dead: a statfs waits for a live daemon's sandbox */
+	bool stale = stat(mp, &st) < 0 && dead_mount_errno(errno);
 	/* The daemon itself may be inside its mount for a moment (showing the kernel a file's
 	 * size, kernel_size.c): a busy mount is tried again for up to 3 s, quietly but the last. */
 	int tries = 15;
