@@ -175,6 +175,18 @@ static int open_flags(uint32_t pflags)
 	return flags;
 }
 
+/* A request that starts with a path and a u32: -1 (nothing to free) when it does not parse. */
+static int get_path_u32(struct buf *req, char **path, uint32_t *v)
+{
+	if (buf_get_cstring(req, path) < 0)
+		return -1;
+	if (buf_get_u32(req, v) < 0) {
+		free(*path);
+		return -1;
+	}
+	return 0;
+}
+
 /* The slot for a handle about to be opened; NULL when all are taken (path freed, the reply
  * queued, its result in *rc). */
 static struct handle *slot_for(uint32_t id, char *path, int *rc)
@@ -192,9 +204,9 @@ static int process_open(uint32_t id, struct buf *req)
 	char *path;
 	uint32_t pflags;
 	struct sftp_attrs a;
-	if (buf_get_cstring(req, &path) < 0)
+	if (get_path_u32(req, &path, &pflags) < 0)
 		return -1;
-	if (buf_get_u32(req, &pflags) < 0 || sftp_attrs_get(req, &a) < 0) {
+	if (sftp_attrs_get(req, &a) < 0) {
 		free(path);
 		return -1;
 	}
@@ -659,9 +671,9 @@ static int process_sm_mknod(uint32_t id, struct buf *req)
 	char *path;
 	uint32_t mode;
 	uint64_t rdev;
-	if (buf_get_cstring(req, &path) < 0)
+	if (get_path_u32(req, &path, &mode) < 0)
 		return -1;
-	if (buf_get_u32(req, &mode) < 0 || buf_get_u64(req, &rdev) < 0) {
+	if (buf_get_u64(req, &rdev) < 0) {
 		free(path);
 		return -1;
 	}
@@ -676,12 +688,8 @@ static int process_sm_open_read(uint32_t id, struct buf *req)
 	char *path;
 	uint32_t len;
 	struct stat st;
-	if (buf_get_cstring(req, &path) < 0)
+	if (get_path_u32(req, &path, &len) < 0)
 		return -1;
-	if (buf_get_u32(req, &len) < 0) {
-		free(path);
-		return -1;
-	}
 	int rc;
 	struct handle *h = slot_for(id, path, &rc);
 	if (!h)
