@@ -425,6 +425,9 @@ static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err
 			s->mountpoint);
 		goto out;
 	}
+	/* No process we start may hold the connection open after we die (stat_helper.c). */
+	if (fcntl(fuse_session_fd(s->se), F_SETFD, FD_CLOEXEC) < 0)
+		log_warn("/dev/fuse: close-on-exec: %s", strerror(errno));
 	rc = 0;
 out:
 	free(opts);

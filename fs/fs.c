@@ -3,6 +3,7 @@
 #include "fs_internal.h"
 #include "linkpath.h"
 #include "log.h"
+#include "stat_helper.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -30,7 +31,8 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	if (p->remote_root_alias && p->remote_root_alias[0] == '/')
 		fs->alias = strdup(p->remote_root_alias);
 	fs->inodes = inode_table_new();
-	if (!fs->root || !fs->root_path || !fs->inodes ||
+	fs->stat_helper = stat_helper_new();
+	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper ||
 	    (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
 		goto nomem;
 	size_t len = strlen(fs->root_path);
@@ -79,6 +81,7 @@ void fs_destroy(struct fs *fs)
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->rt_lock);
 	inode_table_free(fs->inodes);
+	stat_helper_free(fs->stat_helper);
 	free(fs->root);
 	free(fs->root_path);
 	free(fs->alias);

@@ -145,6 +145,7 @@ struct fs {
 	/* Bumped whenever the data of an inode in the slot may have changed (ops_read.c). */
 	atomic_uint_fast64_t data_epoch[FS_EPOCH_SLOTS];
 	char mountpoint[PATH_MAX]; /* local, absolute ("" until known): symlink targets */
+	struct stat_helper *stat_helper; /* stats through the mount (kernel_size.c) */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection

@@ -9,14 +9,13 @@
  * the inode's kernel attributes are invalidated and its local path is stat'ed through the
  * mount: the kernel asks (getattr) and takes the size, smaller or larger.
  *
- * The stat runs on a thread of its own, waited for until a deadline: when it is called from a
- * FUSE request (an open), the getattr it causes needs another worker, and if every worker were
- * busy the wait would never end. Past the deadline the caller goes on (logged) and the stat
- * completes later. (Known: a daemon SIGKILLed while such a stat waits cannot exit until its FUSE
- * connection is aborted; a child process would avoid it, but a forked child of the sanitized
- * daemon kept the mount connected after the kill in our tests — not understood yet.) */
+ * The stat is done by a helper process (stat_helper.c: a daemon thread in it would keep a killed
+ * daemon from exiting), waited for until a deadline: when it is called from a FUSE request (an
+ * open), the getattr it causes needs another worker, and if every worker were busy the wait would
+ * never end. Past the deadline the caller goes on (logged) and the stat completes later. */
 #include "fs_internal.h"
 #include "log.h"
+#include "stat_helper.h"
 #include "util.h"
 
 #include <errno.h>
@@ -24,92 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* A stat of one local path, shared by the thread doing it and the caller waiting for it. */
-struct probe {
-	pthread_mutex_t lock;
-	pthread_cond_t done_cond;
-	bool done;
-	int refs;
-	char *path;
-};
-
-static void probe_put(struct probe *p)
-{
-	pthread_mutex_lock(&p->lock);
-	int left = --p->refs;
-	pthread_mutex_unlock(&p->lock);
-	if (left)
-		return;
-	pthread_cond_destroy(&p->done_cond);
-	pthread_mutex_destroy(&p->lock);
-	free(p->path);
-	free(p);
-}
-
-static void *probe_run(void *arg)
-{
-	struct probe *p = arg;
-	struct stat st;
-	if (stat(p->path, &st) < 0)
-		log_debug("%s: showing its size to the kernel: %s", p->path, strerror(errno));
-	pthread_mutex_lock(&p->lock);
-	p->done = true;
-	pthread_cond_broadcast(&p->done_cond);
-	pthread_mutex_unlock(&p->lock);
-	probe_put(p);
-	return NULL;
-}
-
-static struct probe *probe_new(char *path)
-{
-	struct probe *p = calloc(1, sizeof(*p));
-	pthread_condattr_t ca;
-	if (!p || pthread_condattr_init(&ca) != 0) {
-		free(p);
-		return NULL;
-	}
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->done_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_mutex_init(&p->lock, NULL);
-	p->refs = 2; /* the thread's and the waiter's */
-	p->path = path;
-	return p;
-}
-
-/* stat(path) on a thread of its own, waited for until `deadline` (now_ms() clock). Takes path.
- * false when it did not finish in time (or could not start). */
-static bool stat_until(char *path, int64_t deadline)
-{
-	struct probe *p = probe_new(path);
-	pthread_t th;
-	pthread_attr_t ta;
-	if (!p) {
-		free(path);
-		return false;
-	}
-	pthread_attr_init(&ta);
-	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &ta, probe_run, p) != 0) {
-		pthread_attr_destroy(&ta);
-		p->refs = 1;
-		probe_put(p);
-		return false;
-	}
-	pthread_attr_destroy(&ta);
-	pthread_mutex_lock(&p->lock);
-	while (!p->done) {
-		int64_t at = deadline;
-		struct timespec ts = {.tv_sec = at / 1000, .tv_nsec = (at % 1000) * 1000000};
-		if (pthread_cond_timedwait(&p->done_cond, &p->lock, &ts) == ETIMEDOUT)
-			break;
-	}
-	bool done = p->done;
-	pthread_mutex_unlock(&p->lock);
-	probe_put(p);
-	return done;
-}
 
 void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino)
 {
@@ -129,7 +42,9 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino)
 	if (!local)
 		return;
 	fs_forget_kernel_attrs(fs, ino);
-	if (!stat_until(local, conn_op_deadline(fs->conn)))
+	bool done = stat_helper_stat(fs->stat_helper, local, conn_op_deadline(fs->conn));
+	free(local);
+	if (!done)
 		log_warn("inode %" PRIu64 ": the kernel did not take its new size in time (every "
 			 "FUSE worker busy?); an append or mapping may use the old one",
 			 (uint64_t)ino);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "session_cmd.h"
+#include "stat_helper.h"
 
 static void usage(FILE *out)
 {
@@ -332,6 +333,8 @@ static void filter_mount_options(char *opts, char **session)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], STAT_HELPER_ARG))
+		return stat_helper_main();
 	if (argc > 1 && session_cmd_is(argv[1]))
 		return session_cmd_main(argc - 1, argv + 1);
 	static const struct option longopts[] = {
