@@ -3,6 +3,7 @@
 #include "fs_internal.h"
 #include "linkpath.h"
 #include "log.h"
+#include "negative.h"
 #include "stat_helper.h"
 
 #include <errno.h>
@@ -32,7 +33,8 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 		fs->alias = strdup(p->remote_root_alias);
 	fs->inodes = inode_table_new();
 	fs->stat_helper = stat_helper_new();
-	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper ||
+	fs->negatives = negative_set_new(NEGATIVE_MAX_ENTRIES);
+	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper || !fs->negatives ||
 	    (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
 		goto nomem;
 	size_t len = strlen(fs->root_path);
@@ -82,6 +84,7 @@ void fs_destroy(struct fs *fs)
 	pthread_mutex_destroy(&fs->rt_lock);
 	inode_table_free(fs->inodes);
 	stat_helper_free(fs->stat_helper);
+	negative_set_free(fs->negatives);
 	free(fs->root);
 	free(fs->root_path);
 	free(fs->alias);
@@ -140,6 +143,24 @@ bool fs_fresh_attrs(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
 	       !fs_inode_is_written(fs, ino);
 }
 
+static void expire_negative(void *ctx, uint64_t parent, const char *name)
+{
+	fs_expire_entry(ctx, parent, name, false);
+}
+
+bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t seq,
+		      struct fuse_entry_param *e)
+{
+	if (!atomic_load(&fs->watched) || !fs->se || !negative_add(fs->negatives, parent, name))
+		return false;
+	/* Recorded before the check: a barrier or report after it expires this name too. */
+	if (fs_seq(fs) != seq)
+		return false;
+	memset(e, 0, sizeof(*e)); /* node id 0: "does not exist", kept for entry_timeout */
+	e->entry_timeout = fs->timeout_s;
+	return true;
+}
+
 void fs_barrier(void *arg)
 {
 	struct fs *fs = arg;
@@ -163,6 +184,7 @@ void fs_barrier(void *arg)
 			fs_expire_entry(fs, v[i].parent, v[i].name, S_ISDIR(v[i].type));
 	}
 	inode_cached_free(v, n);
+	negative_take_all(fs->negatives, expire_negative, fs);
 }
 
 static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -232,6 +254,8 @@ void fs_status(struct fs *fs, struct buf *text)
 	buf_printf(text, "open files: %u (directories: %u)\n", atomic_load(&fs->open_files),
 		   atomic_load(&fs->open_dirs));
 	buf_printf(text, "pending write bytes: %" PRIu64 "\n", fs_pending_bytes(fs));
+	buf_printf(text, "missing names kept by the kernel: %zu (at most %d)\n",
+		   negative_count(fs->negatives), NEGATIVE_MAX_ENTRIES);
 	struct conn *c = conn_get(fs->conn, 0);
 	if (c) {
 		struct sftp_stats st;
@@ -414,6 +438,7 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
 		  uint64_t seq, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
+	negative_remove(fs->negatives, parent, name);
 	e->ino = inode_enter(fs->inodes, parent, name, fs_attrs_type(a), 1, now_ms());
 	if (!e->ino)
 		return -ENOMEM;

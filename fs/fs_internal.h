@@ -144,8 +144,9 @@ struct fs {
 	bool have_root_attrs;
 	/* Bumped whenever the data of an inode in the slot may have changed (ops_read.c). */
 	atomic_uint_fast64_t data_epoch[FS_EPOCH_SLOTS];
-	char mountpoint[PATH_MAX]; /* local, absolute ("" until known): symlink targets */
+	char mountpoint[PATH_MAX];	 /* local, absolute ("" until known): symlink targets */
 	struct stat_helper *stat_helper; /* stats through the mount (kernel_size.c) */
+	struct negative_set *negatives;	 /* "does not exist" the kernel keeps (negative.c) */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection
@@ -195,6 +196,8 @@ double fs_attr_timeout(struct fs *fs, const struct sftp_attrs *a);
  * fs_seq() is read before the remote call whose answer is remembered; FS_SEQ_NONE: the
  * attributes are not remembered (they came from the cache, or are not the server's). */
 #define FS_SEQ_NONE UINT64_MAX
+/* At most this many "does not exist" answers kept by the kernel at once (negative.c). */
+#define NEGATIVE_MAX_ENTRIES 65536
 uint64_t fs_seq(struct fs *fs);
 void fs_remember_attrs(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq);
 /* The attributes of `ino` when they are fresh and trusted (watched, not written through an open
@@ -204,6 +207,10 @@ bool fs_fresh_attrs(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a);
  * for fs_remember_attrs. */
 int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const struct sftp_attrs *a,
 		  uint64_t seq, struct fuse_entry_param *e);
+/* Answer a lookup that found nothing with a negative entry the kernel keeps, when the watch
+ * is trusted and nothing was reported since `seq`; false: answer with a plain ENOENT. */
+bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t seq,
+		      struct fuse_entry_param *e);
 /* lstat the new name and answer with its entry (mkdir, symlink, link, mknod). */
 void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name);
 mode_t fs_attrs_type(const struct sftp_attrs *a);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "negative.h"
 
 /* The sandbox changed `ino`: nothing cached of it is served again (ops_read.c has the rule): not
  * the daemon's read-ahead, not the size open files knew, not the kernel's attributes and pages. */
@@ -64,6 +65,7 @@ void fs_notify_change(void *arg, const char *remote_path)
 	if (name) {
 		/* its name, or a cached "does not exist": revalidated at the next use */
 		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
+		negative_remove(fs->negatives, dir, name);
 		inval_inode(fs, dir); /* the listing of the directory holding it */
 	}
 	free(copy);

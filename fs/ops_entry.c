@@ -8,6 +8,7 @@
 #include "fs_internal.h"
 #include "linkpath.h"
 #include "log.h"
+#include "negative.h"
 
 #include <errno.h>
 #include <stdio.h> /* RENAME_NOREPLACE */
@@ -76,6 +77,8 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int r = lstat_name(fs, parent, name, &a);
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
+	if (r == -ENOENT && fs_keep_negative(fs, parent, name, seq, &e))
+		r = 0;
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
@@ -555,6 +558,8 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	}
 	if (r == 0)
 		r = inode_rename(fs->inodes, parent, name, newparent, newname);
+	if (r == 0)
+		negative_remove(fs->negatives, newparent, newname);
 	free(from);
 	free(to);
 	fs_reply_errno(req, r);

@@ -575,6 +575,27 @@ def test_agent_killed_or_replaced(suite, sandbox, mounter, how):
           f"failed: {bad}; usable again {back:.1f}s after; daemon VmHWM {hwm} MiB")
 
 
+@pytest.mark.backends("ssh", "docker", "podman")
+def test_missing_name_created_while_watch_down(suite, sandbox, mounter):
+    """The kernel keeps "does not exist" under the watch; a name created while the watch is down
+    (the agent killed) is reported by nobody, so the reconnect must drop every such answer."""
+    m = mounter(opts=sandbox.opts(op_timeout=OP_TIMEOUT, keepalive=1, agent="on"))
+    m.rmkdir("d")
+    for _ in range(3):
+        assert not (m / "d" / "later").exists()
+    mine = [p for p in agent_pids(sandbox, m)
+            if str(m.remote) in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")
+            or sandbox.name != "ssh"]
+    assert mine, "no agent process found"
+    h.kill_pids(mine, signal.SIGKILL)
+    m.rwrite("d/later", b"made while nobody watched")
+    assert h.wait_until(lambda: m.exec("-c", "echo up", timeout=30).stdout == b"up\n", 30, 0.5), \
+        status(suite, m.mp) + suite.daemon_logs(m.mp)
+    assert h.wait_until(lambda: (m / "d" / "later").exists(), 3), \
+        "a missing name kept from before the reconnect hides a file"
+    assert (m / "d" / "later").read_bytes() == b"made while nobody watched"
+
+
 # ---- 7. disk full ----
 
 @pytest.fixture

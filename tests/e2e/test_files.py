@@ -5,7 +5,9 @@ as the container's workspace), and the reverse direction. Every test runs on eve
 import errno
 import multiprocessing
 import os
+import re
 import stat
+import time
 
 import pytest
 
@@ -423,6 +425,41 @@ def test_watched_own_writes_seen_at_once(mounter, sandbox):
     assert sorted(os.listdir(m / "sub")) == ["x"]
     os.unlink(m / "sub" / "x")
     assert os.listdir(m / "sub") == []
+
+
+def lookup_count(suite, m):
+    """How many lookups reached the daemon (--status)."""
+    st = suite.sandmount("--status", m.mp, timeout=30).stdout.decode(errors="replace")
+    found = re.search(r"^\s*lookup: (\d+),", st, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def test_watched_missing_names_kept_until_created(suite, mounter, sandbox):
+    """Under the watch the kernel keeps "does not exist" (git, compilers and module resolvers ask
+    for the same missing names again and again); a name the sandbox creates shows within moments,
+    one the mount creates or renames onto shows at once."""
+    m = mounter(opts=sandbox.opts(agent="on"))
+    m.rmkdir("d")
+    m.rwrite("d/src", b"src")
+    time.sleep(0.5)  # its change report: an answer given while one arrives is not kept
+    assert not (m / "d" / "gone").exists()
+    before = lookup_count(suite, m)
+    for _ in range(20):
+        assert not (m / "d" / "gone").exists()
+    assert lookup_count(suite, m) == before, "the missing name was asked for again"
+    m.rwrite("d/gone", b"made in the sandbox")
+    assert h.wait_until(lambda: (m / "d" / "gone").exists(), 1.5)
+    assert (m / "d" / "gone").read_bytes() == b"made in the sandbox"
+    for name in ("local", "target", "dir"):
+        assert not (m / "d" / name).exists()
+    (m / "d" / "local").write_bytes(b"x")
+    assert (m / "d" / "local").read_bytes() == b"x"
+    os.rename(m / "d" / "src", m / "d" / "target")
+    assert (m / "d" / "target").read_bytes() == b"src"
+    os.mkdir(m / "d" / "dir")
+    assert (m / "d" / "dir").is_dir()
+    os.unlink(m.r("d/gone"))  # gone again, from the sandbox: the positive entry goes too
+    assert h.wait_until(lambda: not (m / "d" / "gone").exists(), 1.5)
 
 
 def test_futimens_before_close_sticks(mnt):
