@@ -115,6 +115,7 @@ struct ssh_tr {
 	/* shared */
 	bool stop;
 	bool connected;
+	bool no_quickack; /* the session's descriptor is not TCP (a ProxyCommand's pipe) */
 	char lost_msg[512];
 	struct pump_chan *chans;
 	int64_t rtt_us;

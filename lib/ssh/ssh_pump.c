@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <libssh/server.h> /* ssh_send_keepalive */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -472,6 +474,17 @@ static int service_all(struct ssh_tr *tr, int timeout)
 	return timeout;
 }
 
+/* Acknowledge what arrives at once. sshd leaves Nagle on for sessions without a terminal, so
+ * of two small replies in a row (pipelined SFTP requests) it holds the second until the first
+ * is acknowledged, and a delayed ACK (up to 40 ms) held it that long. Linux drops quick-ACK
+ * mode by itself, so it is asked for again before every read. */
+static void ack_quickly(struct ssh_tr *tr, int fd)
+{
+	int one = 1;
+	if (!tr->no_quickack && setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one)) < 0)
+		tr->no_quickack = true;
+}
+
 static void handle_events(struct ssh_tr *tr, struct pollfd *pfds, size_t n)
 {
 	uint64_t v;
@@ -485,6 +498,8 @@ static void handle_events(struct ssh_tr *tr, struct pollfd *pfds, size_t n)
 	}
 	if (!tr->connected)
 		return;
+	if (n > 1 && (pfds[1].revents & POLLIN))
+		ack_quickly(tr, pfds[1].fd);
 	if (ssh_event_dopoll(tr->event, 0) == SSH_ERROR || !ssh_is_connected(tr->session))
 		session_lost(tr, ssh_get_error(tr->session));
 }
