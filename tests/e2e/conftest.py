@@ -445,6 +445,17 @@ def mounter(suite, sandbox, request):
             raise AssertionError("\n".join(errors))
 
 
+# Lines a test wants in the run's summary (the exerciser's seed counts): shown after the results.
+SUMMARY_LINES = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SUMMARY_LINES:
+        terminalreporter.section("exerciser")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _suite is None:
         return

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import helpers as h
+import conftest
 from conftest import Mount
 
 FSX = h.BUILD / "tests" / "sm-fsx"
@@ -63,8 +64,10 @@ def run_seeds(suite, m, name, hook_args=None):
             continue
         ops += int(out.split(": ")[2].split()[0])
     elapsed = time.monotonic() - t0
-    print(f"sm-fsx {name}: {seeds} seeds ({ops} ops) in {elapsed:.1f}s = "
-          f"{seeds * 60 / elapsed:.1f} seeds/min; {len(failures)} failed")
+    line = (f"sm-fsx {name}: {seeds} seeds ({ops} ops) in {elapsed:.1f}s = "
+            f"{seeds * 60 / elapsed:.1f} seeds/min; {len(failures)} failed")
+    print(line)
+    conftest.SUMMARY_LINES.append(line)
     assert not failures, (f"sm-fsx {name}: {len(failures)} of {seeds} seeds failed "
                           f"(op logs in {logs}):\n" + "\n\n".join(failures))
     assert seeds >= 1
