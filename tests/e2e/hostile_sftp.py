@@ -97,7 +97,7 @@ class Server:
         self.handles = {}  # handle -> [path, listed?]
         self.next_handle = 0
         self.batch = 0
-        self.closed = []  # handles of evil the client closed
+        self.closed = []  # handles of evil the client closed (list_* scenarios)
 
     def kind(self, path):
         base = path.rstrip("/").rsplit("/", 1)[-1]
@@ -234,7 +234,7 @@ class Server:
         if ptype == FXP["CLOSE"]:
             n = struct.unpack(">I", body[:4])[0]
             path = self.handles.pop(body[4:4 + n], [""])[0]
-            if self.evil(path):
+            if self.evil(path) and scenario.startswith("list_"):
                 self.closed.append(body[4:4 + n])
             return status(rid, OK)
         if ptype == FXP["EXTENDED"] and body.startswith(sstr("list@sandmount")):
