@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -258,6 +259,21 @@ int reply_errno(uint32_t id, int err)
 		break;
 	}
 	return reply_status(id, code, strerror(err));
+}
+
+int reply_bad_handle(uint32_t id)
+{
+	return reply_status(id, SSH2_FX_FAILURE, "Invalid handle");
+}
+
+struct handle *slot_for(uint32_t id, char *path, int *rc)
+{
+	struct handle *h = handle_alloc();
+	if (!h) {
+		free(path);
+		*rc = reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
+	}
+	return h;
 }
 
 void put_handle(struct buf *out, const struct handle *h)

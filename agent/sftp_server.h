@@ -1,6 +1,6 @@
-/* sftp_server.h: how the SFTP server's two halves meet. sftp_server.c owns the packet loop, the
+/* sftp_server.h: how the SFTP server's parts meet. sftp_server.c owns the packet loop, the
  * handle table, the reply helpers and the attribute codec; sftp_server_ops.c holds one handler
- * per request type and per extension. */
+ * per request type and per extension, except the directory ones, in sftp_server_dir.c. */
 #ifndef SANDMOUNT_AGENT_SFTP_SERVER_H
 #define SANDMOUNT_AGENT_SFTP_SERVER_H
 
@@ -71,6 +71,9 @@ int handle_get(struct buf *req, struct handle **h);
 int handle_fd(const struct handle *h);
 /* Close and free the slot; 0 or -1 with errno. */
 int handle_close(struct handle *h);
+/* The slot for a handle about to be opened; NULL when all are taken (path freed, a FAILURE
+ * reply queued, its result in *rc). */
+struct handle *slot_for(uint32_t id, char *path, int *rc);
 
 /* Replies. Each request gets exactly one. */
 struct buf *reply_queue(void);
@@ -83,10 +86,17 @@ int reply_status(uint32_t id, uint32_t code, const char *msg);
  * others FAILURE), with the strerror text as message. Returns 0. */
 int reply_errno(uint32_t id, int err);
 int reply_handle(uint32_t id, const struct handle *h);
+/* FAILURE "Invalid handle": a handle unknown or of the wrong kind. Returns 0. */
+int reply_bad_handle(uint32_t id);
 /* The handle's wire form (a string), into a reply being built. */
 void put_handle(struct buf *out, const struct handle *h);
 int reply_attrs(uint32_t id, const struct stat *st);
 /* A NAME reply with one entry (name and long name alike) and empty attributes. */
 int reply_name(uint32_t id, const char *name);
+
+/* sftp_server_dir.c: the directory handlers the tables in sftp_server_ops.c name. */
+int process_opendir(uint32_t id, struct buf *req);
+int process_readdir(uint32_t id, struct buf *req);
+int process_sm_list(uint32_t id, struct buf *req);
 
 #endif

@@ -1,7 +1,8 @@
 /* sftp_server_ops.c: one handler per SFTP v3 request and per OpenSSH extension, each doing what
  * OpenSSH's sftp-server does for it, so clients written against OpenSSH work unchanged; and our
  * own extensions (stat@sandmount, mknod@sandmount, open-read@sandmount: lib/proto/sftp_proto.h). A
- * handler parses its request, makes the system call and queues one reply (see sftp_server.h). */
+ * handler parses its request, makes the system call and queues one reply (see sftp_server.h).
+ * The directory requests (OPENDIR, READDIR, list@sandmount) are in sftp_server_dir.c. */
 #include "sftp_server.h"
 
 #include <errno.h>
@@ -14,17 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READDIR_BATCH 100 /* names per READDIR reply, as OpenSSH */
-
 /* The errno of a system call's result: 0 on success. */
 static int err_of(int r)
 {
 	return r < 0 ? errno : 0;
-}
-
-static int reply_bad_handle(uint32_t id)
-{
-	return reply_status(id, SSH2_FX_FAILURE, "Invalid handle");
 }
 
 static int get_two_paths(struct buf *req, char **first, char **second)
@@ -187,18 +181,6 @@ static int get_path_u32(struct buf *req, char **path, uint32_t *v)
 	return 0;
 }
 
-/* The slot for a handle about to be opened; NULL when all are taken (path freed, the reply
- * queued, its result in *rc). */
-static struct handle *slot_for(uint32_t id, char *path, int *rc)
-{
-	struct handle *h = handle_alloc();
-	if (!h) {
-		free(path);
-		*rc = reply_status(id, SSH2_FX_FAILURE, "Too many open handles");
-	}
-	return h;
-}
-
 static int process_open(uint32_t id, struct buf *req)
 {
 	char *path;
@@ -338,108 +320,6 @@ static int process_fsetstat(uint32_t id, struct buf *req)
 		return reply_bad_handle(id);
 	struct target t = {.fd = handle_fd(h), .path = NULL, .at_flags = 0};
 	return reply_errno(id, err_of(apply_attrs(&t, &a)));
-}
-
-/* ---- directories ---- */
-
-static int process_opendir(uint32_t id, struct buf *req)
-{
-	char *path;
-	if (buf_get_cstring(req, &path) < 0)
-		return -1;
-	int rc;
-	struct handle *h = slot_for(id, path, &rc);
-	if (!h)
-		return rc;
-	DIR *dir = opendir(path);
-	int err = errno;
-	free(path);
-	if (!dir)
-		return reply_errno(id, err);
-	h->kind = HANDLE_DIR;
-	h->dir = dir;
-	return reply_handle(id, h);
-}
-
-/* "drwxr-xr-x" as ls(1) and strmode(3) write it. */
-static void mode_string(mode_t m, char s[11])
-{
-	static const struct {
-		mode_t type;
-		char c;
-	} types[] = {{S_IFDIR, 'd'}, {S_IFLNK, 'l'},  {S_IFCHR, 'c'}, {S_IFBLK, 'b'},
-		     {S_IFIFO, 'p'}, {S_IFSOCK, 's'}, {S_IFREG, '-'}};
-	s[0] = '?';
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		if ((m & S_IFMT) == types[i].type)
-			s[0] = types[i].c;
-	s[1] = (m & S_IRUSR) ? 'r' : '-';
-	s[2] = (m & S_IWUSR) ? 'w' : '-';
-	s[3] = (m & S_ISUID) ? ((m & S_IXUSR) ? 's' : 'S') : ((m & S_IXUSR) ? 'x' : '-');
-	s[4] = (m & S_IRGRP) ? 'r' : '-';
-	s[5] = (m & S_IWGRP) ? 'w' : '-';
-	s[6] = (m & S_ISGID) ? ((m & S_IXGRP) ? 's' : 'S') : ((m & S_IXGRP) ? 'x' : '-');
-	s[7] = (m & S_IROTH) ? 'r' : '-';
-	s[8] = (m & S_IWOTH) ? 'w' : '-';
-	s[9] = (m & S_ISVTX) ? ((m & S_IXOTH) ? 't' : 'T') : ((m & S_IXOTH) ? 'x' : '-');
-	s[10] = '\0';
-}
-
-/* The `ls -l` line OpenSSH sends as a name's long name; owners are numeric (no NSS in a static
- * binary). The date shows the time for the last six months, else the year. */
-static void long_name(char *out, size_t size, const char *name, const struct stat *st)
-{
-	char mode[11], date[32] = "";
-	struct tm tm;
-	time_t now = time(NULL);
-	mode_string(st->st_mode, mode);
-	if (localtime_r(&st->st_mtime, &tm)) {
-		bool recent = now - (365 * 24 * 60 * 60) / 2 < st->st_mtime && now >= st->st_mtime;
-		if (!strftime(date, sizeof(date), recent ? "%b %e %H:%M" : "%b %e  %Y", &tm))
-			date[0] = '\0';
-	}
-	snprintf(out, size, "%s  %3u %-8u %-8u %8llu %s %s", mode, (unsigned)st->st_nlink,
-		 (unsigned)st->st_uid, (unsigned)st->st_gid, (unsigned long long)st->st_size, date,
-		 name);
-}
-
-static int process_readdir(uint32_t id, struct buf *req)
-{
-	struct handle *h;
-	if (handle_get(req, &h) < 0)
-		return -1;
-	if (!h || h->kind != HANDLE_DIR)
-		return reply_bad_handle(id);
-	struct buf *out = reply_queue();
-	size_t start = reply_begin(SSH2_FXP_NAME, id);
-	size_t count_pos = out->len;
-	buf_put_u32(out, 0);
-	uint32_t count = 0;
-	int err = 0;
-	while (count < READDIR_BATCH) {
-		errno = 0;
-		struct dirent *de = readdir(h->dir);
-		if (!de) {
-			err = errno;
-			break;
-		}
-		struct stat st;
-		if (fstatat(dirfd(h->dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue; /* gone since it was listed */
-		char line[sizeof(de->d_name) + 128];
-		long_name(line, sizeof(line), de->d_name, &st);
-		buf_put_cstring(out, de->d_name);
-		buf_put_cstring(out, line);
-		sftp_attrs_put_stat(out, &st);
-		count++;
-	}
-	if (count == 0) {
-		buf_truncate(out, start);
-		return err ? reply_errno(id, err) : reply_status(id, SSH2_FX_EOF, NULL);
-	}
-	buf_set_u32_at(out, count_pos, count);
-	reply_end(start);
-	return 0;
 }
 
 static int process_remove(uint32_t id, struct buf *req)
@@ -762,5 +642,6 @@ const struct sftp_extension sftp_extensions[] = {
     {SM_EXT_STAT, "1", process_sm_stat},
     {SM_EXT_MKNOD, "1", process_sm_mknod},
     {SM_EXT_OPEN_READ, "1", process_sm_open_read},
+    {SM_EXT_LIST, "1", process_sm_list},
     {NULL, NULL, NULL},
 };

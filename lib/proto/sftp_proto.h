@@ -87,10 +87,24 @@
  * reads its first bytes in the same trip: an EXTENDED_REPLY with string handle, the file's
  * attributes (as in ATTRS, of the open file), string data (at most len bytes from offset 0;
  * fewer means the end of the file was reached). A STATUS reply when the open or the read failed
- * (nothing stays open then); len is capped at the server's read maximum. */
+ * (nothing stays open then); len is capped at the server's read maximum.
+ *
+ * "list@sandmount": request string path. Opens the directory and sends as many of its entries
+ * as fit in the same reply: an EXTENDED_REPLY with u32 flags (SM_LIST_*), string handle (empty
+ * when SM_LIST_COMPLETE: every entry is in this reply and nothing stays open; otherwise an open
+ * directory handle the client continues with READDIR and CLOSEs), u32 count, then count entries
+ * exactly as in a NAME reply (string filename, string longname, attrs with the stat@sandmount
+ * pair). A STATUS reply when the open fails, as OPENDIR's. The server stops adding entries at
+ * SM_LIST_MAX_BYTES of reply or SM_LIST_MAX_ENTRIES entries; an entry read but not sent is the
+ * first one READDIR returns. */
 #define SM_EXT_STAT	 "stat@sandmount"
 #define SM_EXT_MKNOD	 "mknod@sandmount"
 #define SM_EXT_OPEN_READ "open-read@sandmount"
+#define SM_EXT_LIST	 "list@sandmount"
+
+#define SM_LIST_COMPLETE    0x01
+#define SM_LIST_MAX_BYTES   (192 * 1024)
+#define SM_LIST_MAX_ENTRIES 4096
 
 #define SM_STAT_DEVINO 0x01 /* dev, ino */
 #define SM_STAT_NLINK  0x02

@@ -65,6 +65,7 @@ enum sftp_ext {
 	SFTP_EXT_SM_STAT = 1 << 5,	/* stat@sandmount: full stat, times with nanoseconds */
 	SFTP_EXT_SM_MKNOD = 1 << 6,	/* mknod@sandmount */
 	SFTP_EXT_SM_OPEN_READ = 1 << 7, /* open-read@sandmount */
+	SFTP_EXT_SM_LIST = 1 << 8,	/* list@sandmount */
 };
 
 struct sftp_limits {
@@ -133,8 +134,10 @@ int sftp_read_async(struct sftp_client *c, const struct sftp_handle *h, uint64_t
 int sftp_req_wait(struct sftp_req *r);
 int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got);
 
-/* List a directory: calls cb for every entry except "." and "..". cb returns 0 to go on. Two
- * READDIRs are kept in flight and the handle is closed without waiting. Names with a '/' or longer
+/* List a directory: calls cb for every entry except "." and "..". cb returns 0 to go on. With
+ * list@sandmount the open and the first entries (all of a directory of up to ~4096) come in one
+ * round trip; otherwise OPENDIR. Two READDIRs are kept in flight for the rest, and a handle left
+ * open is closed without waiting. Names with a '/' or longer
  * than max_name are skipped (and logged); a listing past max_dir_entries or max_listing_bytes is
  * -EIO (logged), one that lasts longer than the op timeout in all -ETIMEDOUT. */
 typedef int (*sftp_dir_cb)(void *ctx, const char *name, const struct sftp_attrs *a);

@@ -1,5 +1,6 @@
 /* sftp_internal.h: what sftp_client.c (connection, request table, reader), sftp_codec.c (wire
- * formats) and sftp_ops.c (the operations) share. Not for use outside lib/sftp/. */
+ * formats), sftp_ops.c (the operations) and sftp_list.c (directory listings) share. Not for use
+ * outside lib/sftp/. */
 #ifndef SANDMOUNT_SFTP_INTERNAL_H
 #define SANDMOUNT_SFTP_INTERNAL_H
 
@@ -67,6 +68,22 @@ int sftp_wait(struct sftp_req *r);
 void sftp_req_free(struct sftp_req *r);
 /* Give up on a request that was sent: freed now if answered, else when the reply arrives. */
 void sftp_req_abandon(struct sftp_req *r);
+
+/* sftp_ops.c: request helpers sftp_list.c uses too. */
+/* Send pkt (consumed) and wait: 0 with *out the answered request (to free). */
+int sftp_call(struct sftp_client *c, struct buf *pkt, struct sftp_req **out);
+/* A reply that is not the one wanted: its status as an errno, else -EPROTO. Frees r. */
+int sftp_reply_error(struct sftp_req *r);
+/* Send pkt and parse a HANDLE reply into h. */
+int sftp_call_handle(struct sftp_client *c, struct buf *pkt, struct sftp_handle *h);
+/* Attributes from r's reply (stat@sandmount's fields only from a server that offers it): 0, -1. */
+int sftp_decode_attrs(struct sftp_req *r, struct sftp_attrs *a);
+/* Wait for a reply of type want or an EOF status: 0 with r kept for the caller, 1 at EOF, or a
+ * negative errno (r freed in both of those cases). */
+int sftp_wait_reply_or_eof(struct sftp_req *r, uint8_t want);
+/* What an LSTAT finds at path (error paths only: it costs a round trip). */
+enum sftp_kind { SFTP_KIND_NONE, SFTP_KIND_DIR, SFTP_KIND_OTHER };
+enum sftp_kind sftp_lstat_kind(struct sftp_client *c, const char *path);
 
 /* sftp_codec.c */
 void sftp_packet_begin(struct buf *b, uint8_t type); /* length and id filled in by sftp_send */

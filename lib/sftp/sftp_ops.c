@@ -27,7 +27,7 @@ static void begin_handle(struct buf *b, uint8_t type, const struct sftp_handle *
 }
 
 /* Send pkt (consumed) and wait: 0 with *out the answered request. */
-static int call(struct sftp_client *c, struct buf *pkt, struct sftp_req **out)
+int sftp_call(struct sftp_client *c, struct buf *pkt, struct sftp_req **out)
 {
 	struct sftp_req *r = NULL;
 	int e = sftp_send(c, pkt, NULL, 0, &r);
@@ -39,7 +39,7 @@ static int call(struct sftp_client *c, struct buf *pkt, struct sftp_req **out)
 }
 
 /* A reply that is not the one wanted: its status as an errno, else -EPROTO. Frees r. */
-static int reply_error(struct sftp_req *r)
+int sftp_reply_error(struct sftp_req *r)
 {
 	uint32_t code;
 	int e = -EPROTO;
@@ -68,13 +68,13 @@ static int reply_status(struct sftp_req *r)
 static int call_status(struct sftp_client *c, struct buf *pkt)
 {
 	struct sftp_req *r = NULL;
-	int e = call(c, pkt, &r);
+	int e = sftp_call(c, pkt, &r);
 	return e < 0 ? e : reply_status(r);
 }
 
 /* Attributes of a reply to r: stat@sandmount's fields count only from a server that offered
  * the extension (our agent). 0 or -1. */
-static int decode_attrs(struct sftp_req *r, struct sftp_attrs *a)
+int sftp_decode_attrs(struct sftp_req *r, struct sftp_attrs *a)
 {
 	if (sftp_attrs_decode(&r->reply, a) < 0)
 		return -1;
@@ -87,24 +87,24 @@ static int decode_attrs(struct sftp_req *r, struct sftp_attrs *a)
 static int call_attrs(struct sftp_client *c, struct buf *pkt, struct sftp_attrs *a)
 {
 	struct sftp_req *r = NULL;
-	int e = call(c, pkt, &r);
+	int e = sftp_call(c, pkt, &r);
 	if (e < 0)
 		return e;
 	if (r->reply_type != SSH2_FXP_ATTRS)
-		return reply_error(r);
-	e = decode_attrs(r, a) < 0 ? -EPROTO : 0;
+		return sftp_reply_error(r);
+	e = sftp_decode_attrs(r, a) < 0 ? -EPROTO : 0;
 	sftp_req_free(r);
 	return e;
 }
 
-static int call_handle(struct sftp_client *c, struct buf *pkt, struct sftp_handle *h)
+int sftp_call_handle(struct sftp_client *c, struct buf *pkt, struct sftp_handle *h)
 {
 	struct sftp_req *r = NULL;
-	int e = call(c, pkt, &r);
+	int e = sftp_call(c, pkt, &r);
 	if (e < 0)
 		return e;
 	if (r->reply_type != SSH2_FXP_HANDLE)
-		return reply_error(r);
+		return sftp_reply_error(r);
 	e = sftp_parse_handle(&r->reply, h);
 	sftp_req_free(r);
 	return e;
@@ -113,11 +113,11 @@ static int call_handle(struct sftp_client *c, struct buf *pkt, struct sftp_handl
 static int call_name(struct sftp_client *c, struct buf *pkt, char **name)
 {
 	struct sftp_req *r = NULL;
-	int e = call(c, pkt, &r);
+	int e = sftp_call(c, pkt, &r);
 	if (e < 0)
 		return e;
 	if (r->reply_type != SSH2_FXP_NAME)
-		return reply_error(r);
+		return sftp_reply_error(r);
 	e = sftp_parse_single_name(&r->reply, name);
 	sftp_req_free(r);
 	return e;
@@ -125,22 +125,20 @@ static int call_name(struct sftp_client *c, struct buf *pkt, char **name)
 
 /* ---- error refinement (error paths only) ---- */
 
-enum kind { KIND_NONE, KIND_DIR, KIND_OTHER };
-
-static enum kind lstat_kind(struct sftp_client *c, const char *path)
+enum sftp_kind sftp_lstat_kind(struct sftp_client *c, const char *path)
 {
 	struct sftp_attrs a;
 	if (sftp_lstat(c, path, &a) < 0)
-		return KIND_NONE;
+		return SFTP_KIND_NONE;
 	if ((a.flags & SFTP_ATTR_PERM) && S_ISDIR(a.perm))
-		return KIND_DIR;
-	return KIND_OTHER;
+		return SFTP_KIND_DIR;
+	return SFTP_KIND_OTHER;
 }
 
 /* A FAILURE where the target's existence is the likely cause. */
 static int exists_or_eio(struct sftp_client *c, int e, const char *path)
 {
-	if (e == -EIO && lstat_kind(c, path) != KIND_NONE)
+	if (e == -EIO && sftp_lstat_kind(c, path) != SFTP_KIND_NONE)
 		return -EEXIST;
 	return e;
 }
@@ -213,11 +211,11 @@ static int open_error(struct sftp_client *c, const char *path, uint32_t pflags, 
 {
 	if (e != -EIO)
 		return e;
-	enum kind k = lstat_kind(c, path);
-	if (k != KIND_NONE &&
+	enum sftp_kind k = sftp_lstat_kind(c, path);
+	if (k != SFTP_KIND_NONE &&
 	    (pflags & (SFTP_OPEN_CREAT | SFTP_OPEN_EXCL)) == (SFTP_OPEN_CREAT | SFTP_OPEN_EXCL))
 		return -EEXIST;
-	if (k == KIND_DIR && (pflags & SFTP_OPEN_WRITE))
+	if (k == SFTP_KIND_DIR && (pflags & SFTP_OPEN_WRITE))
 		return -EISDIR;
 	return e;
 }
@@ -227,7 +225,7 @@ int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const st
 {
 	struct buf b;
 	begin_open(&b, path, pflags, a);
-	return open_error(c, path, pflags, call_handle(c, &b, h));
+	return open_error(c, path, pflags, sftp_call_handle(c, &b, h));
 }
 
 /* Wait for a reply of the given type; 0 with r still to free, else the error (r freed). */
@@ -236,7 +234,7 @@ static int wait_reply(struct sftp_req *r, uint8_t type)
 	int e = sftp_wait(r);
 	if (e < 0)
 		return e;
-	return r->reply_type == type ? 0 : reply_error(r);
+	return r->reply_type == type ? 0 : sftp_reply_error(r);
 }
 
 int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
@@ -264,7 +262,7 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 		return open_error(c, path, pflags, e);
 	}
 	if (rs && wait_reply(rs, SSH2_FXP_ATTRS) == 0) {
-		*have_st = decode_attrs(rs, st) == 0;
+		*have_st = sftp_decode_attrs(rs, st) == 0;
 		sftp_req_free(rs);
 	}
 	return 0;
@@ -323,7 +321,7 @@ static int send_write(struct sftp_client *c, const struct sftp_handle *h, uint64
 
 /* Wait for a request that answers `want` or, at the end, an EOF status: 0 with r kept for the
  * caller, 1 at EOF, or a negative errno (r freed in both of those cases). */
-static int wait_reply_or_eof(struct sftp_req *r, uint8_t want)
+int sftp_wait_reply_or_eof(struct sftp_req *r, uint8_t want)
 {
 	int e = sftp_wait(r);
 	if (e < 0)
@@ -334,14 +332,14 @@ static int wait_reply_or_eof(struct sftp_req *r, uint8_t want)
 		sftp_req_free(r);
 		return code == SSH2_FX_EOF ? 1 : e == 0 ? -EPROTO : e;
 	}
-	return r->reply_type == want ? 0 : reply_error(r);
+	return r->reply_type == want ? 0 : sftp_reply_error(r);
 }
 
 /* Collect a read: copies at most len bytes to p, *got = 0 at EOF. Frees r. */
 static int finish_read(struct sftp_req *r, void *p, size_t len, size_t *got)
 {
 	*got = 0;
-	int e = wait_reply_or_eof(r, SSH2_FXP_DATA);
+	int e = sftp_wait_reply_or_eof(r, SSH2_FXP_DATA);
 	if (e != 0)
 		return e == 1 ? 0 : e;
 	const uint8_t *data;
@@ -368,7 +366,7 @@ static int finish_status(struct sftp_req *r)
 		return 0;
 	}
 	if (r->reply_type != SSH2_FXP_STATUS)
-		return reply_error(r);
+		return sftp_reply_error(r);
 	uint32_t code;
 	e = sftp_parse_status(&r->reply, &code);
 	sftp_req_free(r);
@@ -489,138 +487,7 @@ int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got)
 	return finish_read(r, p, len, got);
 }
 
-/* ---- directories ---- */
-
-/* READDIR requests kept in flight while listing: a directory that fits in one batch is listed
- * in one round trip (the second request's EOF comes back with the first batch). */
-#define READDIR_AHEAD 2
-
-static int send_readdir(struct sftp_client *c, const struct sftp_handle *h, struct sftp_req **out)
-{
-	struct buf b;
-	begin_handle(&b, SSH2_FXP_READDIR, h);
-	return sftp_send(c, &b, NULL, 0, out);
-}
-
-/* One listing's progress against the client's bounds (mount_limits.h). */
-struct listing {
-	const char *path;
-	uint64_t entries, bytes, skipped;
-	int64_t deadline;
-};
-
-/* A name the sandbox may not give us: one with a '/' (it would name another path), an empty one,
- * or one over max_name. "." and ".." are not entries. NUL cannot occur (buf_get_cstring). */
-static bool name_refused(const struct sftp_client *c, const char *name, struct listing *l)
-{
-	if (!strcmp(name, ".") || !strcmp(name, ".."))
-		return true;
-	if (*name && !strchr(name, '/') && strlen(name) <= c->lim.max_name)
-		return false;
-	l->skipped++;
-	return true;
-}
-
-/* A listing past its bounds is refused as a whole: a partial listing would look complete. */
-static int listing_over(const struct sftp_client *c, const struct listing *l)
-{
-	if (l->entries > c->lim.max_dir_entries || l->bytes > c->lim.max_listing_bytes) {
-		log_warn(
-		    "sftp: listing of %s is over max_dir_entries %llu or max_listing_bytes %llu "
-		    "(%llu entries, %llu bytes so far): refused with EIO",
-		    l->path, (unsigned long long)c->lim.max_dir_entries,
-		    (unsigned long long)c->lim.max_listing_bytes, (unsigned long long)l->entries,
-		    (unsigned long long)l->bytes);
-		return -EIO;
-	}
-	if (now_ms() > l->deadline) {
-		log_warn("sftp: listing of %s took longer than the op timeout: refused", l->path);
-		return -ETIMEDOUT;
-	}
-	return 0;
-}
-
-/* Collect one READDIR batch: 1 if more may follow, 0 at the end (or when cb stopped: *stop). */
-static int finish_readdir(struct sftp_req *r, struct listing *l, sftp_dir_cb cb, void *ctx,
-			  int *stop)
-{
-	struct sftp_client *c = r->c;
-	int e = wait_reply_or_eof(r, SSH2_FXP_NAME);
-	if (e != 0)
-		return e == 1 ? 0 : e;
-	uint32_t count;
-	l->bytes += r->reply.len;
-	e = buf_get_u32(&r->reply, &count) < 0 ? -EPROTO : 1;
-	for (uint32_t i = 0; e == 1 && i < count && !*stop; i++) {
-		char *name = NULL;
-		const uint8_t *longname;
-		uint32_t longname_len;
-		struct sftp_attrs a;
-		if (buf_get_cstring(&r->reply, &name) < 0 ||
-		    buf_get_string(&r->reply, &longname, &longname_len) < 0 ||
-		    decode_attrs(r, &a) < 0)
-			e = -EPROTO;
-		else if (++l->entries > c->lim.max_dir_entries)
-			e = listing_over(c, l);
-		else if (!name_refused(c, name, l))
-			*stop = cb(ctx, name, &a);
-		free(name);
-	}
-	sftp_req_free(r);
-	int over = e == 1 ? listing_over(c, l) : 0;
-	return over < 0 ? over : e;
-}
-
-/* READDIR until EOF with READDIR_AHEAD requests in flight; 1 never comes back. */
-static int read_dir_all(struct sftp_client *c, const struct sftp_handle *h, struct listing *l,
-			sftp_dir_cb cb, void *ctx, int *stop)
-{
-	struct sftp_req *q[READDIR_AHEAD];
-	unsigned head = 0, n = 0;
-	int e = 1;
-	while (e == 1 && !*stop) {
-		while (n < READDIR_AHEAD && e == 1) {
-			e = send_readdir(c, h, &q[(head + n) % READDIR_AHEAD]);
-			if (e == 0) {
-				n++;
-				e = 1;
-			}
-		}
-		if (e != 1)
-			break;
-		struct sftp_req *r = q[head];
-		head = (head + 1) % READDIR_AHEAD;
-		n--;
-		e = finish_readdir(r, l, cb, ctx, stop);
-	}
-	for (; n > 0; n--, head = (head + 1) % READDIR_AHEAD)
-		sftp_req_abandon(q[head]);
-	return e;
-}
-
-int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx)
-{
-	struct buf b;
-	struct sftp_handle h;
-	begin_path(&b, SSH2_FXP_OPENDIR, path);
-	int e = call_handle(c, &b, &h);
-	if (e == -ENOENT && lstat_kind(c, path) == KIND_OTHER)
-		return -ENOTDIR;
-	if (e < 0)
-		return e;
-	int stop = 0;
-	struct listing l = {.path = path, .deadline = deadline_in(c->op_timeout_ms)};
-	e = read_dir_all(c, &h, &l, cb, ctx, &stop);
-	sftp_close_async(c, &h);
-	if (l.skipped)
-		log_warn(
-		    "sftp: listing of %s: %llu names skipped (with '/', empty or over max_name "
-		    "%llu)",
-		    path, (unsigned long long)l.skipped, (unsigned long long)c->lim.max_name);
-	if (e < 0)
-		return e;
-	return stop;
-}
+/* ---- directories (listing: sftp_list.c) ---- */
 
 int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)
 {
@@ -636,9 +503,9 @@ int sftp_rmdir(struct sftp_client *c, const char *path)
 	struct buf b;
 	begin_path(&b, SSH2_FXP_RMDIR, path);
 	int e = call_status(c, &b);
-	if (e == -EIO && lstat_kind(c, path) == KIND_DIR)
+	if (e == -EIO && sftp_lstat_kind(c, path) == SFTP_KIND_DIR)
 		return -ENOTEMPTY;
-	if (e == -ENOENT && lstat_kind(c, path) == KIND_OTHER)
+	if (e == -ENOENT && sftp_lstat_kind(c, path) == SFTP_KIND_OTHER)
 		return -ENOTDIR;
 	return e;
 }
@@ -648,7 +515,7 @@ int sftp_remove(struct sftp_client *c, const char *path)
 	struct buf b;
 	begin_path(&b, SSH2_FXP_REMOVE, path);
 	int e = call_status(c, &b);
-	if (e == -EIO && lstat_kind(c, path) == KIND_DIR)
+	if (e == -EIO && sftp_lstat_kind(c, path) == SFTP_KIND_DIR)
 		return -EISDIR;
 	return e;
 }
@@ -664,9 +531,10 @@ static int posix_rename(struct sftp_client *c, const char *from, const char *to)
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
 	int e = call_status(c, &b);
-	if (e == -EIO && lstat_kind(c, to) == KIND_DIR)
-		return lstat_kind(c, from) == KIND_DIR ? -ENOTEMPTY : -EISDIR;
-	if (e == -ENOENT && lstat_kind(c, from) == KIND_DIR && lstat_kind(c, to) == KIND_OTHER)
+	if (e == -EIO && sftp_lstat_kind(c, to) == SFTP_KIND_DIR)
+		return sftp_lstat_kind(c, from) == SFTP_KIND_DIR ? -ENOTEMPTY : -EISDIR;
+	if (e == -ENOENT && sftp_lstat_kind(c, from) == SFTP_KIND_DIR &&
+	    sftp_lstat_kind(c, to) == SFTP_KIND_OTHER)
 		return -ENOTDIR;
 	return e;
 }
@@ -705,7 +573,7 @@ int sftp_readlink(struct sftp_client *c, const char *path, char **target)
 		return -ENAMETOOLONG;
 	}
 	/* OpenSSH reports readlink's EINVAL (not a symlink) as BAD_MESSAGE. */
-	return e == -EPROTO && lstat_kind(c, path) == KIND_OTHER ? -EINVAL : e;
+	return e == -EPROTO && sftp_lstat_kind(c, path) == SFTP_KIND_OTHER ? -EINVAL : e;
 }
 
 int sftp_realpath(struct sftp_client *c, const char *path, char **out)
@@ -750,13 +618,13 @@ int sftp_open_read(struct sftp_client *c, const char *path, uint32_t want, struc
 	sftp_packet_begin_extended(&b, SM_EXT_OPEN_READ);
 	buf_put_cstring(&b, path);
 	buf_put_u32(&b, want);
-	int e = call(c, &b, &r);
+	int e = sftp_call(c, &b, &r);
 	if (e < 0)
 		return e;
 	if (r->reply_type != SSH2_FXP_EXTENDED_REPLY)
-		return reply_error(r);
+		return sftp_reply_error(r);
 	e = sftp_parse_handle(&r->reply, h);
-	if (e == 0 && (decode_attrs(r, st) < 0 || buf_get_string(&r->reply, &p, &n) < 0 ||
+	if (e == 0 && (sftp_decode_attrs(r, st) < 0 || buf_get_string(&r->reply, &p, &n) < 0 ||
 		       n > want || buf_remaining(&r->reply) != 0)) {
 		sftp_close_async(c, h); /* a malformed reply: the handle is not used */
 		e = -EPROTO;
@@ -777,11 +645,11 @@ int sftp_statvfs(struct sftp_client *c, const char *path, struct statvfs *st)
 	struct sftp_req *r = NULL;
 	sftp_packet_begin_extended(&b, "statvfs@openssh.com");
 	buf_put_cstring(&b, path);
-	int e = call(c, &b, &r);
+	int e = sftp_call(c, &b, &r);
 	if (e < 0)
 		return e;
 	if (r->reply_type != SSH2_FXP_EXTENDED_REPLY)
-		return reply_error(r);
+		return sftp_reply_error(r);
 	e = sftp_parse_statvfs(&r->reply, st);
 	sftp_req_free(r);
 	return e;

@@ -23,6 +23,12 @@ Everything the scenario does not touch is answered correctly. Scenarios (argv[1]
   huge_packet a packet length of 2 GiB on READDIR
   silent      READDIR of evil is never answered
   longlink    READLINK of link returns a target just under 1 MiB
+The list_* scenarios advertise our agent's list@sandmount and lie in its reply for evil:
+  list_lying_count  COMPLETE, a count of 1,000,000 and one entry
+  list_complete_handle  COMPLETE, yet a handle (then listed in the root as "closed-<handle>"
+                    once the client CLOSEs it: nothing may stay open)
+  list_endless      a handle without COMPLETE, and READDIR on it never reaches EOF
+  list_garbage      an EXTENDED_REPLY of random bytes
 """
 
 import os
@@ -33,8 +39,8 @@ import time
 
 FXP = dict(INIT=1, VERSION=2, OPEN=3, CLOSE=4, READ=5, WRITE=6, LSTAT=7, FSTAT=8, SETSTAT=9,
            FSETSTAT=10, OPENDIR=11, READDIR=12, REMOVE=13, MKDIR=14, RMDIR=15, REALPATH=16,
-           STAT=17, RENAME=18, READLINK=19, SYMLINK=20, STATUS=101, HANDLE=102, DATA=103,
-           NAME=104, ATTRS=105)
+           STAT=17, RENAME=18, READLINK=19, SYMLINK=20, EXTENDED=200, STATUS=101, HANDLE=102,
+           DATA=103, NAME=104, ATTRS=105, EXTENDED_REPLY=201)
 OK, EOF, NO_SUCH_FILE, FAILURE, UNSUPPORTED = 0, 1, 2, 4, 8
 S_DIR, S_REG, S_LNK = 0o040755, 0o100644, 0o120777
 
@@ -65,11 +71,15 @@ def status(rid, code, msg=""):
     send(FXP["STATUS"], u32(rid) + u32(code) + sstr(msg) + sstr(""))
 
 
-def name_reply(rid, entries, longname=True):
+def names_body(entries, longname=True):
     body = u32(len(entries))
     for n, mode in entries:
         body += sstr(n) + sstr(n if longname else "") + attrs(mode)
-    send(FXP["NAME"], u32(rid) + body)
+    return body
+
+
+def name_reply(rid, entries, longname=True):
+    send(FXP["NAME"], u32(rid) + names_body(entries, longname))
 
 
 def read_exact(n):
@@ -87,6 +97,7 @@ class Server:
         self.handles = {}  # handle -> [path, listed?]
         self.next_handle = 0
         self.batch = 0
+        self.closed = []  # handles of evil the client closed (list_* scenarios)
 
     def kind(self, path):
         base = path.rstrip("/").rsplit("/", 1)[-1]
@@ -111,15 +122,38 @@ class Server:
             if listed:
                 return status(rid, EOF, "eof")
             self.handles[h][1] = True
-            return name_reply(rid, [(".", S_DIR), ("..", S_DIR), ("ok.txt", S_REG),
-                                    ("evil", S_DIR), ("link", S_LNK)])
+            return name_reply(rid, self.root_entries())
         return self.evil_readdir(rid, h, listed)
 
+    def root_entries(self):
+        closed = [("closed-" + h.decode(), S_REG) for h in self.closed]
+        return [(".", S_DIR), ("..", S_DIR), ("ok.txt", S_REG), ("evil", S_DIR),
+                ("link", S_LNK)] + closed
+
+    def sm_list(self, rid, path):
+        """list@sandmount: the whole directory at once, but for evil the scenario's lie."""
+        def reply(body):
+            send(FXP["EXTENDED_REPLY"], u32(rid) + body)
+        if not self.evil(path):
+            return reply(u32(1) + sstr("") + names_body(self.root_entries()))
+        if scenario == "list_lying_count":
+            return reply(u32(1) + sstr("") + u32(1000000) + sstr("one") + sstr("one") +
+                         attrs(S_REG))
+        if scenario == "list_complete_handle":
+            return reply(u32(1) + sstr(self.new_handle(path)) + names_body([("fine", S_REG)]))
+        if scenario == "list_endless":
+            h = self.new_handle(path)
+            self.handles[h][1] = True
+            return reply(u32(0) + sstr(h) + names_body([("first", S_REG)]))
+        if scenario == "list_garbage":
+            return reply(os.urandom(64))
+        return reply(u32(1) + sstr("") + names_body([("fine", S_REG)]))
+
     def evil_readdir(self, rid, h, listed):
-        if listed and scenario not in ("endless", "endless_slow"):
+        if listed and scenario not in ("endless", "endless_slow", "list_endless"):
             return status(rid, EOF, "eof")
         self.handles[h][1] = True
-        if scenario in ("endless", "endless_slow"):
+        if scenario in ("endless", "endless_slow", "list_endless"):
             if scenario == "endless_slow":
                 time.sleep(0.2)
             self.batch += 1
@@ -199,8 +233,14 @@ class Server:
             return name_reply(rid, [(target, S_REG)], longname=False)
         if ptype == FXP["CLOSE"]:
             n = struct.unpack(">I", body[:4])[0]
-            self.handles.pop(body[4:4 + n], None)
+            path = self.handles.pop(body[4:4 + n], [""])[0]
+            if self.evil(path) and scenario.startswith("list_"):
+                self.closed.append(body[4:4 + n])
             return status(rid, OK)
+        if ptype == FXP["EXTENDED"] and body.startswith(sstr("list@sandmount")):
+            p = body[len(sstr("list@sandmount")):]
+            n = struct.unpack(">I", p[:4])[0]
+            return self.sm_list(rid, p[4:4 + n].decode(errors="replace"))
         return status(rid, UNSUPPORTED, "unsupported")
 
 
@@ -211,7 +251,8 @@ def main():
         pkt = read_exact(length)
         ptype = pkt[0]
         if ptype == FXP["INIT"]:
-            send(FXP["VERSION"], u32(3))
+            ext = sstr("list@sandmount") + sstr("1") if scenario.startswith("list_") else b""
+            send(FXP["VERSION"], u32(3) + ext)
             continue
         rid = struct.unpack(">I", pkt[1:5])[0]
         srv.handle(ptype, rid, pkt[5:])

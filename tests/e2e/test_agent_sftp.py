@@ -110,6 +110,11 @@ class Raw:
         if t == STATUS:
             return struct.unpack(">I", rest[:4])[0]
         assert t == NAME
+        out, rest = self.entries(rest)
+        return out
+
+    def entries(self, rest):
+        """The entries of a NAME reply (count, then each one): ([(name, long, attrs)], rest)."""
         count = struct.unpack(">I", rest[:4])[0]
         rest = rest[4:]
         out = []
@@ -136,7 +141,7 @@ class Raw:
                     ext_name, rest = self.take_string(rest)
                     attrs[ext_name.decode()], rest = self.take_string(rest)
             out.append((name.decode(), long_name.decode(), attrs))
-        return out
+        return out, rest
 
     def open(self, path, pflags, perm=None):
         attrs = struct.pack(">II", ATTR_PERM, perm) if perm is not None else struct.pack(">I", 0)
@@ -314,7 +319,8 @@ def test_version_extensions(raw):
         "posix-rename@openssh.com": "1", "statvfs@openssh.com": "2",
         "fstatvfs@openssh.com": "2", "hardlink@openssh.com": "1", "fsync@openssh.com": "1",
         "limits@openssh.com": "1", "lsetstat@openssh.com": "1",
-        "stat@sandmount": "1", "mknod@sandmount": "1", "open-read@sandmount": "1"}
+        "stat@sandmount": "1", "mknod@sandmount": "1", "open-read@sandmount": "1",
+        "list@sandmount": "1"}
 
 
 def test_limits(raw):
@@ -464,6 +470,61 @@ def test_open_read(raw, tmp_path):
     assert time.monotonic() - t0 < 5
     # nothing stays open after a refusal: every handle slot is still there
     handles = [raw.open("f", F_READ) for _ in range(1024)]
+    assert len(handles) == 1024
+
+
+def sm_list(raw, path):
+    """list@sandmount: (flags, handle, entries by name) or the STATUS code."""
+    t, rest = raw.request(EXTENDED, s("list@sandmount") + s(path))
+    if t == STATUS:
+        return struct.unpack(">I", rest[:4])[0]
+    assert t == EXTENDED_REPLY, t
+    flags = struct.unpack(">I", rest[:4])[0]
+    h, rest = raw.take_string(rest[4:])
+    entries, rest = raw.entries(rest)
+    assert rest == b"", "bytes after the entries"
+    return flags, h, {name: (long_name, attrs) for name, long_name, attrs in entries}
+
+
+def test_list(raw, tmp_path):
+    """Our extension: a directory opened and listed in one reply; a large one goes on with
+    READDIR on the handle it leaves open, and no entry is lost or repeated at the seam."""
+    (tmp_path / "small").mkdir()
+    for i in range(150):
+        (tmp_path / "small" / f"f{i:03}").write_text("x" * i)
+    flags, h, seen = sm_list(raw, "small")
+    assert (flags, h) == (1, b"")  # complete, nothing left open
+    assert set(seen) == {".", ".."} | {f"f{i:03}" for i in range(150)}
+    long_name, attrs = seen["f007"]
+    assert attrs["size"] == 7 and long_name.endswith(" f007") and "stat@sandmount" in attrs
+    (tmp_path / "empty").mkdir()
+    assert sm_list(raw, "empty")[:2] == (1, b"")
+
+    big = tmp_path / "big"
+    big.mkdir()
+    names = {f"entry-{i:05}-{'y' * 30}" for i in range(5000)}
+    for n in names:
+        (big / n).write_bytes(b"")
+    flags, h, first = sm_list(raw, "big")
+    assert flags == 0 and len(h) == 8
+    assert 0 < len(first) <= 4096
+    got = list(first)
+    while True:
+        batch = raw.names(READDIR, s(h))
+        if batch == FX_EOF:
+            break
+        got += [name for name, _, _ in batch]
+    assert raw.status(CLOSE, s(h))[0] == FX_OK
+    assert len(got) == len(set(got)) and set(got) == {".", ".."} | names
+
+    assert sm_list(raw, "nothing") == FX_NO_SUCH_FILE
+    (tmp_path / "file").write_text("x")
+    assert sm_list(raw, "file") == FX_NO_SUCH_FILE  # ENOTDIR, as OPENDIR says it
+    # nothing stays open after complete listings and refusals: every handle slot is there
+    for _ in range(50):
+        sm_list(raw, "small")
+        sm_list(raw, "nothing")
+    handles = [raw.open("file", F_READ) for _ in range(1024)]
     assert len(handles) == 1024
 
 

@@ -1,7 +1,9 @@
 """test_hostile: the sandbox is hostile. A scripted malicious SFTP server (hostile_sftp.py, run by
 the testbed's sshd through -o sftp_server=) sends endless listings, bad names, lying counts and
 lengths, wrong ids, replies longer than asked, slow drips, floods, huge packets and a 1 MiB link
-target. For each: the reader gets its answer (an error, or a sanitized listing) within
+target; and, advertising our agent's list@sandmount, listings that lie in its reply (a count
+past the entries, COMPLETE with a handle, a handle whose READDIRs never end, garbage). For each:
+the reader gets its answer (an error, or a sanitized listing) within
 op_timeout plus a margin, the daemon stays up with a bounded peak RSS (VmHWM), unmount works,
 and a healthy mount of the same testbed stays usable throughout.
 
@@ -47,6 +49,10 @@ SCENARIOS = {
     "huge_packet": ("list", {errno.EIO}, {}),
     "silent": ("list", {errno.EIO, errno.ETIMEDOUT}, {}),
     "longlink": ("readlink", {errno.ENAMETOOLONG, errno.EIO}, {}),
+    "list_lying_count": ("list", {errno.EIO, errno.EPROTO}, {}),
+    "list_complete_handle": ("list", {errno.EIO, errno.EPROTO}, {}),
+    "list_endless": ("list", {errno.EIO, errno.ETIMEDOUT}, {"op_timeout": "20"}),
+    "list_garbage": ("list", {errno.EIO, errno.EPROTO}, {}),
 }
 
 # Runs in a child process so a hung reader cannot hang the test: prints the result as JSON.
@@ -150,6 +156,9 @@ def test_hostile_sftp_server(suite, script, healthy, scenario, record_property):
         assert res["secs"] < op_timeout + MARGIN, res
         assert hwm < RSS_LIMIT_KB, f"daemon peak RSS {hwm} kB"
         assert suite.daemon_pids(mp) == [pid], "the daemon died"
+        if scenario in ("list_complete_handle", "list_endless"):
+            # the handle it gave was closed (the root lists what evil's handles got a CLOSE)
+            assert [n for n in os.listdir(mp) if n.startswith("closed-")], "left open"
         check_healthy(healthy)
         m.unmount()
         check_healthy(healthy)
@@ -240,6 +249,9 @@ def test_hostile_agent(suite, script, healthy, scenario):
         assert top.get("ok") == ["evil", "link", "ok.txt"], (top, suite.daemon_logs(mp))
         assert hwm < RSS_LIMIT_KB, f"daemon peak RSS {hwm} kB"
         assert suite.daemon_pids(mp) == [pid], "the daemon died"
+        if scenario in ("list_complete_handle", "list_endless"):
+            # the handle it gave was closed (the root lists what evil's handles got a CLOSE)
+            assert [n for n in os.listdir(mp) if n.startswith("closed-")], "left open"
         check_healthy(healthy)
         m.unmount()
     finally:

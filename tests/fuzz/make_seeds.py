@@ -54,8 +54,12 @@ VERSION = pkt(2, u32(3) + b"".join(s(x) + s("1") for x in EXTS))
 LIMITS = reply(EXT_REPLY, u64(65536 + 1024) + u64(65536) + u64(65536) + u64(0))
 
 
+def names_body(*ns):
+    return u32(len(ns)) + b"".join(s(n) + s("-rw-r--r-- " + n) + attrs() for n in ns)
+
+
 def names(*ns):
-    return reply(NAME, u32(len(ns)) + b"".join(s(n) + s("-rw-r--r-- " + n) + attrs() for n in ns))
+    return reply(NAME, names_body(*ns))
 
 
 def sftp_codec():
@@ -97,6 +101,10 @@ def sftp_reply():
         # open (a handle), then open-read@sandmount: handle, attributes, the first bytes
         "open_read": u8(1) + pkt(2, u32(3) + s("open-read@sandmount") + s("1")) +
         reply(HANDLE, s("h1")) + reply(EXT_REPLY, s("h3") + attrs() + s(b"y" * 14)),
+        # list@sandmount: a whole directory in one reply, then one that goes on with READDIR
+        "list": u8(7) + pkt(2, u32(3) + s("list@sandmount") + s("1")) +
+        reply(EXT_REPLY, u32(1) + s("") + names_body(".", "a", "b")) +
+        reply(EXT_REPLY, u32(0) + s("d2") + names_body("c")) + names("d") + EOF_ + OK,
     }
 
 
@@ -173,8 +181,13 @@ def agent_sftp():
         req(5, 2, h(1) + u64(100) + u32(100)), req(4, 3, h(1)),
         req(200, 4, s("open-read@sandmount") + s("/ws")),                 # no length
     ])
+    sm_list = init + b"".join([
+        req(200, 1, s("list@sandmount") + s("/ws")),                      # complete: no handle
+        req(200, 2, s("list@sandmount") + s("/ws/file")),                 # not a directory
+        req(200, 3, s("list@sandmount")),                                 # no path
+    ])
     return {"session": session, "init_only": init, "bad_length": u32(0xffffffff),
-            "open_read": open_read}
+            "open_read": open_read, "list": sm_list}
 
 
 def docker_json():
