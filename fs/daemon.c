@@ -270,7 +270,7 @@ static void on_reconnect(void *ctx, struct conn *c)
 		return;
 	start_watch(s, c);
 	/* Anything may have changed while we were away. */
-	fs_barrier(s->fs);
+	fs_barrier_reconnected(s->fs);
 }
 
 static int connect_sandbox(struct session *s, struct err *e)
@@ -461,6 +461,8 @@ static void session_teardown(struct session *s)
 	if (s->se) {
 		fuse_remove_signal_handlers(s->se);
 		fuse_session_unmount(s->se);
+		if (s->fs)
+			fs_stop_expirer(s->fs); /* it writes to the session */
 		fuse_session_destroy(s->se);
 	}
 	if (s->fs)

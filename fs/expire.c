@@ -5,13 +5,21 @@
  * in its workspace), getcwd() then fails with ENOENT although nothing changed. Linux 6.2 added
  * FUSE_EXPIRE_ONLY: the entry only times out, so the next use revalidates it with a LOOKUP and
  * keeps it when it still names the same inode. libfuse learned it in 3.16; until then the
- * message is written to /dev/fuse here (it is one writev, like libfuse's own notifications). */
+ * message is written to /dev/fuse here (it is one writev, like libfuse's own notifications).
+ *
+ * Every such notification may wait for a kernel lock (the directory's) that a FUSE request holds
+ * while it waits for the sandbox. So the barrier after a reconnect does not run on the thread
+ * that reconnects: a request holding that lock would wait for a connection only that thread can
+ * make (it did, until the op timeout, when a reconnect met a listing in progress). The expirer
+ * thread runs it; the daemon's own caches were dropped before (fs_barrier_reconnected). */
 #include "fs_internal.h"
 
 #include <errno.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -59,4 +67,82 @@ void fs_expire_entry(struct fs *fs, uint64_t parent, const char *name, bool is_d
 		r = fuse_lowlevel_notify_inval_entry(fs->se, parent, name, len);
 	if (r < 0 && r != -ENOENT && r != -EINVAL)
 		log_debug("expiring entry %s: %s", name, strerror(-r));
+}
+
+/* ---- the expirer thread ---- */
+
+struct expirer {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool started, pending, stop;
+};
+
+struct expirer *fs_expirer_new(void)
+{
+	struct expirer *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	pthread_mutex_init(&x->lock, NULL);
+	pthread_cond_init(&x->cond, NULL);
+	return x;
+}
+
+static void *expirer_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct expirer *x = fs->expirer;
+	pthread_mutex_lock(&x->lock);
+	while (!x->stop) {
+		if (!x->pending) {
+			pthread_cond_wait(&x->cond, &x->lock);
+			continue;
+		}
+		x->pending = false;
+		pthread_mutex_unlock(&x->lock);
+		fs_expire_kernel_all(fs);
+		pthread_mutex_lock(&x->lock);
+	}
+	pthread_mutex_unlock(&x->lock);
+	return NULL;
+}
+
+void fs_expirer_kick(struct fs *fs)
+{
+	struct expirer *x = fs->expirer;
+	pthread_mutex_lock(&x->lock);
+	if (!x->started && !x->stop)
+		x->started = pthread_create(&x->thread, NULL, expirer_main, fs) == 0;
+	x->pending = true;
+	pthread_cond_signal(&x->cond);
+	bool started = x->started;
+	pthread_mutex_unlock(&x->lock);
+	if (!started) {
+		log_warn(
+		    "cache barrier: no expirer thread; the kernel's caches expire by their TTL");
+	}
+}
+
+void fs_stop_expirer(struct fs *fs)
+{
+	struct expirer *x = fs->expirer;
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->lock);
+	x->stop = true;
+	pthread_cond_signal(&x->cond);
+	bool started = x->started;
+	x->started = false;
+	pthread_mutex_unlock(&x->lock);
+	if (started)
+		pthread_join(x->thread, NULL);
+}
+
+void fs_expirer_free(struct expirer *x)
+{
+	if (!x)
+		return;
+	pthread_cond_destroy(&x->cond);
+	pthread_mutex_destroy(&x->lock);
+	free(x);
 }

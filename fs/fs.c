@@ -34,8 +34,9 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	fs->inodes = inode_table_new();
 	fs->stat_helper = stat_helper_new();
 	fs->negatives = negative_set_new(NEGATIVE_MAX_ENTRIES);
+	fs->expirer = fs_expirer_new();
 	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper || !fs->negatives ||
-	    (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
+	    !fs->expirer || (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
 		goto nomem;
 	size_t len = strlen(fs->root_path);
 	while (len > 0 && fs->root_path[len - 1] == '/')
@@ -83,6 +84,8 @@ void fs_destroy(struct fs *fs)
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->rt_lock);
 	inode_table_free(fs->inodes);
+	fs_stop_expirer(fs);
+	fs_expirer_free(fs->expirer);
 	stat_helper_free(fs->stat_helper);
 	negative_set_free(fs->negatives);
 	free(fs->root);
@@ -161,11 +164,14 @@ bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64
 	return true;
 }
 
-void fs_barrier(void *arg)
+static void forget_all(struct fs *fs)
 {
-	struct fs *fs = arg;
 	inode_mark_all_stale(fs->inodes);
 	fs_data_changed_all(fs); /* no read-ahead asked for before is served (ops_read.c) */
+}
+
+void fs_expire_kernel_all(struct fs *fs)
+{
 	if (!fs->se)
 		return;
 	/* What was handed out longer ago than the TTL has expired in the kernel already. */
@@ -185,6 +191,19 @@ void fs_barrier(void *arg)
 	}
 	inode_cached_free(v, n);
 	negative_take_all(fs->negatives, expire_negative, fs);
+}
+
+void fs_barrier(void *arg)
+{
+	struct fs *fs = arg;
+	forget_all(fs);
+	fs_expire_kernel_all(fs);
+}
+
+void fs_barrier_reconnected(struct fs *fs)
+{
+	forget_all(fs);
+	fs_expirer_kick(fs);
 }
 
 static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

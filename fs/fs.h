@@ -38,6 +38,11 @@ void fs_set_mountpoint(struct fs *fs, const char *mountpoint);
  * of everything it may hold, so what a finished command changed is seen. Safe from any thread that
  * is not serving a FUSE request. `fs` is a struct fs *. */
 void fs_barrier(void *fs);
+/* The barrier after a reconnect, from the thread that reconnects: what the daemon holds is
+ * dropped at once; the kernel's caches on the expirer thread (expire.c says why). */
+void fs_barrier_reconnected(struct fs *fs);
+/* Stop the expirer thread: after the FUSE session is unmounted, before it is destroyed. */
+void fs_stop_expirer(struct fs *fs);
 /* After an exec barrier: open files take the size the sandbox has now (fs_show_changed_size);
  * mappings and O_APPEND use it without a stat. From a thread that serves no FUSE request. */
 void fs_show_open_sizes(struct fs *fs);

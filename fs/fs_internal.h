@@ -147,6 +147,7 @@ struct fs {
 	char mountpoint[PATH_MAX];	 /* local, absolute ("" until known): symlink targets */
 	struct stat_helper *stat_helper; /* stats through the mount (kernel_size.c) */
 	struct negative_set *negatives;	 /* "does not exist" the kernel keeps (negative.c) */
+	struct expirer *expirer;	 /* barriers after a reconnect (expire.c) */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection
@@ -182,6 +183,12 @@ void fs_reply_errno(fuse_req_t req, int err);
 /* Make the kernel revalidate `name` in `parent` at its next use (expire.c); a directory keeps
  * its dentry when it is still there, so cwds inside it stay valid. */
 void fs_expire_entry(struct fs *fs, uint64_t parent, const char *name, bool is_dir);
+/* The kernel part of the barrier: expire every entry, attribute and page it may hold. */
+void fs_expire_kernel_all(struct fs *fs);
+/* Run fs_expire_kernel_all on the expirer thread (started at the first call). */
+void fs_expirer_kick(struct fs *fs);
+struct expirer *fs_expirer_new(void);
+void fs_expirer_free(struct expirer *x);
 /* The remote path of `name` in directory `ino` (name NULL: of `ino` itself), malloc'd. */
 int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out);
 /* True for a name that never exists (the containment name in the root). */

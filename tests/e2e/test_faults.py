@@ -396,13 +396,15 @@ def test_sshd_restart_during_writes(suite, sandbox, own_tb):
 # ---- 4. dockerd restarted ----
 
 @pytest.fixture
-def own_dockerbed(suite):
-    """A private dockerd of this test alone (it is restarted): its env dict."""
-    if os.geteuid() != 0 or not shutil.which("dockerd"):
-        pytest.skip("needs root and dockerd")
+def own_dockerbed(suite, sandbox):
+    """A private engine of this test alone (it is restarted): dockerd, or Podman's API service
+    for the podman backend. Its bed directory."""
+    engine = "podman" if sandbox.name == "podman" else "docker"
+    if os.geteuid() != 0 or not shutil.which("dockerd" if engine == "docker" else "podman"):
+        pytest.skip(f"needs root and {engine}")
     d = suite.tmp / "beds" / "fd"  # short: containerd's socket path must fit in 108 bytes
     d.parent.mkdir(exist_ok=True)
-    p = h.run([h.DOCKERBED, "up", d, "docker"], timeout=600)
+    p = h.run([h.DOCKERBED, "up", d, engine], timeout=600)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     try:
         yield d
@@ -414,20 +416,23 @@ def bed_env(d):
     return dict(ln.split("=", 1) for ln in (d / "env").read_text().splitlines() if "=" in ln)
 
 
-def restart_dockerd(d):
-    """SIGTERM the bed's dockerd (its pid, from DIR/env), start it again with the same command
-    line, record the new pid in DIR/env; returns the seconds the API was down."""
+def restart_engine(d):
+    """SIGTERM the bed's engine (dockerd or `podman system service`; its pid from DIR/env), start
+    it again with the same command line and environment (podman's private storage is named
+    there), record the new pid in DIR/env; returns the seconds the API was down."""
     env = bed_env(d)
     pid = int(env["SM_DOCKERD_PID"])
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         argv = [a.decode() for a in f.read().split(b"\0") if a]
-    assert "--data-root" in argv and str(d) in " ".join(argv), argv
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        penv = dict(a.decode().split("=", 1) for a in f.read().split(b"\0") if b"=" in a)
+    assert str(d) in " ".join(argv) + " ".join(penv.values()), argv  # our bed's, not another
     t0 = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    assert h.wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30), "dockerd did not stop"
+    assert h.wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30), f"{argv[0]} did not stop"
     with open(d / "dockerd.log", "ab") as log:
         new = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                               start_new_session=True)
+                               env=penv, start_new_session=True)
     text = (d / "env").read_text().replace(f"SM_DOCKERD_PID={pid}", f"SM_DOCKERD_PID={new.pid}")
     (d / "env").write_text(text)
     api = h.EngineAPI(env["SM_DOCKER_SOCK"])
@@ -437,7 +442,7 @@ def restart_dockerd(d):
             return api.request("GET", "/_ping", timeout=2)[0] == 200
         except OSError:
             return False
-    assert h.wait_until(up, 60, 0.2), "dockerd did not come back"
+    assert h.wait_until(up, 60, 0.2), f"{argv[0]} did not come back"
     return time.monotonic() - t0
 
 
@@ -456,12 +461,13 @@ def bed_container(suite, d, stem, restart=None, binds=()):
     return api, name, cid, ws
 
 
-@pytest.mark.backends("docker")
-def test_dockerd_restart(suite, sandbox, own_dockerbed):
+@pytest.mark.backends("docker", "podman")
+def test_engine_restart(suite, sandbox, own_dockerbed):
+    """dockerd, or Podman's API service, restarted under a mount that is being written."""
     d = own_dockerbed
     env = bed_env(d)
-    api, name, cid, ws = bed_container(suite, d, "dockerd-restart", restart="always")
-    mp = suite.new_mountpoint("dockerd-restart")
+    api, name, cid, ws = bed_container(suite, d, "engine-restart", restart="always")
+    mp = suite.new_mountpoint("engine-restart")
     opts = f"docker_host={env['SM_DOCKER_HOST']},connect_timeout=5,op_timeout={OP_TIMEOUT}," \
            f"keepalive=1"
     m = do_mount(suite, Remote("/workspace", ws), mp, opts=opts, sb=sandbox,
@@ -469,7 +475,7 @@ def test_dockerd_restart(suite, sandbox, own_dockerbed):
     try:
         w = start_writer(mp, "files", mp, 60, 256 << 10, 50)
         time.sleep(1)
-        down = restart_dockerd(d)
+        down = restart_engine(d)
         ok, bad = files_result(w)
         check_told(ok, bad, ws)
         assert api.inspect(cid)["State"]["Running"], "restart policy did not restart it"
@@ -480,8 +486,8 @@ def test_dockerd_restart(suite, sandbox, own_dockerbed):
         back = time.monotonic() - t0
         assert (ws / "after").read_bytes() == b"a\n"
         assert m.exec("-c", "echo up").stdout == b"up\n"
-        print(f"\n[docker] dockerd restarted ({down:.1f}s API down), container back by its "
-              f"restart policy: {len(ok)} of 60 files closed with 0, all on the sandbox; "
+        print(f"\n[{sandbox.name}] engine restarted ({down:.1f}s API down), container running: "
+              f"{len(ok)} of 60 files closed with 0, all on the sandbox; "
               f"failed: {bad}; mount usable {back:.1f}s after")
     finally:
         m.cleanup()
