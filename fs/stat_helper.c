@@ -89,9 +89,20 @@ static int helper_spawn(struct stat_helper *h)
 	posix_spawn_file_actions_init(&fa);
 	/* dup2 onto HELPER_FD clears close-on-exec there (also when sv[1] already is 3). */
 	posix_spawn_file_actions_adddup2(&fa, sv[1], HELPER_FD);
+	/* The calling thread may block signals (the transport's threads block all): the helper
+	 * starts with none blocked and default dispositions. */
+	posix_spawnattr_t sa;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_init(&sa);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &all);
 	char *argv[] = {"sandmount", STAT_HELPER_ARG, NULL};
 	pid_t pid;
-	int r = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+	int r = posix_spawn(&pid, "/proc/self/exe", &fa, &sa, argv, environ);
+	posix_spawnattr_destroy(&sa);
 	posix_spawn_file_actions_destroy(&fa);
 	close(sv[1]);
 	if (r != 0) {
