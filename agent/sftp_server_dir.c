@@ -14,23 +14,34 @@
 /* Room kept for one more entry: a 255-byte name, its long name and its attributes. */
 #define ENTRY_ROOM 1024
 
-int process_opendir(uint32_t id, struct buf *req)
+/* The request's path opened as a directory handle; NULL when it could not be, with *rc the
+ * handler's result (a reply queued, or -1 for a malformed request). */
+static struct handle *open_dir_handle(uint32_t id, struct buf *req, int *rc)
 {
 	char *path;
+	*rc = -1;
 	if (buf_get_cstring(req, &path) < 0)
-		return -1;
-	int rc;
-	struct handle *h = slot_for(id, path, &rc);
+		return NULL;
+	struct handle *h = slot_for(id, path, rc);
 	if (!h)
-		return rc;
+		return NULL;
 	DIR *dir = opendir(path);
 	int err = errno;
 	free(path);
-	if (!dir)
-		return reply_errno(id, err);
+	if (!dir) {
+		*rc = reply_errno(id, err);
+		return NULL;
+	}
 	h->kind = HANDLE_DIR;
 	h->dir = dir;
-	return reply_handle(id, h);
+	return h;
+}
+
+int process_opendir(uint32_t id, struct buf *req)
+{
+	int rc;
+	struct handle *h = open_dir_handle(id, req, &rc);
+	return h ? reply_handle(id, h) : rc;
 }
 
 /* "drwxr-xr-x" as ls(1) and strmode(3) write it. */
@@ -159,20 +170,10 @@ static void drop_handle(struct buf *out, size_t hpos)
 /* list@sandmount: open the directory and send what fits of it in one reply. */
 int process_sm_list(uint32_t id, struct buf *req)
 {
-	char *path;
-	if (buf_get_cstring(req, &path) < 0)
-		return -1;
 	int rc;
-	struct handle *h = slot_for(id, path, &rc);
+	struct handle *h = open_dir_handle(id, req, &rc);
 	if (!h)
 		return rc;
-	DIR *dir = opendir(path);
-	int err = errno;
-	free(path);
-	if (!dir)
-		return reply_errno(id, err);
-	h->kind = HANDLE_DIR;
-	h->dir = dir;
 	struct buf *out = reply_queue();
 	size_t start = reply_begin(SSH2_FXP_EXTENDED_REPLY, id);
 	size_t flags_pos = out->len;
@@ -182,6 +183,8 @@ int process_sm_list(uint32_t id, struct buf *req)
 	size_t count_pos = out->len;
 	buf_put_u32(out, 0);
 	bool end;
+	int err;
+	DIR *dir = h->dir;
 	uint32_t count = put_entries(out, dir, SM_LIST_MAX_ENTRIES, start, &end, &err);
 	if (!end)
 		end = at_end(dir, &err);
