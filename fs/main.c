@@ -277,8 +277,9 @@ int cmd_unmount(const char *arg)
 	}
 	struct stat st; /* a stat, not mount_is_dead: a statfs waits for a live daemon's sandbox */
 	bool stale = stat(mp, &st) < 0 && dead_mount_errno(errno);
-	/* The daemon itself may be inside its mount for a moment (showing the kernel a file's
-	 * size, kernel_size.c): a busy mount is tried again for up to 3 s, quietly but the last. */
+	/* The daemon's stat helper may be inside the mount for a moment (showing the kernel a
+	 * file's size, kernel_size.c): a busy mount is tried again for up to 3 s, quietly but the
+	 * last. */
 	int tries = 15;
 	while (--tries > 0 && run_fusermount_quiet(stale ? "-uz" : "-u", mp, true) != 0 &&
 	       mounts_is_sandmount(mp) == 1)
