@@ -8,8 +8,9 @@ K ops (the sshd sessions serving the mount are killed; the daemon reconnects and
 
 Each test runs seeds for a bounded time: SM_FSX_SECONDS (default 60; half of it for the tests
 with hooks) per test and backend, SM_FSX_OPS ops per seed (default 300), seeds from SM_FSX_SEED + 1
-on (default: from the clock); at least one seed runs; SM_FSX_MAX_FAILURES (default 3) failed seeds
-end a test; SM_FSX_ARGS adds sm-fsx options (e.g. "--fds 1 --no-mmap" to narrow a failure down).
+on (default: from the clock), SM_FSX_JOBS of them at once (default 3, each in its own directory;
+the tests that cut the link run one at a time); at least one seed runs; SM_FSX_MAX_FAILURES (default 3)
+failed seeds end a test; SM_FSX_ARGS adds sm-fsx options (e.g. "--fds 1 --no-mmap" to narrow a failure down).
 A failing seed's op log is kept in the e2e temp dir; the failure names the sm-fsx command that
 replays it and the `scripts/test` command that reruns that seed on a fresh mount (a seed's ops
 are always the same). Run as a script (`test_fsx.py kill-sessions SSHD_PID`) it is the reconnect
@@ -17,6 +18,7 @@ hook."""
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,34 +39,47 @@ SETTLE_MS = int(os.environ.get("SM_FSX_SETTLE_MS", "500"))  # watch report laten
 MAX_FAILURES = int(os.environ.get("SM_FSX_MAX_FAILURES", "3"))
 EXTRA_ARGS = os.environ.get("SM_FSX_ARGS", "").split()  # e.g. "--no-mmap --no-direct"
 RECONNECT_EVERY = 60
+# seeds run at once, each in its own directory (the loopback stack is CPU-bound per op chain:
+# three streams keep both cores busy: 0.34 s a seed against 0.67 alone); the tests that cut
+# the link run one at a time
+JOBS = int(os.environ.get("SM_FSX_JOBS", "3"))
+SEED_TIMEOUT = 120
 
 
-def run_seeds(suite, m, name, hook_args=None):
-    """Run sm-fsx seeds on mount m for SECONDS (half with hooks); assert every seed passed.
-    hook_args(seed_dir, seed) gives the extra sm-fsx arguments of a seed (its hooks)."""
+def run_seeds(suite, m, name, hook_args=None, jobs=JOBS):
+    """Run sm-fsx seeds on mount m for SECONDS (half with hooks), `jobs` at once (each in its own
+    directory); assert every seed passed. hook_args(seed_dir, seed) gives the extra sm-fsx
+    arguments of a seed (its hooks)."""
     budget = SECONDS / 2 if hook_args else SECONDS
     if not FSX.exists():
         pytest.fail(f"{FSX} not built (run scripts/build)", pytrace=False)
     logs = suite.tmp / "fsx-logs"
     logs.mkdir(exist_ok=True)
-    failures, seeds, ops, seed = [], 0, 0, FIRST_SEED
+    failures, running, seeds, ops, seed = [], [], 0, 0, FIRST_SEED
     t0 = time.monotonic()
-    while not seeds or (time.monotonic() - t0 < budget and len(failures) < MAX_FAILURES):
-        seed += 1
-        d = m / f"s{seed}"
-        d.mkdir()
-        log = logs / f"{name}-{seed}.log"
-        args = [FSX, "--seed", seed, "--ops", OPS, "--log", log, *EXTRA_ARGS,
-                *(hook_args(d, seed) if hook_args else []), d]
-        p = h.run(args, timeout=120, env=suite.env)
-        seeds += 1
-        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
-        if p.returncode != 0:
-            failures.append(summarize(seed, p.returncode, out) + "\n" + rerun(m, seed))
-            continue
-        ops += int(out.split(": ")[2].split()[0])
+    try:
+        while True:
+            while len(running) < jobs and (not seeds or (
+                    time.monotonic() - t0 < budget and len(failures) < MAX_FAILURES)):
+                seed += 1
+                seeds += 1
+                running.append(start_seed(suite, m, name, seed, logs, hook_args))
+            if not running:
+                break
+            time.sleep(0.005)
+            for run in [r for r in running if r.done()]:
+                running.remove(run)
+                code, out = run.result()
+                if code != 0:
+                    failures.append(summarize(run.seed, code, out) + "\n" +
+                                    rerun(m, run.seed, jobs))
+                else:
+                    ops += int(out.split(": ")[2].split()[0])
+    finally:
+        for run in running:
+            run.kill()
     elapsed = time.monotonic() - t0
-    line = (f"sm-fsx {name}: {seeds} seeds ({ops} ops) in {elapsed:.1f}s = "
+    line = (f"sm-fsx {name}: {seeds} seeds ({ops} ops, {jobs} at once) in {elapsed:.1f}s = "
             f"{seeds * 60 / elapsed:.1f} seeds/min; {len(failures)} failed")
     print(line)
     conftest.SUMMARY_LINES.append(line)
@@ -73,11 +88,51 @@ def run_seeds(suite, m, name, hook_args=None):
     assert seeds >= 1
 
 
-def rerun(m, seed):
+class SeedRun:
+    """One sm-fsx process running one seed in its own directory, output kept in a file."""
+
+    def __init__(self, suite, args, seed, out_path):
+        self.seed = seed
+        self.out_path = out_path
+        self.deadline = time.monotonic() + SEED_TIMEOUT
+        with open(out_path, "wb") as out:
+            self.proc = subprocess.Popen([str(a) for a in args], env=suite.env, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def done(self):
+        if self.proc.poll() is None and time.monotonic() > self.deadline:
+            self.kill()
+        return self.proc.poll() is not None
+
+    def result(self):
+        out = self.out_path.read_bytes().decode(errors="replace")
+        code = self.proc.returncode
+        if code == -signal.SIGKILL and time.monotonic() > self.deadline:
+            out += f"\nsm-fsx: killed after {SEED_TIMEOUT}s (no progress)"
+        elif code == 0:
+            self.out_path.unlink()
+        return code, out
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_seed(suite, m, name, seed, logs, hook_args):
+    d = m / f"s{seed}"
+    d.mkdir()
+    args = [FSX, "--seed", seed, "--ops", OPS, "--log", logs / f"{name}-{seed}.log", *EXTRA_ARGS,
+            *(hook_args(d, seed) if hook_args else []), d]
+    return SeedRun(suite, args, seed, logs / f"{name}-{seed}.out")
+
+
+def rerun(m, seed, jobs):
     """The command that runs this test again on a fresh mount with just this seed."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
     extra = f"SM_FSX_ARGS='{' '.join(EXTRA_ARGS)}' " if EXTRA_ARGS else ""
-    return (f"rerun: {extra}SM_FSX_SEED={seed - 1} SM_FSX_SECONDS=0 SM_FSX_OPS={OPS} "
+    alone = f" (it ran next to {jobs - 1} other seeds on the mount)" if jobs > 1 else ""
+    return (f"rerun{alone}: {extra}SM_FSX_SEED={seed - 1} SM_FSX_SECONDS=0 SM_FSX_OPS={OPS} "
             f"SM_E2E_BACKENDS={m.sb.name} scripts/test -k '{test.split('[')[0]}'")
 
 
@@ -154,7 +209,7 @@ def test_fsx_reconnects_ssh(suite, fsx_tb, rmount):
     """Every RECONNECT_EVERY ops the sshd sessions serving the mount are killed."""
     hook = f"/usr/bin/python3 {Path(__file__).resolve()} kill-sessions {fsx_tb['SM_SSHD_PID']}"
     run_seeds(suite, rmount, "reconnect-ssh", lambda d, seed: [
-        "--reconnect", hook, "--reconnect-every", RECONNECT_EVERY])
+        "--reconnect", hook, "--reconnect-every", RECONNECT_EVERY], jobs=1)
 
 
 def kill_sessions(listener):

@@ -15,8 +15,9 @@
  * OFFSET HEX` or `CMD truncate FILE SIZE` runs (FILE relative to DIR) and must exit 0; after it,
  * reads must see the change — after a re-open of the file's descriptors (`reopen`, the default:
  * what the product promises without a change watch: close-to-open; a stat by path may show the
- * cached attributes until the file is opened again) or through the open descriptors after N ms
- * (`settle-ms=N`: with a watch, or 0 when the hook returns after an exec barrier).
+ * cached attributes until the file is opened again) or through the open descriptors within N ms
+ * (`settle-ms=N`: with a watch, or 0 when the hook returns after an exec barrier; the sizes and
+ * the changed bytes are polled until they match, and a change still unseen at N ms fails).
  * Link cuts: `CMD reconnect` (the --reconnect hook) runs every K ops (default 50), must exit 0,
  * and nothing written before it may be lost. --fds N (default 8) bounds the open descriptors.
  * Exit status: 0 all reads matched; 1 a check failed (or an op/hook failed); 2 usage. */

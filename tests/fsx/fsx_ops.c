@@ -2,8 +2,9 @@
  * model, and checks every read (pread, mmap, O_DIRECT) and every size (stat) against the model.
  * The model keeps each file's bytes with everything past its size zero. External changes run a
  * hook command after every descriptor of the file was fsynced (so the sandbox holds what the
- * model says), then wait for them to become visible: a fixed settle time, or a re-open of the
- * file's descriptors. A SIGBUS while touching a mapping inside the file's size is a failure. */
+ * model says), then wait for them to become visible: within a settle time (polled: the sizes
+ * and the changed bytes through the open descriptors), or after a re-open of the file's
+ * descriptors. A SIGBUS while touching a mapping inside the file's size is a failure. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -392,6 +393,80 @@ static int flush_file(struct fsx *x, int file)
 	return 0;
 }
 
+static int buffered_readable(enum fsx_mode m)
+{
+	return m == M_RO || m == M_RW || m == M_RWA;
+}
+
+/* Does an external change show as the model says: the size through every open descriptor of
+ * the file (a stat by path when none is open) and, for a write, its bytes through every
+ * descriptor that reads through the page cache? With `explain`, what does not is the failure. */
+static int change_visible(struct fsx *x, const struct fsx_op *op, int explain)
+{
+	const struct fsx_file *f = &x->files[op->file];
+	const char *what = fsx_kind_name(op->kind);
+	char path[4096];
+	struct stat st;
+	int open_fds = 0;
+	long n;
+
+	for (int s = 0; s < FSX_MAX_SLOTS; s++) {
+		const struct fsx_slot *sl = &x->slots[s];
+
+		if (sl->fd < 0 || sl->file != op->file)
+			continue;
+		open_fds++;
+		if (fstat(sl->fd, &st) < 0 || st.st_size != f->size) {
+			if (explain)
+				failf(x,
+				      "after the sandbox-side %s, fstat of slot %d (fsx%d) shows "
+				      "size %lld, expected %ld",
+				      what, s, op->file, (long long)st.st_size, f->size);
+			return 0;
+		}
+		if (op->kind != K_EXTWRITE || !buffered_readable(sl->mode))
+			continue;
+		n = pread_full(sl->fd, x->buf, op->len, op->off, 0);
+		if (n == op->len && memcmp(x->buf, f->data + op->off, op->len) == 0)
+			continue;
+		if (explain)
+			check_read(x, "read after the sandbox-side ext-write", op->file, op->off,
+				   op->len, x->buf, n < 0 ? 0 : n);
+		return 0;
+	}
+	if (open_fds)
+		return 1;
+	path_of(x, op->file, path, sizeof(path));
+	if (stat(path, &st) == 0 && st.st_size == f->size)
+		return 1;
+	if (explain)
+		failf(x, "after the sandbox-side %s, stat of %s shows size %lld, expected %ld",
+		      what, path, (long long)st.st_size, f->size);
+	return 0;
+}
+
+/* The settle-ms rule: the change is visible within settle_ms (polled every 2 ms; 0: at once). */
+static int await_visible(struct fsx *x, const struct fsx_op *op)
+{
+	long deadline = now_ms() + x->settle_ms;
+
+	while (!change_visible(x, op, 0)) {
+		if (now_ms() >= deadline) {
+			size_t used;
+
+			change_visible(x, op, 1);
+			used = strlen(x->fail);
+			snprintf(
+			    x->fail + used, sizeof(x->fail) - used,
+			    "\n  (the change was still not visible %d ms after the hook returned)",
+			    x->settle_ms);
+			return -1;
+		}
+		usleep(2000);
+	}
+	return 0;
+}
+
 static int do_external(struct fsx *x, const struct fsx_op *op)
 {
 	char name[16], num[32], hex[2 * FSX_EXT_MAX + 1];
@@ -423,10 +498,8 @@ static int do_external(struct fsx *x, const struct fsx_op *op)
 		model_write(x, op->file, op->off, x->wbuf, op->len);
 	else
 		model_truncate(x, op->file, op->len);
-	if (x->settle_ms >= 0) {
-		usleep(x->settle_ms * 1000L);
-		return 0;
-	}
+	if (x->settle_ms >= 0)
+		return await_visible(x, op);
 	x->files[op->file].changed_unopened = 1;
 	return reopen(x, op->file);
 }

@@ -3,7 +3,7 @@
 # A few seeds must pass (local ops; external changes by the honest hook, visible after a re-open
 # and at once); then a hook that corrupts a write without telling the model must be caught:
 # exit 1, the first differing offset, the op log, and a --replay of that log failing at the
-# same op.   usage: selfcheck.sh SM_FSX HOOK
+# same op; and under settle-ms, at the change itself when its deadline passes.   usage: selfcheck.sh SM_FSX HOOK
 set -u
 fsx=$1
 hook=$2
@@ -39,4 +39,9 @@ at=$(grep "^sm-fsx: FAIL at op " "$dir/out")
 [ -n "$at" ] || fail "no FAIL line"
 run 1 --replay "$dir/log" --external "$hook corrupt $dir/files"
 grep -qF "$at" "$dir/out" || fail "the replay did not fail at the same op ($at): $(cat "$dir/out")"
-echo "selfcheck: ok ($at caught and replayed)"
+# under settle-ms the corrupted write is caught at the change itself, once its deadline passed
+run 1 --seed 8 --ops 500 --external "$hook corrupt $dir/files" --external-visibility settle-ms=50
+grep -q "still not visible 50 ms after the hook returned" "$dir/out" ||
+	fail "no settle deadline failure in: $(cat "$dir/out")"
+grep -q "first differing offset" "$dir/out" || fail "the settle failure names no offset"
+echo "selfcheck: ok ($at caught and replayed; a change unseen at its deadline caught)"
