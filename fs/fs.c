@@ -183,9 +183,7 @@ void fs_expire_kernel_all(struct fs *fs)
 		return;
 	}
 	for (long i = 0; i < n; i++) {
-		int r = fuse_lowlevel_notify_inval_inode(fs->se, v[i].ino, 0, 0);
-		if (r < 0 && r != -ENOENT)
-			log_debug("invalidating inode %" PRIu64 ": %s", v[i].ino, strerror(-r));
+		fs_forget_kernel_inode(fs, v[i].ino);
 		if (v[i].parent && v[i].name)
 			fs_expire_entry(fs, v[i].parent, v[i].name, S_ISDIR(v[i].type));
 	}
@@ -429,10 +427,11 @@ static void fill_times(struct stat *st, const struct sftp_attrs *a)
 		st->st_ctim = a->ctim;
 }
 
-void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st)
+void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t mark,
+		  struct stat *st)
 {
 	/* Every attribute reply to the kernel is filled here: what it holds is noted. */
-	inode_note_shown(fs->inodes, ino, a);
+	inode_note_shown(fs->inodes, ino, a, mark);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_shown_ino(fs, ino, a);
 	st->st_mode = fs_attrs_type(a) | ((a->flags & SFTP_ATTR_PERM) ? (a->perm & 07777) : 0644);
@@ -461,7 +460,7 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
 	e->ino = inode_enter(fs->inodes, parent, name, fs_attrs_type(a), 1, now_ms());
 	if (!e->ino)
 		return -ENOMEM;
-	fs_fill_stat(fs, e->ino, a, &e->attr);
+	fs_fill_stat(fs, e->ino, a, INODE_MARK_ANY, &e->attr);
 	fs_remember_attrs(fs, e->ino, a, seq);
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, e->ino, a->size, false);

@@ -193,7 +193,9 @@ void fs_expirer_free(struct expirer *x);
 int fs_remote_path(struct fs *fs, fuse_ino_t ino, const char *name, char **out);
 /* True for a name that never exists (the containment name in the root). */
 bool fs_hidden_name(fuse_ino_t parent, const char *name);
-void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, struct stat *st);
+/* `mark`: from fs_await_shown when the request began (INODE_MARK_ANY: note the reply anyway). */
+void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t mark,
+		  struct stat *st);
 /* The number shown as st_ino (and d_ino) for node ino: the remote identity (inode_number) when
  * the agent gave it, else the node id. */
 ino_t fs_shown_ino(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *a);
@@ -246,8 +248,13 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino);
 /* The sandbox reported a change of `ino`: when some handle has it open (a mapping or O_APPEND
  * may use the kernel's size) and its size is not the one the kernel holds, fs_show_size. */
 void fs_show_changed_size(struct fs *fs, fuse_ino_t ino);
-/* Only the kernel's attributes of `ino` are invalidated (its size and pages stay). */
+/* Only the kernel's attributes of `ino` are invalidated (its size and pages stay); or its
+ * attributes and pages. Either way the size the kernel holds is unknown after it. */
 void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino);
+void fs_forget_kernel_inode(struct fs *fs, fuse_ino_t ino);
+/* Wait (until the op deadline) while the kernel is being shown a new size of `ino`, unless the
+ * request is the show's own stat; the mark to fill the request's reply with (fs_fill_stat). */
+uint64_t fs_await_shown(struct fs *fs, fuse_req_t req, fuse_ino_t ino);
 /* With f->lock held: forget the read-ahead and the head (ops_read.c). */
 void fs_readahead_drop(struct fs_file *f);
 /* The data epoch of `ino` now (ops_read.c): read before asking for data that may be cached. */

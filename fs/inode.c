@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define INODE_MAX_DEPTH 4096
 
@@ -23,6 +24,8 @@ struct inode {
 	bool shown; /* shown_size/shown_mtime are valid: the kernel was handed them */
 	uint64_t shown_size;
 	struct timespec shown_mtime;
+	uint64_t doubted; /* the table's doubt count at the last invalidation of its attributes */
+	unsigned showing; /* invalidations and shows of its size in progress */
 	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
 	int64_t attrs_until, listed_until;
 	uint64_t stale_seq; /* the table's seq when this inode was last marked stale */
@@ -58,8 +61,10 @@ struct inode_table {
 	struct hash by_ino, by_name;
 	size_t count;
 	uint64_t next_ino;
-	uint64_t seq;	    /* counts stale marks */
-	uint64_t all_stale; /* seq of the last "everything is stale" */
+	uint64_t seq;		 /* counts stale marks */
+	uint64_t all_stale;	 /* seq of the last "everything is stale" */
+	uint64_t doubts;	 /* counts invalidations of kernel attributes (inode_doubt_shown) */
+	pthread_cond_t shown_cv; /* signalled when a show ends */
 };
 
 static size_t hash_ino(uint64_t ino)
@@ -189,6 +194,11 @@ struct inode_table *inode_table_new(void)
 	if (!t->by_ino.slot || !t->by_name.slot)
 		goto fail;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->shown_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	/* The root is in the number table only: it has no parent and no name. */
 	root->ino = INODE_ROOT;
 	root->type = 0040000;
@@ -220,6 +230,7 @@ void inode_table_free(struct inode_table *t)
 			free(n);
 		}
 	}
+	pthread_cond_destroy(&t->shown_cv);
 	for (size_t i = 0; i < DEVINO_SLOTS; i++) {
 		struct devino *d = t->devino[i], *next;
 		for (; d; d = next) {
@@ -469,11 +480,12 @@ bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp
 	return same;
 }
 
-void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a)
+void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a,
+		      uint64_t mark)
 {
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
-	if (n) {
+	if (n && n->doubted <= mark) {
 		n->shown = true;
 		n->shown_size = a->size;
 		n->shown_mtime = attrs_mtime(a);
@@ -488,6 +500,56 @@ void inode_note_written(struct inode_table *t, uint64_t ino, uint64_t end)
 	if (n && n->shown && n->shown_size < end)
 		n->shown_size = end;
 	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_doubt_shown(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	if (n) {
+		n->shown = false;
+		n->doubted = ++t->doubts;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_show_begin(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	if (n)
+		n->showing++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_show_end(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	if (n && n->showing > 0 && --n->showing == 0)
+		pthread_cond_broadcast(&t->shown_cv);
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool inode_showing(struct inode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	bool showing = n && n->showing > 0;
+	pthread_mutex_unlock(&t->lock);
+	return showing;
+}
+
+uint64_t inode_await_shown(struct inode_table *t, uint64_t ino, const struct timespec *deadline)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n;
+	while (deadline && (n = find_ino(t, ino)) && n->showing > 0)
+		if (pthread_cond_timedwait(&t->shown_cv, &t->lock, deadline) != 0)
+			break;
+	uint64_t mark = t->doubts;
+	pthread_mutex_unlock(&t->lock);
+	return mark;
 }
 
 bool inode_shown_size(struct inode_table *t, uint64_t ino, uint64_t *size)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "sftp/sftp_client.h"
 
@@ -65,11 +66,26 @@ int inode_rename(struct inode_table *t, uint64_t parent, const char *name, uint6
 bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a);
 /* What the kernel holds of `ino`'s size and mtime, as far as the daemon can tell: noted at every
  * reply with attributes (inode_note_shown) and raised by local writes past it, which the kernel
- * applies itself (inode_note_written). An invalidation leaves the kernel's size as it is.
- * inode_shown_compare tells whether `a` differs from it. (Not seen: a reply the kernel dropped
- * because an invalidation crossed it; the kernel then holds an older size until its next stat.) */
+ * applies itself (inode_note_written). An invalidation leaves the kernel's size as it is, but
+ * the kernel drops a reply that an invalidation crossed (asked before it, answered after) while
+ * its caller still sees it: so every invalidation the daemon sends makes the shown size unknown
+ * (inode_doubt_shown), and a reply is noted only when no invalidation came after the `mark`
+ * taken when it was asked (INODE_MARK_ANY: always). inode_shown_compare tells whether `a`
+ * differs from what was shown (an unknown size differs).
+ *
+ * Shows (kernel_size.c) run between inode_show_begin and inode_show_end; inode_await_shown waits
+ * (until `deadline`, CLOCK_MONOTONIC; NULL: no wait) for the inode's shows to end, so a getattr
+ * reply is not handed to its caller before the kernel holds the size shown, and returns the
+ * mark to note the reply with. */
+#define INODE_MARK_ANY UINT64_MAX
 enum inode_shown { INODE_SHOWN_SAME, INODE_SHOWN_OTHER_MTIME, INODE_SHOWN_OTHER_SIZE };
-void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a);
+void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a,
+		      uint64_t mark);
+void inode_doubt_shown(struct inode_table *t, uint64_t ino);
+void inode_show_begin(struct inode_table *t, uint64_t ino);
+void inode_show_end(struct inode_table *t, uint64_t ino);
+uint64_t inode_await_shown(struct inode_table *t, uint64_t ino, const struct timespec *deadline);
+bool inode_showing(struct inode_table *t, uint64_t ino);
 void inode_note_written(struct inode_table *t, uint64_t ino, uint64_t end);
 enum inode_shown inode_shown_compare(struct inode_table *t, uint64_t ino,
 				     const struct sftp_attrs *a);

@@ -9,6 +9,11 @@
  * the inode's kernel attributes are invalidated and its local path is stat'ed through the
  * mount: the kernel asks (getattr) and takes the size, smaller or larger.
  *
+ * The kernel drops a getattr reply that an invalidation crossed, though its caller sees it: a
+ * caller could see the new size while the kernel keeps the old one for its next append. So every
+ * invalidation makes the shown size unknown (inode.h), and while one is being followed by a
+ * show, getattrs of the inode wait for the show to end before they reply (fs_await_shown).
+ *
  * The stat is done by a helper process (stat_helper.c: a daemon thread in it would keep a killed
  * daemon from exiting), waited for until a deadline: when it is called from a FUSE request (an
  * open), the getattr it causes needs another worker, and if every worker were busy the wait would
@@ -24,12 +29,35 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Every invalidation of an inode's kernel attributes goes through here: a getattr reply it
+ * crosses is dropped by the kernel, so the size the kernel holds is not known after it. */
+static void forget_kernel(struct fs *fs, fuse_ino_t ino, bool pages)
+{
+	inode_doubt_shown(fs->inodes, ino);
+	int r = fs->se ? fuse_lowlevel_notify_inval_inode(fs->se, ino, pages ? 0 : -1, 0) : 0;
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating inode %" PRIu64 ": %s", (uint64_t)ino, strerror(-r));
+}
+
 void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino)
 {
-	int r = fs->se ? fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0) : 0;
-	if (r < 0 && r != -ENOENT)
-		log_debug("invalidating the attributes of inode %" PRIu64 ": %s", (uint64_t)ino,
-			  strerror(-r));
+	forget_kernel(fs, ino, false);
+}
+
+void fs_forget_kernel_inode(struct fs *fs, fuse_ino_t ino)
+{
+	forget_kernel(fs, ino, true);
+}
+
+uint64_t fs_await_shown(struct fs *fs, fuse_req_t req, fuse_ino_t ino)
+{
+	/* The helper's stat is the show itself: it does not wait for it. */
+	if (!inode_showing(fs->inodes, ino) ||
+	    stat_helper_owns(fs->stat_helper, fuse_req_ctx(req)->pid))
+		return inode_await_shown(fs->inodes, ino, NULL);
+	int64_t deadline = conn_op_deadline(fs->conn);
+	struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = deadline % 1000 * 1000000};
+	return inode_await_shown(fs->inodes, ino, &ts);
 }
 
 void fs_show_size(struct fs *fs, fuse_ino_t ino)
@@ -41,8 +69,10 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino)
 	free(rel);
 	if (!local)
 		return;
+	inode_show_begin(fs->inodes, ino);
 	fs_forget_kernel_attrs(fs, ino);
 	bool done = stat_helper_stat(fs->stat_helper, local, conn_op_deadline(fs->conn));
+	inode_show_end(fs->inodes, ino);
 	free(local);
 	if (!done)
 		log_warn("inode %" PRIu64 ": the kernel did not take its new size in time (every "

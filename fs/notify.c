@@ -18,13 +18,13 @@
  * the daemon's read-ahead, not the size open files knew, not the kernel's attributes and pages. */
 static void inval_inode(struct fs *fs, uint64_t ino)
 {
+	inode_show_begin(fs->inodes, ino); /* getattrs wait until the kernel has the new size */
 	fs_mark_stale(fs, ino);
 	fs_data_changed(fs, ino);
 	fs_forget_size(fs, ino);
-	int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
-	if (r < 0 && r != -ENOENT)
-		log_debug("invalidating inode %" PRIu64 ": %s", ino, strerror(-r));
+	fs_forget_kernel_inode(fs, ino);
 	fs_show_changed_size(fs, ino); /* mappings and O_APPEND take no size on their own */
+	inode_show_end(fs->inodes, ino);
 }
 
 /* The path below the workspace root ("" for the root), or NULL for a path outside it. */

@@ -116,11 +116,15 @@ static int stat_inode(struct fs *fs, fuse_ino_t ino, struct sftp_attrs *a)
 	return r;
 }
 
-static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq)
+/* `mark`: fs_await_shown's when the request began. The reply waits for a show of the inode in
+ * progress: its caller must not see a size before the kernel holds it. */
+static void reply_attr(fuse_req_t req, fuse_ino_t ino, const struct sftp_attrs *a, uint64_t seq,
+		       uint64_t mark)
 {
 	struct fs *fs = fs_of(req);
 	struct stat st;
-	fs_fill_stat(fs, ino, a, &st);
+	fs_await_shown(fs, req, ino);
+	fs_fill_stat(fs, ino, a, mark, &st);
 	fs_remember_attrs(fs, ino, a, seq);
 	if (a->flags & SFTP_ATTR_SIZE)
 		fs_note_size(fs, ino, a->size, false);
@@ -158,12 +162,14 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)fi;
 	struct fs *fs = fs_of(req);
 	struct sftp_attrs a;
+	/* The kernel applies this reply only if no invalidation crosses it: noted only then. */
+	uint64_t mark = fs_await_shown(fs, req, ino);
 	if (ino == INODE_ROOT && root_attrs_offline(fs, &a)) {
-		reply_attr(req, ino, &a, FS_SEQ_NONE);
+		reply_attr(req, ino, &a, FS_SEQ_NONE, mark);
 		return;
 	}
 	if (fs_fresh_attrs(fs, ino, &a)) {
-		reply_attr(req, ino, &a, FS_SEQ_NONE);
+		reply_attr(req, ino, &a, FS_SEQ_NONE, mark);
 		return;
 	}
 	fs_drain_inode(fs, ino);
@@ -174,7 +180,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
-		reply_attr(req, ino, &a, seq);
+		reply_attr(req, ino, &a, seq, mark);
 }
 
 /* Times with nanoseconds (our agent): what is not given is left as it is (UTIME_OMIT). */
@@ -326,7 +332,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
-		reply_attr(req, ino, &a, seq);
+		reply_attr(req, ino, &a, seq, INODE_MARK_ANY); /* the kernel applies it as it is */
 }
 
 void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -583,7 +589,7 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 	/* The new name gets a node of its own: the kernel would keep the link count it has cached
 	 * for this one. Dropping cached attributes only takes no lock the link holds. */
 	if (r == 0 && fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+		fs_forget_kernel_attrs(fs, ino);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else

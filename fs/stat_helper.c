@@ -70,6 +70,16 @@ static void helper_drop(struct stat_helper *h)
 	h->pid = 0;
 }
 
+bool stat_helper_owns(struct stat_helper *h, pid_t tid)
+{
+	pthread_mutex_lock(&h->lock);
+	pid_t pid = h->pid;
+	pthread_mutex_unlock(&h->lock);
+	char task[64];
+	snprintf(task, sizeof(task), "/proc/%d/task/%d", (int)pid, (int)tid);
+	return pid > 0 && access(task, F_OK) == 0;
+}
+
 void stat_helper_free(struct stat_helper *h)
 {
 	if (!h)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The argument that runs this executable as the helper (main() checks it first). */
 #define STAT_HELPER_ARG "--stat-helper"
@@ -17,6 +18,9 @@ void stat_helper_free(struct stat_helper *h);
 /* stat(path) done by the helper, waited for until `deadline` (now_ms() clock). true when the stat
  * returned in time (successful or not); false past the deadline or when no helper could run. */
 bool stat_helper_stat(struct stat_helper *h, const char *path, int64_t deadline);
+
+/* Whether thread `tid` (a FUSE request's caller) is one of the helper's. */
+bool stat_helper_owns(struct stat_helper *h, pid_t tid);
 
 /* The helper's own main (argv[1] == STAT_HELPER_ARG): serve requests on descriptor 3. */
 int stat_helper_main(void);

@@ -135,7 +135,7 @@ static void test_shown_size(void)
 	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_OTHER_SIZE);
 	inode_note_written(t, f, 50); /* unknown stays unknown */
 	CHECK(!inode_shown_size(t, f, &size));
-	inode_note_shown(t, f, &a);
+	inode_note_shown(t, f, &a, INODE_MARK_ANY);
 	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_SAME);
 	CHECK(inode_shown_size(t, f, &size) && size == 10);
 	inode_note_written(t, f, 4); /* inside: the kernel keeps its size */
@@ -152,6 +152,46 @@ static void test_shown_size(void)
 	inode_mark_all_stale(t);
 	CHECK(inode_shown_size(t, f, &size) && size == 30);
 	CHECK(inode_shown_compare(t, 12345, &a) == INODE_SHOWN_OTHER_SIZE);
+	inode_table_free(t);
+}
+
+/* A reply asked before an invalidation the daemon sent may be dropped by the kernel: after a
+ * doubt the size is unknown, a reply marked before the doubt is not noted, one marked after is. */
+static void test_doubted_shown_size(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t f = inode_enter(t, INODE_ROOT, "f", S_IFREG, 1, 0);
+	struct sftp_attrs a = {.flags = SFTP_ATTR_SIZE, .size = 10};
+	uint64_t size = 0;
+	inode_note_shown(t, f, &a, INODE_MARK_ANY);
+	uint64_t before = inode_await_shown(t, f, NULL); /* a getattr begins */
+	inode_doubt_shown(t, f);			 /* the sandbox changed it */
+	CHECK(!inode_shown_size(t, f, &size));
+	CHECK(inode_shown_compare(t, f, &a) == INODE_SHOWN_OTHER_SIZE);
+	a.size = 99;
+	inode_note_shown(t, f, &a, before); /* crossed by the invalidation: maybe dropped */
+	CHECK(!inode_shown_size(t, f, &size));
+	uint64_t after = inode_await_shown(t, f, NULL);
+	inode_note_shown(t, f, &a, after);
+	CHECK(inode_shown_size(t, f, &size) && size == 99);
+	/* a show in progress: a wait ends at its deadline, and at once after the show ended */
+	inode_show_begin(t, f);
+	CHECK(inode_showing(t, f));
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_nsec += 20 * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	inode_await_shown(t, f, &dl);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	CHECK(now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec));
+	inode_show_end(t, f);
+	CHECK(!inode_showing(t, f));
+	inode_show_end(t, f); /* unbalanced: stays at 0 */
+	CHECK(!inode_showing(t, f));
 	inode_table_free(t);
 }
 
@@ -228,6 +268,7 @@ int main(void)
 	test_remove_and_type_change();
 	test_open_rule();
 	test_shown_size();
+	test_doubted_shown_size();
 	test_cached_since();
 	test_many();
 	return check_done();
