@@ -260,11 +260,9 @@ static int file_close(struct fs *fs, struct fs_file *f)
 	pthread_mutex_lock(&f->lock);
 	if (r >= 0)
 		r = drain(fs, f); /* nothing, unless written meanwhile through this handle */
-	int rc = 0;
-	/* Only a close after writes can report something (a failed flush on the sandbox). */
-	if (!f->lost && conn_current(fs->conn, f->conn) && f->wrote)
-		rc = sftp_close(f->conn->sftp, &f->handle);
-	else if (!f->lost && conn_current(fs->conn, f->conn))
+	/* Every write was acknowledged above (close(2) itself returned at FLUSH, and RELEASE has no
+	 * one to report to): the handle's close goes out without a wait, a failure is logged. */
+	if (!f->lost && conn_current(fs->conn, f->conn))
 		sftp_close_async(f->conn->sftp, &f->handle);
 	if (f->wrote)
 		fs_mark_stale(fs, f->ino);
@@ -277,7 +275,7 @@ static int file_close(struct fs *fs, struct fs_file *f)
 	pthread_mutex_unlock(&f->lock);
 	atomic_fetch_sub(&fs->open_files, 1);
 	file_unref(fs, f);
-	return r < 0 ? r : rc;
+	return r;
 }
 
 /* References to the open files of `ino` (n of them, malloc'd array), or -ENOMEM. */
@@ -546,7 +544,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * holds (a change not reported yet, or not watched), it is made to fetch them. With
 		 * O_TRUNC it sets the size to 0 itself. */
 		if (have_attrs && (pflags & SFTP_OPEN_TRUNC))
-			inode_note_shown(fs->inodes, ino, &a);
+			inode_note_shown(fs->inodes, ino, &a, INODE_MARK_ANY);
 		else if (have_attrs)
 			shown = inode_shown_compare(fs->inodes, ino, &a);
 		r = attach_file(fs, ino, &call, &h, pflags, have_attrs ? &a : NULL, fresh, fi);

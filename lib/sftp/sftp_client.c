@@ -239,6 +239,17 @@ static void count_bytes(struct sftp_client *c, const struct sftp_req *r, const u
 		c->st.bytes_written += r->asked;
 }
 
+/* Nobody waits for an abandoned request; a close sent without waiting (sftp_close_async) that
+ * failed on the sandbox is still worth a line in the log. */
+static void log_abandoned_failure(const struct sftp_req *r, const uint8_t *p, uint32_t len)
+{
+	if (r->type != SSH2_FXP_CLOSE || p[0] != SSH2_FXP_STATUS || len < 9)
+		return;
+	uint32_t code = load_be32(p + 5);
+	if (code != SSH2_FX_OK)
+		log_warn("sftp: the sandbox failed to close a file (status %u)", code);
+}
+
 /* Hand one packet (type, id, payload) to its request; -1 for an id nobody asked for. */
 static int deliver(struct sftp_client *c, const uint8_t *p, uint32_t len)
 {
@@ -260,6 +271,7 @@ static int deliver(struct sftp_client *c, const uint8_t *p, uint32_t len)
 	count_bytes(c, r, p, len);
 	if (r->abandoned) {
 		pthread_mutex_unlock(&c->mu);
+		log_abandoned_failure(r, p, len);
 		sftp_req_free(r);
 		return 0;
 	}

@@ -115,8 +115,8 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 		   const struct sftp_attrs *a, struct sftp_handle *h, struct sftp_attrs *st,
 		   bool *have_st);
 int sftp_close(struct sftp_client *c, const struct sftp_handle *h);
-/* Send CLOSE without waiting: the reply is dropped when it comes (for handles that have no
- * unacknowledged writes, whose close cannot report anything worth waiting for). */
+/* Send CLOSE without waiting: the reply is dropped when it comes, a failure logged (for handles
+ * that have no unacknowledged writes, whose close has no one left to report to). */
 void sftp_close_async(struct sftp_client *c, const struct sftp_handle *h);
 /* Reads up to len bytes (split into server-sized requests sent at once); *got < len only at EOF. */
 int sftp_read(struct sftp_client *c, const struct sftp_handle *h, uint64_t off, void *p, size_t len,
