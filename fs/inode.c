@@ -24,6 +24,10 @@ struct inode {
 	bool shown; /* shown_size/shown_mtime are valid: the kernel was handed them */
 	uint64_t shown_size;
 	struct timespec shown_mtime;
+	/* shown_size came from a reply the kernel may drop, and replaced droppable_prev: until a
+	 * write or a reply it must apply settles it, the kernel may hold either */
+	bool droppable;
+	uint64_t droppable_prev;
 	uint64_t doubted; /* the table's doubt count at the last invalidation of its attributes */
 	unsigned showing; /* invalidations and shows of its size in progress */
 	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
@@ -485,11 +489,25 @@ void inode_note_shown(struct inode_table *t, uint64_t ino, const struct sftp_att
 {
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
-	if (n && n->doubted <= mark) {
-		n->shown = true;
-		n->shown_size = a->size;
-		n->shown_mtime = attrs_mtime(a);
+	if (!n) {
+		pthread_mutex_unlock(&t->lock);
+		return;
 	}
+	bool same = n->shown && n->shown_size == a->size;
+	if (mark == INODE_MARK_ANY) {
+		n->droppable = false;
+	} else if (!same && n->doubted > mark) {
+		n->shown = false; /* crossed by an invalidation: dropped, or not */
+		pthread_mutex_unlock(&t->lock);
+		return;
+	} else if (!same) {
+		/* from an unknown size, no write settles it (UINT64_MAX) */
+		n->droppable_prev = n->shown ? n->shown_size : UINT64_MAX;
+		n->droppable = true;
+	}
+	n->shown = true;
+	n->shown_size = a->size;
+	n->shown_mtime = attrs_mtime(a);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -497,8 +515,12 @@ void inode_note_written(struct inode_table *t, uint64_t ino, uint64_t end)
 {
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
-	if (n && n->shown && n->shown_size < end)
+	if (n && n->shown && n->shown_size < end) {
 		n->shown_size = end;
+		/* the kernel raises what it holds, either size, to `end` */
+		if (end >= n->droppable_prev)
+			n->droppable = false;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -507,7 +529,9 @@ void inode_doubt_shown(struct inode_table *t, uint64_t ino)
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	if (n) {
-		n->shown = false;
+		/* a reply still on its way is dropped now: the kernel keeps the size before it */
+		if (n->droppable)
+			n->shown = false;
 		n->doubted = ++t->doubts;
 	}
 	pthread_mutex_unlock(&t->lock);

@@ -67,11 +67,15 @@ bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp
 /* What the kernel holds of `ino`'s size and mtime, as far as the daemon can tell: noted at every
  * reply with attributes (inode_note_shown) and raised by local writes past it, which the kernel
  * applies itself (inode_note_written). An invalidation leaves the kernel's size as it is, but
- * the kernel drops a reply that an invalidation crossed (asked before it, answered after) while
- * its caller still sees it: so every invalidation the daemon sends makes the shown size unknown
- * (inode_doubt_shown), and a reply is noted only when no invalidation came after the `mark`
- * taken when it was asked (INODE_MARK_ANY: always). inode_shown_compare tells whether `a`
- * differs from what was shown (an unknown size differs).
+ * the kernel drops a getattr reply that an invalidation crossed (asked before it, applied
+ * after) while its caller still sees it. So a reply that changes the size is `droppable`: an
+ * invalidation the daemon sends (inode_doubt_shown) makes the shown size unknown until a reply
+ * or a write settles it, and a reply asked before an invalidation (its `mark`, from
+ * inode_await_shown, is older) that would change the size makes it unknown at once. Replies the
+ * kernel always applies (setattr, an O_TRUNC open, a new entry) are noted with INODE_MARK_ANY.
+ * Our own writes' reports (most reports) keep the size known: writes settle it, and a reply
+ * showing the same size changes nothing. inode_shown_compare tells whether `a` differs from
+ * what was shown (an unknown size differs).
  *
  * Shows (kernel_size.c) run between inode_show_begin and inode_show_end; inode_await_shown waits
  * (until `deadline`, CLOCK_MONOTONIC; NULL: no wait) for the inode's shows to end, so a getattr
