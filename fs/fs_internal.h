@@ -255,6 +255,8 @@ void fs_forget_kernel_inode(struct fs *fs, fuse_ino_t ino);
 /* Wait (until the op deadline) while the kernel is being shown a new size of `ino`, unless the
  * request is the show's own stat; the mark to fill the request's reply with (fs_fill_stat). */
 uint64_t fs_await_shown(struct fs *fs, fuse_req_t req, fuse_ino_t ino);
+/* Whether the request is the stat of a show (its caller is the stat helper). */
+bool fs_req_is_show(struct fs *fs, fuse_req_t req);
 /* With f->lock held: forget the read-ahead and the head (ops_read.c). */
 void fs_readahead_drop(struct fs_file *f);
 /* The data epoch of `ino` now (ops_read.c): read before asking for data that may be cached. */

@@ -555,6 +555,17 @@ void inode_show_end(struct inode_table *t, uint64_t ino)
 	pthread_mutex_unlock(&t->lock);
 }
 
+bool inode_show_settle(struct inode_table *t, uint64_t ino, uint64_t mark)
+{
+	pthread_mutex_lock(&t->lock);
+	struct inode *n = find_ino(t, ino);
+	bool settled = n && n->shown && n->doubted <= mark;
+	if (settled)
+		n->droppable = false;
+	pthread_mutex_unlock(&t->lock);
+	return settled;
+}
+
 bool inode_showing(struct inode_table *t, uint64_t ino)
 {
 	pthread_mutex_lock(&t->lock);
@@ -580,7 +591,7 @@ bool inode_shown_size(struct inode_table *t, uint64_t ino, uint64_t *size)
 {
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
-	bool known = n && n->shown;
+	bool known = n && n->shown && !n->droppable;
 	if (known)
 		*size = n->shown_size;
 	pthread_mutex_unlock(&t->lock);
@@ -593,7 +604,7 @@ enum inode_shown inode_shown_compare(struct inode_table *t, uint64_t ino,
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	enum inode_shown c = INODE_SHOWN_OTHER_SIZE;
-	if (n && n->shown && n->shown_size == a->size)
+	if (n && n->shown && !n->droppable && n->shown_size == a->size)
 		c = same_time(n->shown_mtime, attrs_mtime(a)) ? INODE_SHOWN_SAME
 							      : INODE_SHOWN_OTHER_MTIME;
 	pthread_mutex_unlock(&t->lock);

@@ -74,8 +74,10 @@ bool inode_open_unchanged(struct inode_table *t, uint64_t ino, const struct sftp
  * inode_await_shown, is older) that would change the size makes it unknown at once. Replies the
  * kernel always applies (setattr, an O_TRUNC open, a new entry) are noted with INODE_MARK_ANY.
  * Our own writes' reports (most reports) keep the size known: writes settle it, and a reply
- * showing the same size changes nothing. inode_shown_compare tells whether `a` differs from
- * what was shown (an unknown size differs).
+ * showing the same size changes nothing. A droppable size is not known (inode_shown_size false)
+ * until settled: by a write past it, a reply the kernel always applies, or a show whose stat
+ * completed with no invalidation after its `mark` (inode_show_settle). inode_shown_compare
+ * tells whether `a` differs from what was shown (an unknown or unsettled size differs).
  *
  * Shows (kernel_size.c) run between inode_show_begin and inode_show_end; inode_await_shown waits
  * (until `deadline`, CLOCK_MONOTONIC; NULL: no wait) for the inode's shows to end, so a getattr
@@ -90,6 +92,7 @@ void inode_show_begin(struct inode_table *t, uint64_t ino);
 void inode_show_end(struct inode_table *t, uint64_t ino);
 uint64_t inode_await_shown(struct inode_table *t, uint64_t ino, const struct timespec *deadline);
 bool inode_showing(struct inode_table *t, uint64_t ino);
+bool inode_show_settle(struct inode_table *t, uint64_t ino, uint64_t mark);
 void inode_note_written(struct inode_table *t, uint64_t ino, uint64_t end);
 enum inode_shown inode_shown_compare(struct inode_table *t, uint64_t ino,
 				     const struct sftp_attrs *a);

@@ -29,6 +29,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#define SHOW_TRIES 3
+
+bool fs_req_is_show(struct fs *fs, fuse_req_t req)
+{
+	return stat_helper_owns(fs->stat_helper, fuse_req_ctx(req)->pid);
+}
+
 /* Every invalidation of an inode's kernel attributes goes through here: a getattr reply it
  * crosses is dropped by the kernel, so the size the kernel holds is not known after it. */
 static void forget_kernel(struct fs *fs, fuse_ino_t ino, bool pages)
@@ -52,8 +59,7 @@ void fs_forget_kernel_inode(struct fs *fs, fuse_ino_t ino)
 uint64_t fs_await_shown(struct fs *fs, fuse_req_t req, fuse_ino_t ino)
 {
 	/* The helper's stat is the show itself: it does not wait for it. */
-	if (!inode_showing(fs->inodes, ino) ||
-	    stat_helper_owns(fs->stat_helper, fuse_req_ctx(req)->pid))
+	if (!inode_showing(fs->inodes, ino) || fs_req_is_show(fs, req))
 		return inode_await_shown(fs->inodes, ino, NULL);
 	int64_t deadline = conn_op_deadline(fs->conn);
 	struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = deadline % 1000 * 1000000};
@@ -69,10 +75,20 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino)
 	free(rel);
 	if (!local)
 		return;
-	inode_show_begin(fs->inodes, ino);
-	fs_forget_kernel_attrs(fs, ino);
-	bool done = stat_helper_stat(fs->stat_helper, local, conn_op_deadline(fs->conn));
-	inode_show_end(fs->inodes, ino);
+	/* The helper's getattr is asked after this invalidation: unless another one crosses it
+	 * (then again, a few times), the kernel applies it, and the size it noted is the kernel's.
+	 */
+	bool done = false;
+	for (int i = 0; i < SHOW_TRIES; i++) {
+		inode_show_begin(fs->inodes, ino);
+		fs_forget_kernel_attrs(fs, ino);
+		uint64_t mark = inode_await_shown(fs->inodes, ino, NULL);
+		done = stat_helper_stat(fs->stat_helper, local, conn_op_deadline(fs->conn));
+		bool settled = done && inode_show_settle(fs->inodes, ino, mark);
+		inode_show_end(fs->inodes, ino);
+		if (!done || settled)
+			break;
+	}
 	free(local);
 	if (!done)
 		log_warn("inode %" PRIu64 ": the kernel did not take its new size in time (every "

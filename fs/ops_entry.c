@@ -157,6 +157,21 @@ static void root_attrs_seen(struct fs *fs, const struct sftp_attrs *a)
 	pthread_mutex_unlock(&fs->rt_lock);
 }
 
+/* A getattr reply may be dropped by the kernel (an invalidation crossing it) while its caller
+ * sees it. For an open file, whose size the kernel uses without asking (O_APPEND, mappings),
+ * a size the kernel may not hold is shown to it first (kernel_size.c), so the caller never
+ * sees a size the kernel does not have. */
+static void show_before_reply(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
+			      const struct sftp_attrs *a, uint64_t seq)
+{
+	if (!(a->flags & SFTP_ATTR_SIZE) || fs_attrs_type(a) != S_IFREG ||
+	    inode_shown_compare(fs->inodes, ino, a) != INODE_SHOWN_OTHER_SIZE ||
+	    !fs_inode_is_open(fs, ino) || fs_req_is_show(fs, req))
+		return;
+	fs_remember_attrs(fs, ino, a, seq); /* the show's getattr is then answered from them */
+	fs_show_size(fs, ino);
+}
+
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -169,6 +184,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (fs_fresh_attrs(fs, ino, &a)) {
+		show_before_reply(fs, req, ino, &a, FS_SEQ_NONE);
 		reply_attr(req, ino, &a, FS_SEQ_NONE, mark);
 		return;
 	}
@@ -177,6 +193,8 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r = stat_inode(fs, ino, &a);
 	if (r == 0 && ino == INODE_ROOT)
 		root_attrs_seen(fs, &a);
+	if (r == 0)
+		show_before_reply(fs, req, ino, &a, seq);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else

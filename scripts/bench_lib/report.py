@@ -278,7 +278,7 @@ def render(res, o):
                 if a["quick"] else
                 f"Loopback: median of {a['reps']} repetitions, contenders alternated (order rotated) "
                 "within each repetition; delayed link: one repetition and a smaller repository."),
-             "", "Reproduce: `sudo scripts/bench` (full, ~20 min) or `sudo scripts/bench --quick` "
+             "", "Reproduce: `sudo scripts/bench` (full, ~30 min) or `sudo scripts/bench --quick` "
              "(< 2 min). It installs/builds like `scripts/test`, starts a throwaway sshd "
              "(`scripts/testbed`), a private dockerd (`scripts/dockerbed`, image "
              "`sandmount-test/debian` (debootstrap), workspace bind-mounted), and for each delayed "

@@ -6,6 +6,7 @@ backend, the data-path ones both with the agent (change reports) and without it 
 
 import mmap
 import os
+import random
 import subprocess
 import sys
 import time
@@ -107,6 +108,42 @@ def test_append_order_across_descriptors(mnt):
         os.close(fd2)
     assert path.read_bytes() == b"123"
     assert mnt.r("log").read_bytes() == b"123"
+
+
+def test_append_after_sandbox_resize(mnt):
+    """Once fstat shows a size the sandbox set, an O_APPEND write lands there. The kernel drops
+    a getattr reply that one of the daemon's invalidations crossed (the report of an earlier
+    write, arriving while the reply was on its way), yet fstat returns it: the appender saw the
+    new size and wrote at the old end, into the middle of the file (found by the exerciser,
+    seed 323078006). Each round: append and fsync (its report comes a little later), resize the
+    file in the sandbox, wait a random 0-15 ms, poll fstat until it shows the size, append at
+    once; the position and, at the end, the sandbox's bytes must match. (Before the fix 3 of 4
+    runs of this loop failed on the ASan daemon; with only the first half of it, 1 of 6.)"""
+    rng = random.Random(323078006)
+    path, host = mnt / "log", mnt.r("log")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    want = bytearray()
+    try:
+        for i in range(120):
+            os.write(fd, b"w%03d" % i)
+            os.fsync(fd)
+            want += b"w%03d" % i
+            new = len(want) + rng.randrange(1, 9000) if i % 2 == 0 else rng.randrange(len(want))
+            with open(host, "r+b") as w:
+                w.truncate(new)
+            want = (want + bytes(new))[:new]
+            time.sleep(rng.randrange(16) / 1000)
+            deadline = time.monotonic() + 10
+            while os.fstat(fd).st_size != new:
+                assert time.monotonic() < deadline, f"round {i}: fstat never showed {new}"
+                time.sleep(0.002)
+            os.write(fd, b"A%03d" % i)
+            want += b"A%03d" % i
+            at = os.lseek(fd, 0, os.SEEK_CUR)
+            assert at == len(want), f"round {i}: the append after a resize to {new} ended at {at}"
+    finally:
+        os.close(fd)
+    assert host.read_bytes() == bytes(want)
 
 
 def test_readlink_size_matches_lstat(mnt):
