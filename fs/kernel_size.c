@@ -10,9 +10,10 @@
  * mount: the kernel asks (getattr) and takes the size, smaller or larger.
  *
  * The kernel drops a getattr reply that an invalidation crossed, though its caller sees it: a
- * caller could see the new size while the kernel keeps the old one for its next append. So every
- * invalidation makes the shown size unknown (inode.h), and while one is being followed by a
- * show, getattrs of the inode wait for the show to end before they reply (fs_await_shown).
+ * caller could see the new size while the kernel keeps the old one for its next append. So a
+ * size from such a reply is not trusted across our invalidations (inode.h), getattrs of an
+ * inode wait while a show of it runs (fs_await_shown), and a getattr of an open file that would
+ * hand out a size the kernel may not hold shows it first (ops_entry.c).
  *
  * The stat is done by a helper process (stat_helper.c: a daemon thread in it would keep a killed
  * daemon from exiting), waited for until a deadline: when it is called from a FUSE request (an
