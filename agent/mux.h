@@ -57,7 +57,8 @@ int watch_fd(const struct watch *w);
 void watch_read(struct watch *w);
 /* Milliseconds until the gathered events are due (-1: none gathered, 0: due now). */
 int watch_due_in(const struct watch *w, int64_t now);
-/* Append the due events to out as CHANGED / OVERFLOW frames of channel ch and forget them. */
+/* Append the due events to out as CHANGED / CHANGED_INSIDE / OVERFLOW frames of channel ch
+ * and forget them. */
 void watch_flush(struct watch *w, struct buf *out, uint32_t ch);
 
 /* Frames (mux_server.c): start one in out, returning its start for frame_end. */

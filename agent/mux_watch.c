@@ -2,10 +2,14 @@
  * watches every directory under the watched one; a directory created or moved in is watched too,
  * and what it already holds is reported (it may have been filled before its watch existed). Paths
  * are relative to the watched directory. Events are gathered for MUX_WATCH_COALESCE_MS and sent
- * once per path; a queue overflow, or more paths than we keep, becomes one OVERFLOW. A directory
- * that cannot be watched (the inotify limit: ENOSPC, ENOMEM; or the client's max_watches) is
- * counted, and the count sent as PARTIAL, so the client knows its changes go unreported. */
+ * once per path: as CHANGED when its name changed (created, removed, moved), else as
+ * CHANGED_INSIDE (its data, attributes or entries changed; a directory's lstat goes with it, in
+ * the SFTP server's attribute encoding). A queue overflow, or more paths than we keep, becomes
+ * one OVERFLOW. A directory that cannot be watched (the inotify limit: ENOSPC, ENOMEM; or the
+ * client's max_watches) is counted, and the count sent as PARTIAL, so the client knows its
+ * changes go unreported. */
 #include "mux.h"
+#include "sftp_server.h" /* sftp_attrs_put_stat: the attributes as a stat@sandmount reply has them */
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,13 +26,24 @@
 	(IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |          \
 	 IN_MOVED_TO | IN_DONT_FOLLOW | IN_EXCL_UNLINK | IN_ONLYDIR)
 #define PATHS_PER_FRAME_BYTES (MUX_FRAME_MAX / 2)
+/* A longer path becomes an OVERFLOW: one path and its attributes always fit in what is left of a
+ * frame past PATHS_PER_FRAME_BYTES. */
+#define PATH_SENT_MAX (MUX_FRAME_MAX / 4)
+
+/* What happened to a pending path. A name change implies everything: NAME wins at the flush. */
+enum change { CH_NAME = 1, CH_INSIDE = 2 };
+
+struct pending {
+	char *path;
+	unsigned kinds; /* enum change bits */
+};
 
 struct watch {
 	int fd;
 	char *root;
 	char **wd_path; /* indexed by watch descriptor: relative path ("" = root), NULL = none */
 	int nwd;
-	char *pending[MAX_PENDING];
+	struct pending pending[MAX_PENDING];
 	int npending;
 	bool overflow;
 	uint32_t max_watches;		    /* 0: no bound but the kernel's */
@@ -49,20 +64,37 @@ static void mark_overflow(struct watch *w)
 	w->overflow = true;
 }
 
-static void mark_changed(struct watch *w, const char *rel)
+/* Note a change of kind `kind` (enum change) to rel, joined with what is pending for it. */
+static void mark(struct watch *w, const char *rel, unsigned kind)
 {
 	if (w->overflow)
 		return;
-	for (int i = 0; i < w->npending; i++)
-		if (!strcmp(w->pending[i], rel))
+	for (int i = 0; i < w->npending; i++) {
+		if (!strcmp(w->pending[i].path, rel)) {
+			w->pending[i].kinds |= kind;
 			return;
-	char *copy = w->npending < MAX_PENDING ? strdup(rel) : NULL;
+		}
+	}
+	bool fits = w->npending < MAX_PENDING && strlen(rel) <= PATH_SENT_MAX;
+	char *copy = fits ? strdup(rel) : NULL;
 	if (!copy) {
 		mark_overflow(w);
 		return;
 	}
 	note(w);
-	w->pending[w->npending++] = copy;
+	w->pending[w->npending++] = (struct pending){copy, kind};
+}
+
+/* Its name changed (created, removed, moved from or to). */
+static void mark_changed(struct watch *w, const char *rel)
+{
+	mark(w, rel, CH_NAME);
+}
+
+/* Only what it refers to changed: data, attributes, a directory's entries. */
+static void mark_inside(struct watch *w, const char *rel)
+{
+	mark(w, rel, CH_INSIDE);
 }
 
 static char *join(const char *rel, const char *name)
@@ -216,7 +248,7 @@ void watch_free(struct watch *w)
 	for (int i = 0; i < w->nwd; i++)
 		free(w->wd_path[i]);
 	for (int i = 0; i < w->npending; i++)
-		free(w->pending[i]);
+		free(w->pending[i].path);
 	free(w->wd_path);
 	free(w->root);
 	free(w);
@@ -242,8 +274,8 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 		w->nwatched--;
 		return;
 	}
-	if (!ev->len) {
-		mark_changed(w, dir);
+	if (!ev->len) { /* the directory itself (its attributes) */
+		mark_inside(w, dir);
 		return;
 	}
 	if (!*dir && !strcmp(ev->name, HIDDEN_DIR))
@@ -253,10 +285,13 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 		mark_overflow(w);
 		return;
 	}
-	mark_changed(w, rel);
-	/* The directory holding it changed too (its listing, its mtime). */
-	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
-		mark_changed(w, dir);
+	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
+		mark_changed(w, rel);
+		/* The directory holding it changed inside (its entries, its mtime). */
+		mark_inside(w, dir);
+	} else {
+		mark_inside(w, rel); /* IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE */
+	}
 	if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
 		add_tree(w, rel, true);
 	free(rel);
@@ -288,6 +323,95 @@ int watch_due_in(const struct watch *w, int64_t now)
 	return left > 0 ? (int)left : 0;
 }
 
+/* The attributes of a CHANGED_INSIDE entry: a directory's lstat (attrs_follow 1), nothing for
+ * anything else (0). False: it is gone, its name changed. */
+static bool put_inside_attrs(struct watch *w, const char *rel, struct buf *out)
+{
+	char *abs = join(w->root, rel);
+	struct stat st;
+	bool ok = abs && lstat(abs, &st) == 0;
+	free(abs);
+	if (!ok)
+		return false;
+	buf_put_u8(out, S_ISDIR(st.st_mode));
+	if (S_ISDIR(st.st_mode))
+		sftp_attrs_put_stat(out, &st);
+	return true;
+}
+
+/* Frames of one type holding counted entries; a frame ends once it passed PATHS_PER_FRAME_BYTES
+ * (an entry is at most PATH_SENT_MAX and attributes, so a frame stays within MUX_FRAME_MAX). */
+struct batch {
+	struct buf *out;
+	uint8_t type;
+	uint32_t ch;
+	size_t start, count_at; /* of the open frame, when count > 0 */
+	uint32_t count;
+};
+
+/* Where the next entry starts (a frame is begun when none is open). */
+static size_t batch_entry(struct batch *b)
+{
+	if (!b->count) {
+		b->start = frame_begin(b->out, b->type, b->ch);
+		b->count_at = b->out->len;
+		buf_put_u32(b->out, 0);
+	}
+	return b->out->len;
+}
+
+/* The entry begun at `at` is complete (keep), or taken back (with its frame, if it was alone). */
+static void batch_done(struct batch *b, size_t at, bool keep)
+{
+	if (!keep) {
+		buf_truncate(b->out, b->count ? at : b->start);
+		return;
+	}
+	buf_set_u32_at(b->out, b->count_at, ++b->count);
+	if (b->out->len - b->start >= PATHS_PER_FRAME_BYTES) {
+		frame_end(b->out, b->start);
+		b->count = 0;
+	}
+}
+
+static void batch_end(struct batch *b)
+{
+	if (b->count)
+		frame_end(b->out, b->start);
+}
+
+/* Paths pending only as CH_INSIDE, in CHANGED_INSIDE frames; one that vanished becomes CH_NAME. */
+static void flush_inside(struct watch *w, struct buf *out, uint32_t ch)
+{
+	struct batch b = {.out = out, .type = MUX_CHANGED_INSIDE, .ch = ch};
+	for (int i = 0; i < w->npending; i++) {
+		struct pending *p = &w->pending[i];
+		if (p->kinds != CH_INSIDE)
+			continue;
+		size_t at = batch_entry(&b);
+		buf_put_cstring(out, p->path);
+		bool here = put_inside_attrs(w, p->path, out);
+		batch_done(&b, at, here);
+		if (!here)
+			p->kinds = CH_NAME;
+	}
+	batch_end(&b);
+}
+
+/* Paths pending with CH_NAME, in CHANGED frames. */
+static void flush_names(struct watch *w, struct buf *out, uint32_t ch)
+{
+	struct batch b = {.out = out, .type = MUX_CHANGED, .ch = ch};
+	for (int i = 0; i < w->npending; i++) {
+		if (!(w->pending[i].kinds & CH_NAME))
+			continue;
+		size_t at = batch_entry(&b);
+		buf_put_cstring(out, w->pending[i].path);
+		batch_done(&b, at, true);
+	}
+	batch_end(&b);
+}
+
 void watch_flush(struct watch *w, struct buf *out, uint32_t ch)
 {
 	if (w->unwatched != w->unwatched_sent) {
@@ -299,23 +423,12 @@ void watch_flush(struct watch *w, struct buf *out, uint32_t ch)
 	if (w->overflow) {
 		frame_end(out, frame_begin(out, MUX_OVERFLOW, ch));
 	} else {
-		for (int i = 0; i < w->npending;) {
-			size_t start = frame_begin(out, MUX_CHANGED, ch);
-			size_t count_at = out->len, bytes = 0;
-			uint32_t count = 0;
-			buf_put_u32(out, 0);
-			for (; i < w->npending && (count == 0 || bytes < PATHS_PER_FRAME_BYTES);
-			     i++) {
-				buf_put_cstring(out, w->pending[i]);
-				bytes += strlen(w->pending[i]) + 4;
-				count++;
-			}
-			buf_set_u32_at(out, count_at, count);
-			frame_end(out, start);
-		}
+		/* INSIDE first: a directory found gone there is sent as a name change. */
+		flush_inside(w, out, ch);
+		flush_names(w, out, ch);
 	}
 	for (int i = 0; i < w->npending; i++)
-		free(w->pending[i]);
+		free(w->pending[i].path);
 	w->npending = 0;
 	w->overflow = false;
 }

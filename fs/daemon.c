@@ -144,12 +144,13 @@ static const char *below_root(const struct session *s, const char *path)
 /* Ask the sandbox to report changes to the workspace (the agent's watch). While it does, cached
  * attributes and names live longer and the journal answers fsmonitor queries; without it, or
  * while part of the tree goes unwatched, the configured cache_timeout applies. */
-static void session_changed(void *ctx, const char *path)
+static void session_changed(void *ctx, const char *path, bool inside,
+			    const struct sftp_attrs *attrs)
 {
 	struct session *s = ctx;
 	pthread_rwlock_rdlock(&s->watch_gate);
 	if (s->watch_open) {
-		fs_notify_change(s->fs, path);
+		fs_notify_change(s->fs, path, inside, attrs);
 		const char *rel = path ? below_root(s, path) : NULL;
 		if (!path || rel)
 			journal_add(s->journal, rel);
@@ -249,7 +250,15 @@ static void session_changes(void *ctx, const char *token, struct buf *reply)
 	struct buf paths;
 	uint32_t n = 0;
 	buf_init(&paths);
-	bool all = !journal_live(s->journal) || watch_sync(s) < 0;
+	bool all = !journal_live(s->journal);
+	if (!all && watch_sync(s) < 0) {
+		/* The watch may have lost changes (the agent died, and we have not noticed yet):
+		 * git stats everything next, and must not get what the caches hold. */
+		fs_barrier_reconnected(s->fs);
+		all = true;
+	}
+	if (fs_expirer_wait(s->fs, SYNC_TIMEOUT_MS) < 0)
+		log_warn("fsmonitor: the cache barrier is late");
 	if (journal_since(s->journal, all ? "" : token, &paths, &n, CTL_MAX_FRAME / 2, next))
 		all = true;
 	buf_put_cstring(reply, next);
@@ -268,6 +277,9 @@ static void on_reconnect(void *ctx, struct conn *c)
 	struct session *s = ctx;
 	if (!s->fs)
 		return;
+	/* An fsmonitor answer between the new watch and the kernel's barrier would let git trust
+	 * attributes the kernel still holds from before: session_changes waits for the barrier. */
+	fs_expirer_expect(s->fs);
 	start_watch(s, c);
 	/* Anything may have changed while we were away. */
 	fs_barrier_reconnected(s->fs);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -73,9 +74,11 @@ void fs_expire_entry(struct fs *fs, uint64_t parent, const char *name, bool is_d
 
 struct expirer {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond; /* work for the thread, and "done" for fs_expirer_wait */
 	pthread_t thread;
 	bool started, pending, stop;
+	bool running;	  /* a barrier is being sent */
+	unsigned awaited; /* barriers announced (fs_expirer_expect), not kicked yet */
 };
 
 struct expirer *fs_expirer_new(void)
@@ -83,8 +86,12 @@ struct expirer *fs_expirer_new(void)
 	struct expirer *x = calloc(1, sizeof(*x));
 	if (!x)
 		return NULL;
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_mutex_init(&x->lock, NULL);
-	pthread_cond_init(&x->cond, NULL);
+	pthread_cond_init(&x->cond, &attr);
+	pthread_condattr_destroy(&attr);
 	return x;
 }
 
@@ -99,10 +106,14 @@ static void *expirer_main(void *arg)
 			continue;
 		}
 		x->pending = false;
+		x->running = true;
 		pthread_mutex_unlock(&x->lock);
 		fs_expire_kernel_all(fs);
 		pthread_mutex_lock(&x->lock);
+		x->running = false;
+		pthread_cond_broadcast(&x->cond);
 	}
+	pthread_cond_broadcast(&x->cond);
 	pthread_mutex_unlock(&x->lock);
 	return NULL;
 }
@@ -113,14 +124,48 @@ void fs_expirer_kick(struct fs *fs)
 	pthread_mutex_lock(&x->lock);
 	if (!x->started && !x->stop)
 		x->started = pthread_create(&x->thread, NULL, expirer_main, fs) == 0;
-	x->pending = true;
-	pthread_cond_signal(&x->cond);
+	x->pending = x->started;
+	if (x->awaited)
+		x->awaited--;
+	pthread_cond_broadcast(&x->cond);
 	bool started = x->started;
 	pthread_mutex_unlock(&x->lock);
 	if (!started) {
 		log_warn(
 		    "cache barrier: no expirer thread; the kernel's caches expire by their TTL");
 	}
+}
+
+void fs_expirer_expect(struct fs *fs)
+{
+	struct expirer *x = fs->expirer;
+	pthread_mutex_lock(&x->lock);
+	if (!x->stop)
+		x->awaited++;
+	pthread_mutex_unlock(&x->lock);
+}
+
+int fs_expirer_wait(struct fs *fs, int timeout_ms)
+{
+	struct expirer *x = fs->expirer;
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	int rc = 0;
+	pthread_mutex_lock(&x->lock);
+	while ((x->awaited || x->pending || x->running) && !x->stop) {
+		if (pthread_cond_timedwait(&x->cond, &x->lock, &until) == ETIMEDOUT) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&x->lock);
+	return rc;
 }
 
 void fs_stop_expirer(struct fs *fs)
@@ -130,7 +175,9 @@ void fs_stop_expirer(struct fs *fs)
 		return;
 	pthread_mutex_lock(&x->lock);
 	x->stop = true;
-	pthread_cond_signal(&x->cond);
+	x->awaited = 0;
+	x->pending = false;
+	pthread_cond_broadcast(&x->cond);
 	bool started = x->started;
 	x->started = false;
 	pthread_mutex_unlock(&x->lock);

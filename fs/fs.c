@@ -13,6 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Everything fs_create allocates (any of it may be NULL). */
+static void free_parts(struct fs *fs)
+{
+	if (!fs)
+		return;
+	inode_table_free(fs->inodes);
+	fs_expirer_free(fs->expirer);
+	stat_helper_free(fs->stat_helper);
+	negative_set_free(fs->negatives);
+	listings_free(fs->listings);
+	free(fs->root);
+	free(fs->root_path);
+	free(fs->alias);
+	free(fs);
+}
+
 int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 {
 	if (!p->conn || !p->remote_root || p->remote_root[0] != '/') {
@@ -35,8 +51,10 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	fs->stat_helper = stat_helper_new();
 	fs->negatives = negative_set_new(NEGATIVE_MAX_ENTRIES);
 	fs->expirer = fs_expirer_new();
+	fs->listings = listings_new();
 	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper || !fs->negatives ||
-	    !fs->expirer || (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
+	    !fs->expirer || !fs->listings ||
+	    (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
 		goto nomem;
 	size_t len = strlen(fs->root_path);
 	while (len > 0 && fs->root_path[len - 1] == '/')
@@ -46,11 +64,7 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	struct conn *c = conn_get(fs->conn, 0);
 	if (!c) {
 		err_set(e, "the connection to the sandbox was lost");
-		free(fs->root);
-		free(fs->root_path);
-		free(fs->alias);
-		inode_table_free(fs->inodes);
-		free(fs);
+		free_parts(fs);
 		return -EIO;
 	}
 	sftp_client_limits(c->sftp, &lim);
@@ -66,13 +80,7 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	return 0;
 nomem:
 	err_set(e, "out of memory");
-	if (fs) {
-		inode_table_free(fs->inodes);
-		free(fs->root);
-		free(fs->root_path);
-		free(fs->alias);
-		free(fs);
-	}
+	free_parts(fs);
 	return -ENOMEM;
 }
 
@@ -83,15 +91,8 @@ void fs_destroy(struct fs *fs)
 	fs_close_all_files(fs);
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->rt_lock);
-	inode_table_free(fs->inodes);
 	fs_stop_expirer(fs);
-	fs_expirer_free(fs->expirer);
-	stat_helper_free(fs->stat_helper);
-	negative_set_free(fs->negatives);
-	free(fs->root);
-	free(fs->root_path);
-	free(fs->alias);
-	free(fs);
+	free_parts(fs);
 }
 
 void fs_set_session(struct fs *fs, struct fuse_session *se)
@@ -107,7 +108,13 @@ void fs_set_cache_timeout(struct fs *fs, double seconds)
 void fs_set_watched(struct fs *fs, bool watched)
 {
 	inode_mark_all_stale(fs->inodes);
+	listing_drop_all(fs->listings);
 	atomic_store(&fs->watched, watched);
+}
+
+void fs_listing_note(struct fs *fs, fuse_ino_t dir, const char *name, enum listing_change c)
+{
+	listing_note(fs->listings, dir, name, c);
 }
 
 void fs_mark_stale(struct fs *fs, uint64_t ino)
@@ -167,6 +174,7 @@ bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64
 static void forget_all(struct fs *fs)
 {
 	inode_mark_all_stale(fs->inodes);
+	listing_drop_all(fs->listings);
 	fs_data_changed_all(fs); /* no read-ahead asked for before is served (ops_read.c) */
 }
 
@@ -273,6 +281,11 @@ void fs_status(struct fs *fs, struct buf *text)
 	buf_printf(text, "pending write bytes: %" PRIu64 "\n", fs_pending_bytes(fs));
 	buf_printf(text, "missing names kept by the kernel: %zu (at most %d)\n",
 		   negative_count(fs->negatives), NEGATIVE_MAX_ENTRIES);
+	uint64_t dirs, names;
+	listing_counts(fs->listings, &dirs, &names);
+	buf_printf(text,
+		   "complete listings: %" PRIu64 " directories, %" PRIu64 " names (at most %d)\n",
+		   dirs, names, LISTING_MAX_NAMES);
 	struct conn *c = conn_get(fs->conn, 0);
 	if (c) {
 		struct sftp_stats st;

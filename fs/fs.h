@@ -41,16 +41,25 @@ void fs_barrier(void *fs);
 /* The barrier after a reconnect, from the thread that reconnects: what the daemon holds is
  * dropped at once; the kernel's caches on the expirer thread (expire.c says why). */
 void fs_barrier_reconnected(struct fs *fs);
+/* A reconnect has begun: its fs_barrier_reconnected will follow. fs_expirer_wait then waits for
+ * that barrier too, so an answer given after the wait never predates it. */
+void fs_expirer_expect(struct fs *fs);
+/* Wait until every barrier announced or kicked has reached the kernel: 0, or -ETIMEDOUT. */
+int fs_expirer_wait(struct fs *fs, int timeout_ms);
 /* Stop the expirer thread: after the FUSE session is unmounted, before it is destroyed. */
 void fs_stop_expirer(struct fs *fs);
 /* After an exec barrier: open files take the size the sandbox has now (fs_show_changed_size);
  * mappings and O_APPEND use it without a stat. From a thread that serves no FUSE request. */
 void fs_show_open_sizes(struct fs *fs);
-/* A change the sandbox reported (transport watch): drop the kernel's cached attributes, data
- * and directory entry of the absolute remote path (and of its parent directory's listing);
- * path NULL: of everything (as fs_barrier). Any thread that is not serving a FUSE request.
+/* The sandbox reported a change at the absolute remote path (the transport's watch, protocol in
+ * lib/proto/mux_proto.h). inside false: the name changed (created, removed, renamed): its entry,
+ * and the listing of the directory holding it, are no longer trusted. inside true: only what the
+ * name refers to changed (data, attributes, a directory's listing); attrs (may be NULL) are the
+ * object's attributes after the change when the sandbox sent them (directories). path NULL:
+ * everything may have changed (as fs_barrier). Any thread that is not serving a FUSE request.
  * `fs` is a struct fs *. */
-void fs_notify_change(void *fs, const char *remote_path);
+void fs_notify_change(void *fs, const char *remote_path, bool inside,
+		      const struct sftp_attrs *attrs);
 /* The attr/entry cache lifetime from now on (longer while a change watch runs). */
 void fs_set_cache_timeout(struct fs *fs, double seconds);
 /* Whether the sandbox reports its changes (the transport watch runs, and every change comes to

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "fs.h"
 #include "inode.h"
+#include "listing.h"
 
 /* Bounds of the per-file write staging buffer and of its in-flight window. */
 #define FS_WRITE_CHUNK_MAX (256 * 1024)
@@ -148,6 +149,7 @@ struct fs {
 	struct stat_helper *stat_helper; /* stats through the mount (kernel_size.c) */
 	struct negative_set *negatives;	 /* "does not exist" the kernel keeps (negative.c) */
 	struct expirer *expirer;	 /* barriers after a reconnect (expire.c) */
+	struct listings *listings;	 /* directories whose every name is known (listing.c) */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection
@@ -220,8 +222,15 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
  * is trusted and nothing was reported since `seq`; false: answer with a plain ENOENT. */
 bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t seq,
 		      struct fuse_entry_param *e);
-/* lstat the new name and answer with its entry (mkdir, symlink, link, mknod). */
-void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name);
+/* What a local operation did to `name` in dir, for the complete listing of dir (listing.h). */
+void fs_listing_note(struct fs *fs, fuse_ino_t dir, const char *name, enum listing_change c);
+/* Answer with the new name's entry (mkdir, symlink, link, mknod): from known (an LSTAT sent with
+ * the change, at seq) when it is there, else lstat it now. */
+void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+			const struct sftp_after *known, uint64_t seq);
+/* The attributes of directory dir LSTATed right after our own change in it (seq: fs_seq before
+ * the change) stay fresh: the kernel's GETATTR after the change is answered here. */
+void fs_remember_after(struct fs *fs, fuse_ino_t dir, const struct sftp_after *after, uint64_t seq);
 mode_t fs_attrs_type(const struct sftp_attrs *a);
 
 /* Open files (ops_file.c). */

@@ -710,17 +710,28 @@ bool inode_listing_fresh(struct inode_table *t, uint64_t ino, int64_t now_ms)
 	return fresh;
 }
 
-void inode_mark_stale(struct inode_table *t, uint64_t ino)
+static void mark_stale(struct inode_table *t, uint64_t ino, bool attrs_too)
 {
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	t->seq++;
 	if (n) {
-		n->attrs_until = 0;
+		if (attrs_too)
+			n->attrs_until = 0;
 		n->listed_until = 0;
 		n->stale_seq = t->seq;
 	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_mark_stale(struct inode_table *t, uint64_t ino)
+{
+	mark_stale(t, ino, true);
+}
+
+void inode_mark_listing_stale(struct inode_table *t, uint64_t ino)
+{
+	mark_stale(t, ino, false);
 }
 
 void inode_mark_all_stale(struct inode_table *t)

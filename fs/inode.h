@@ -116,6 +116,9 @@ void inode_set_attrs(struct inode_table *t, uint64_t ino, const struct sftp_attr
 bool inode_fresh_attrs(struct inode_table *t, uint64_t ino, int64_t now_ms, struct sftp_attrs *a);
 void inode_set_listed(struct inode_table *t, uint64_t ino, int64_t until_ms, uint64_t seq);
 bool inode_listing_fresh(struct inode_table *t, uint64_t ino, int64_t now_ms);
+/* Only the listing of directory ino is stale; its attributes stay as fresh as they were (what
+ * it holds changed, and the change of its own attributes is reported apart). */
+void inode_mark_listing_stale(struct inode_table *t, uint64_t ino);
 /* The object (its attributes, and its listing for a directory) may have changed. */
 void inode_mark_stale(struct inode_table *t, uint64_t ino);
 void inode_mark_all_stale(struct inode_table *t);

@@ -2,6 +2,9 @@
  * kernel cache invalidations, so cached attributes, data and entries can be trusted for long. The
  * path is walked down the inode table without creating anything: what the table does not know, the
  * kernel cannot hold, except a negative entry in the last known directory, which is dropped too.
+ * A report says either that a name changed (its entry and the listing holding it are dropped) or
+ * that only what it names changed (the object alone; not when the attributes the sandbox sent are
+ * the ones we hold: that is the echo of our own change).
  * The notify calls run with no lock held: the kernel may call back into lookup or forget while
  * it handles them. */
 #include "fs_internal.h"
@@ -39,7 +42,26 @@ static const char *relative(const struct fs *fs, const char *path)
 	return path;
 }
 
-void fs_notify_change(void *arg, const char *remote_path)
+/* Whether the attributes we hold fresh for ino (what the kernel was told) are exactly the ones
+ * the sandbox reported: then the report is the echo of our own change, already known. Only
+ * directories come with attributes (their times change at every name change, so the report of
+ * our own create or unlink would drop the kernel's copy each time). */
+static bool holds_attrs(struct fs *fs, uint64_t ino, const struct sftp_attrs *r)
+{
+	struct sftp_attrs a;
+	const uint32_t need = SFTP_ATTR_SIZE | SFTP_ATTR_UIDGID | SFTP_ATTR_PERM |
+			      SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_NSTIME |
+			      SFTP_ATTR_CTIME;
+	if ((r->flags & need) != need || !fs_fresh_attrs(fs, ino, &a) || (a.flags & need) != need)
+		return false;
+	return a.size == r->size && a.uid == r->uid && a.gid == r->gid && a.perm == r->perm &&
+	       a.dev == r->dev && a.ino == r->ino && a.nlink == r->nlink &&
+	       a.mtim.tv_sec == r->mtim.tv_sec && a.mtim.tv_nsec == r->mtim.tv_nsec &&
+	       a.ctim.tv_sec == r->ctim.tv_sec && a.ctim.tv_nsec == r->ctim.tv_nsec;
+}
+
+void fs_notify_change(void *arg, const char *remote_path, bool inside,
+		      const struct sftp_attrs *attrs)
 {
 	struct fs *fs = arg;
 	if (!remote_path) {
@@ -60,13 +82,20 @@ void fs_notify_change(void *arg, const char *remote_path)
 		if (!ino)
 			break;
 	}
+	if (inside && ino && attrs && holds_attrs(fs, ino, attrs)) {
+		free(copy);
+		return;
+	}
 	if (ino)
 		inval_inode(fs, ino); /* attributes and data of the object itself */
-	if (name) {
-		/* its name, or a cached "does not exist": revalidated at the next use */
+	/* A changed name (or one we did not know, so the kernel may hold "does not exist" for it):
+	 * its entry is revalidated at the next use, and the listing holding it is read again. The
+	 * directory's own attributes come with their own report. */
+	if (name && (!inside || !ino)) {
 		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
 		negative_remove(fs->negatives, dir, name);
-		inval_inode(fs, dir); /* the listing of the directory holding it */
+		inode_mark_listing_stale(fs->inodes, dir);
+		listing_note(fs->listings, dir, name, LISTING_DOUBT);
 	}
 	free(copy);
 }

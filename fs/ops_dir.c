@@ -96,11 +96,23 @@ static int drop_duplicates(struct dir_snapshot *d)
 	return 0;
 }
 
+/* Every name of the listing, as the complete listing of the directory (listing.h): lookups of
+ * other names are then answered "does not exist" at once, until a change says otherwise. */
+static void hold_names(struct fs *fs, struct dir_snapshot *d, uint64_t token)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (listing_add_name(fs->listings, d->ino, token, d->v[i].name) < 0)
+			return;
+	listing_commit(fs->listings, d->ino, token);
+}
+
 /* Listing is idempotent: after a lost connection, list again from the start. */
 static int list_dir(struct fs *fs, struct dir_snapshot *d)
 {
 	char *path;
 	struct fs_call call;
+	/* Begun before the sandbox is asked: a change reported meanwhile voids it. */
+	uint64_t token = atomic_load(&fs->watched) ? listing_begin(fs->listings, d->ino) : 0;
 	d->seq = fs_seq(fs);
 	int r = fs_remote_path(fs, d->ino, NULL, &path);
 	if (r < 0)
@@ -124,6 +136,8 @@ static int list_dir(struct fs *fs, struct dir_snapshot *d)
 	if (r == 0 && atomic_load(&fs->watched))
 		inode_set_listed(fs->inodes, d->ino, now_ms() + (int64_t)(fs->timeout_s * 1000),
 				 d->seq);
+	if (r == 0 && token)
+		hold_names(fs, d, token);
 	return r;
 }
 

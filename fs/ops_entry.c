@@ -74,6 +74,14 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (known)
 		fs_drain_inode(fs, known);
 	uint64_t seq = fs_seq(fs);
+	/* A name the complete listing of parent does not hold: "does not exist", asked of no one.
+	 */
+	if (atomic_load(&fs->watched) &&
+	    listing_lookup(fs->listings, parent, name) == LISTING_ABSENT &&
+	    fs_keep_negative(fs, parent, name, seq, &e)) {
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	int r = lstat_name(fs, parent, name, &a);
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
@@ -377,13 +385,19 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	free(shown);
 }
 
-void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
+void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+			const struct sftp_after *known, uint64_t seq)
 {
 	struct fs *fs = fs_of(req);
 	struct sftp_attrs a;
 	struct fuse_entry_param e;
-	uint64_t seq = fs_seq(fs);
-	int r = lstat_name(fs, parent, name, &a);
+	int r = 0;
+	if (known && known->ok) {
+		a = known->attrs;
+	} else {
+		seq = fs_seq(fs);
+		r = lstat_name(fs, parent, name, &a);
+	}
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
 	if (r < 0)
@@ -392,48 +406,28 @@ void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 }
 
-/* Changes of names. Not retried after a lost connection: the first try may have happened. */
-enum mutation {
-	MUT_MKDIR,
-	MUT_RMDIR,
-	MUT_REMOVE,
-	MUT_SYMLINK,
-	MUT_RENAME,
-	MUT_RENAME_OVER,
-	MUT_HARDLINK
-};
-
-static int fs_mutate(struct fs *fs, enum mutation m, const char *a, const char *b, uint32_t mode)
+/* A change of names (sftp_change), with after[0..n) looked up in the same round trip. Not
+ * retried after a lost connection: the first try may have happened. */
+static int fs_mutate(struct fs *fs, enum sftp_change_op op, const char *a, const char *b,
+		     uint32_t mode, struct sftp_after *after, size_t n)
 {
 	struct fs_call call;
 	int r = fs_call_begin(fs, &call);
 	if (r < 0)
 		return r;
-	switch (m) {
-	case MUT_MKDIR:
-		r = sftp_mkdir(call.sftp, a, mode);
-		break;
-	case MUT_RMDIR:
-		r = sftp_rmdir(call.sftp, a);
-		break;
-	case MUT_REMOVE:
-		r = sftp_remove(call.sftp, a);
-		break;
-	case MUT_SYMLINK:
-		r = sftp_symlink(call.sftp, a, b);
-		break;
-	case MUT_RENAME:
-	case MUT_RENAME_OVER:
-		r = sftp_rename(call.sftp, a, b, m == MUT_RENAME_OVER);
-		break;
-	case MUT_HARDLINK:
-		r = sftp_hardlink(call.sftp, a, b);
-		break;
-	}
+	r = sftp_change(call.sftp, op, a, b, mode, after, n);
 	if (r == -EIO)
 		conn_failed(fs->conn, call.c); /* reconnect at once if that was the cause */
 	fs_call_end(&call);
 	return r;
+}
+
+/* The directory's attributes, LSTATed right after a change we made in it (seq: fs_seq before the
+ * change): the kernel drops its own copy at every change of a name and asks again, from here. */
+void fs_remember_after(struct fs *fs, fuse_ino_t dir, const struct sftp_after *after, uint64_t seq)
+{
+	if (after->ok && fs_attrs_type(&after->attrs) == S_IFDIR)
+		fs_remember_attrs(fs, dir, &after->attrs, seq);
 }
 
 /* A name in `parent` is about to change: neither the directory nor what the name held is fresh. */
@@ -494,39 +488,76 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	else if (r == 0)
 		r = mknod_special(fs, path, mode, rdev);
 	free(path);
+	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
-		fs_reply_new_entry(req, parent, name);
+		fs_reply_new_entry(req, parent, name, NULL, 0);
 }
 
+/* A directory we just made holds nothing: its complete listing is empty, unless a change was
+ * reported since seq (something may have been made in it already). */
+static void hold_empty_listing(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t seq)
+{
+	uint64_t ino = inode_lookup(fs->inodes, parent, name);
+	if (!ino || !atomic_load(&fs->watched))
+		return;
+	uint64_t token = listing_begin(fs->listings, ino);
+	if (token && fs_seq(fs) == seq)
+		listing_commit(fs->listings, ino, token);
+}
+
+/* mkdir: the new directory's attributes and its parent's come in the same round trip. */
 void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs *fs = fs_of(req);
-	char *path;
+	char *path = NULL, *dir = NULL;
+	struct sftp_after after[2] = {{0}};
 	int r = new_name_path(fs, parent, name, &path);
+	uint64_t seq = fs_seq(fs);
+	if (r == 0)
+		r = fs_remote_path(fs, parent, NULL, &dir);
 	if (r == 0) {
-		r = fs_mutate(fs, MUT_MKDIR, path, NULL, mode & 07777);
-		free(path);
+		after[0].path = path;
+		after[1].path = dir;
+		r = fs_mutate(fs, SFTP_MKDIR, path, NULL, mode & 07777, after, 2);
 	}
-	if (r < 0)
+	free(path);
+	free(dir);
+	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	if (r < 0) {
 		fs_reply_errno(req, r);
-	else
-		fs_reply_new_entry(req, parent, name);
+		return;
+	}
+	fs_remember_after(fs, parent, &after[1], seq);
+	fs_reply_new_entry(req, parent, name, &after[0], seq);
+	hold_empty_listing(fs, parent, name, seq);
 }
 
-static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir)
 {
 	struct fs *fs = fs_of(req);
-	char *path;
+	char *path = NULL, *dir = NULL;
+	struct sftp_after after = {0};
 	mark_name_stale(fs, parent, name);
+	uint64_t seq = fs_seq(fs);
 	int r = fs_remote_path(fs, parent, name, &path);
-	if (r == 0) {
-		r = fs_mutate(fs, dir ? MUT_RMDIR : MUT_REMOVE, path, NULL, 0);
-		free(path);
-	}
 	if (r == 0)
+		r = fs_remote_path(fs, parent, NULL, &dir);
+	if (r == 0) {
+		after.path = dir;
+		r = fs_mutate(fs, is_dir ? SFTP_RMDIR : SFTP_REMOVE, path, NULL, 0, &after, 1);
+	}
+	free(path);
+	free(dir);
+	fs_listing_note(fs, parent, name, r == 0 ? LISTING_REMOVED : LISTING_DOUBT);
+	if (r == 0) {
+		uint64_t gone = is_dir ? inode_lookup(fs->inodes, parent, name) : 0;
+		if (gone)
+			listing_drop(fs->listings, gone);
 		inode_remove(fs->inodes, parent, name);
+		fs_remember_after(fs, parent, &after, seq);
+	}
 	fs_reply_errno(req, r);
 }
 
@@ -543,21 +574,32 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	char *path = NULL, *dir = NULL, *target = NULL;
+	char *path = NULL, *dir = NULL, *rdir = NULL, *target = NULL;
+	struct sftp_after after = {0};
 	int r = new_name_path(fs, parent, name, &path);
+	uint64_t seq = fs_seq(fs);
 	if (r == 0)
 		r = inode_path(fs->inodes, parent, false, &dir);
+	if (r == 0)
+		r = fs_remote_path(fs, parent, NULL, &rdir);
 	if (r == 0 && !(target = linkpath_remote_target(fs->mountpoint, dir, link)))
 		r = -ENOMEM;
-	if (r == 0)
-		r = fs_mutate(fs, MUT_SYMLINK, target, path, 0);
+	if (r == 0) {
+		after.path = rdir;
+		r = fs_mutate(fs, SFTP_SYMLINK, target, path, 0, &after, 1);
+	}
 	free(path);
 	free(dir);
+	free(rdir);
 	free(target);
-	if (r < 0)
+	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	if (r < 0) {
 		fs_reply_errno(req, r);
-	else
-		fs_reply_new_entry(req, parent, name);
+		return;
+	}
+	fs_remember_after(fs, parent, &after, seq);
+	/* A link's size is what readlink shows (containment may rewrite the target): asked for. */
+	fs_reply_new_entry(req, parent, name, NULL, 0);
 }
 
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -569,23 +611,45 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	/* SFTP cannot swap two names atomically. */
 	if (flags & ~RENAME_NOREPLACE)
 		r = -EINVAL;
+	char *dir = NULL, *newdir = NULL;
+	struct sftp_after after[2] = {{0}};
+	size_t n = 0;
 	mark_name_stale(fs, parent, name);
 	if (r == 0)
 		r = fs_remote_path(fs, parent, name, &from);
 	if (r == 0)
 		r = new_name_path(fs, newparent, newname, &to);
+	uint64_t seq = fs_seq(fs);
+	if (r == 0)
+		r = fs_remote_path(fs, parent, NULL, &dir);
+	if (r == 0 && newparent != parent)
+		r = fs_remote_path(fs, newparent, NULL, &newdir);
 	if (r == 0) {
 		bool overwrite = !(flags & RENAME_NOREPLACE);
-		r = fs_mutate(fs, overwrite ? MUT_RENAME_OVER : MUT_RENAME, from, to, 0);
+		after[n++].path = dir;
+		if (newdir)
+			after[n++].path = newdir;
+		r = fs_mutate(fs, overwrite ? SFTP_RENAME_OVERWRITE : SFTP_RENAME, from, to, 0,
+			      after, n);
 		if (r == -ENOTSUP && overwrite)
-			r = fs_mutate(fs, MUT_RENAME, from, to, 0);
+			r = fs_mutate(fs, SFTP_RENAME, from, to, 0, after, n);
 	}
+	/* The source stays doubtful even when the rename succeeded: a rename onto another name of
+	 * the same file leaves both names (POSIX). */
+	fs_listing_note(fs, parent, name, LISTING_DOUBT);
+	fs_listing_note(fs, newparent, newname, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r == 0)
 		r = inode_rename(fs->inodes, parent, name, newparent, newname);
-	if (r == 0)
+	if (r == 0) {
 		negative_remove(fs->negatives, newparent, newname);
+		fs_remember_after(fs, parent, &after[0], seq);
+		if (newdir)
+			fs_remember_after(fs, newparent, &after[1], seq);
+	}
 	free(from);
 	free(to);
+	free(dir);
+	free(newdir);
 	fs_reply_errno(req, r);
 }
 
@@ -593,14 +657,25 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 {
 	struct fs *fs = fs_of(req);
 	char *from = NULL, *to = NULL;
+	char *dir = NULL;
+	struct sftp_after after = {0};
 	fs_mark_stale(fs, ino);
 	int r = fs_remote_path(fs, ino, NULL, &from);
 	if (r == 0)
 		r = new_name_path(fs, newparent, newname, &to);
+	uint64_t seq = fs_seq(fs);
 	if (r == 0)
-		r = fs_mutate(fs, MUT_HARDLINK, from, to, 0);
+		r = fs_remote_path(fs, newparent, NULL, &dir);
+	if (r == 0) {
+		after.path = dir;
+		r = fs_mutate(fs, SFTP_HARDLINK, from, to, 0, &after, 1);
+	}
+	fs_listing_note(fs, newparent, newname, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	if (r == 0)
+		fs_remember_after(fs, newparent, &after, seq);
 	free(from);
 	free(to);
+	free(dir);
 	/* Without the server's hardlink extension the file system cannot make links. */
 	if (r == -ENOTSUP || r == -EOPNOTSUPP)
 		r = -EPERM;
@@ -611,5 +686,5 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
-		fs_reply_new_entry(req, newparent, newname);
+		fs_reply_new_entry(req, newparent, newname, NULL, 0);
 }

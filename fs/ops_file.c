@@ -569,21 +569,33 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		  struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	char *path;
+	char *path = NULL;
 	struct sftp_handle h;
 	struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
 	struct fuse_entry_param e;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags | O_CREAT);
 	bool have_attrs = false;
+	char *dir = NULL;
+	struct sftp_after after = {0};
 	fs_mark_stale(fs, parent);
+	uint64_t seq = fs_seq(fs);
 	int r = fs_hidden_name(parent, name) ? -EPERM : fs_remote_path(fs, parent, name, &path);
+	if (r == 0)
+		r = fs_remote_path(fs, parent, NULL, &dir);
 	if (r == 0) {
+		/* The directory's attributes come along: the kernel asks for them next. */
+		after.path = dir;
 		r = fs_call_begin(fs, &call);
 		if (r == 0)
-			r = sftp_open_stat(call.sftp, path, pflags, &a, &h, &a, &have_attrs);
-		free(path);
+			r = sftp_open_stat(call.sftp, path, pflags, &a, &h, &a, &have_attrs, &after,
+					   1);
 	}
+	free(path);
+	free(dir);
+	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	if (r == 0)
+		fs_remember_after(fs, parent, &after, seq);
 	if (r == 0) {
 		if (!have_attrs)
 			r = sftp_fstat(call.sftp, &h, &a);

@@ -125,7 +125,7 @@ int fs_open_remote(struct fs *fs, struct sftp_client *sftp, fuse_ino_t ino, cons
 		}
 		free(data);
 	}
-	return sftp_open_stat(sftp, path, pflags, NULL, h, a, have_attrs);
+	return sftp_open_stat(sftp, path, pflags, NULL, h, a, have_attrs, NULL, 0);
 }
 
 /* With f->lock held: serve [off, off+size) from the head when it holds that range (or the end

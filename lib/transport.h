@@ -15,6 +15,7 @@
 
 struct transport;
 struct exec_proc;
+struct sftp_attrs;
 
 struct exec_spec {
 	const char *command; /* run as `sh -c command` in the sandbox */
@@ -59,8 +60,10 @@ struct watch_req {
 	const char *dir;      /* absolute remote directory */
 	uint32_t max_watches; /* watch at most this many directories (0: the kernel's bound) */
 	/* Called from any thread for every file or directory created, written, removed or renamed
-	 * under dir; path NULL means "events were lost: assume everything changed". */
-	void (*changed)(void *ctx, const char *path);
+	 * under dir; path NULL means "events were lost: assume everything changed". inside: only
+	 * what the name refers to changed (its data, attributes, a directory's entries), not the
+	 * name; attrs (NULL when not sent) are its attributes after the change. */
+	void (*changed)(void *ctx, const char *path, bool inside, const struct sftp_attrs *attrs);
 	/* Optional: `unwatched` directories (a running total) could not be watched (the inotify
 	 * limit, max_watches): changes in them are not reported. */
 	void (*partial)(void *ctx, uint32_t unwatched);

@@ -167,12 +167,26 @@ static void free_events(struct event *ev)
 	}
 }
 
-static void link_event(struct agent_mux *m, struct mchan *c, char *path, bool partial)
+/* A change report: the name changed, or (inside) only what it refers to, with its attributes
+ * when the agent sent them. */
+struct change {
+	bool inside;
+	const struct sftp_attrs *attrs; /* NULL: none sent */
+};
+
+static void link_event(struct agent_mux *m, struct mchan *c, char *path, bool partial,
+		       const struct change *ch)
 {
 	struct event *ev = calloc(1, sizeof(*ev));
 	if (!ev) {
 		free(path);
 		return;
+	}
+	if (path && ch) {
+		ev->inside = ch->inside;
+		ev->have_attrs = ch->attrs != NULL;
+		if (ch->attrs)
+			ev->attrs = *ch->attrs;
 	}
 	ev->changed = c->changed;
 	ev->partial = partial ? c->partial : NULL;
@@ -196,17 +210,18 @@ static void drop_backlog(struct agent_mux *m)
 	m->nevents = 0;
 	for (struct mchan *w = m->chans; w; w = w->next)
 		if (w->kind == MK_WATCH && w->unwatched && w->partial)
-			link_event(m, w, NULL, true);
+			link_event(m, w, NULL, true, NULL);
 }
 
-static void queue_event(struct agent_mux *m, struct mchan *c, char *path)
+/* path NULL (or dropped with the backlog): "everything changed". */
+static void queue_event(struct agent_mux *m, struct mchan *c, char *path, const struct change *ch)
 {
 	if (m->nevents >= EVENTS_MAX) {
 		drop_backlog(m);
 		free(path);
 		path = NULL;
 	}
-	link_event(m, c, path, false);
+	link_event(m, c, path, false, ch);
 }
 
 /* PARTIAL: u32 directories the agent could not watch. */
@@ -220,28 +235,62 @@ static int on_partial(struct agent_mux *m, struct mchan *c, struct buf *f)
 		return 0;
 	if (m->nevents >= EVENTS_MAX)
 		drop_backlog(m);
-	link_event(m, c, NULL, true);
+	link_event(m, c, NULL, true, NULL);
 	return 0;
 }
 
+/* One path of a CHANGED / CHANGED_INSIDE frame (p, len: as sent), queued; a path too long to
+ * keep becomes "everything changed". -1: malformed. */
+static int queue_path(struct agent_mux *m, struct mchan *c, const uint8_t *p, uint32_t len,
+		      const struct change *ch)
+{
+	if (memchr(p, 0, len))
+		return -1;
+	if (len > EVENT_PATH_MAX) {
+		queue_event(m, c, NULL, NULL);
+		return 0;
+	}
+	char *path =
+	    len ? str_printf("%s/%.*s", c->dir, (int)len, (const char *)p) : xstrdup(c->dir);
+	if (path)
+		queue_event(m, c, path, ch);
+	return 0;
+}
+
+/* CHANGED: u32 n, n x string path (n bounded by the bytes left: 4 per path at least). */
 static int on_changed(struct agent_mux *m, struct mchan *c, struct buf *f)
 {
 	uint32_t n;
-	if (buf_get_u32(f, &n) < 0)
+	if (buf_get_u32(f, &n) < 0 || n > buf_remaining(f) / 4)
+		return -1;
+	struct change ch = {.inside = false};
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p;
+		uint32_t len;
+		if (buf_get_string(f, &p, &len) < 0 || queue_path(m, c, p, len, &ch) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* CHANGED_INSIDE: u32 n, n x (string path, u8 attrs_follow, attrs when 1), n bounded by the
+ * bytes left (5 per entry at least). Attributes go through the SFTP client's decoder. */
+static int on_changed_inside(struct agent_mux *m, struct mchan *c, struct buf *f)
+{
+	uint32_t n;
+	if (buf_get_u32(f, &n) < 0 || n > buf_remaining(f) / 5)
 		return -1;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p;
 		uint32_t len;
-		if (buf_get_string(f, &p, &len) < 0 || memchr(p, 0, len))
+		uint8_t follow;
+		struct sftp_attrs a;
+		if (buf_get_string(f, &p, &len) < 0 || buf_get_u8(f, &follow) < 0 || follow > 1 ||
+		    (follow && sftp_attrs_decode(f, &a) < 0))
 			return -1;
-		if (len > EVENT_PATH_MAX) {
-			queue_event(m, c, NULL);
-			continue;
-		}
-		char *path = len ? str_printf("%s/%.*s", c->dir, (int)len, (const char *)p)
-				 : xstrdup(c->dir);
-		if (path)
-			queue_event(m, c, path);
+		struct change ch = {.inside = true, .attrs = follow ? &a : NULL};
+		if (queue_path(m, c, p, len, &ch) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -341,9 +390,11 @@ static int on_frame(struct agent_mux *m, uint8_t type, uint32_t id, struct buf *
 		return 0;
 	case MUX_CHANGED:
 		return c->kind == MK_WATCH ? on_changed(m, c, f) : -1;
+	case MUX_CHANGED_INSIDE:
+		return c->kind == MK_WATCH ? on_changed_inside(m, c, f) : -1;
 	case MUX_OVERFLOW:
 		if (c->kind == MK_WATCH)
-			queue_event(m, c, NULL);
+			queue_event(m, c, NULL, NULL);
 		return 0;
 	case MUX_PARTIAL:
 		return on_partial(m, c, f);
@@ -546,7 +597,8 @@ static void *notifier_main(void *arg)
 			if (e->partial)
 				e->partial(e->ctx, e->unwatched);
 			else
-				e->changed(e->ctx, e->path);
+				e->changed(e->ctx, e->path, e->path && e->inside,
+					   e->have_attrs ? &e->attrs : NULL);
 		free_events(ev);
 		pthread_mutex_lock(&m->lock);
 		m->events_delivered = taken;

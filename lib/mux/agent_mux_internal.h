@@ -11,6 +11,7 @@
 #include "mux/agent_mux.h"
 #include "buf.h"
 #include "proto/mux_proto.h"
+#include "sftp/sftp_client.h"
 
 #define OPEN_TIMEOUT_MS 15000
 #define TX_HIGH		(1024 * 1024) /* local input is not read while this much waits for the agent */
@@ -18,7 +19,7 @@
 #define CREDIT_STEP	(MUX_WINDOW / 16)
 #define EVENTS_MAX	10000 /* undelivered events beyond this become one "everything changed" */
 /* A longer changed path becomes "everything changed": the backlog stays within EVENTS_MAX x
- * EVENT_PATH_MAX bytes. */
+ * (EVENT_PATH_MAX + sizeof(struct event)) bytes (an event's attributes are of fixed size). */
 #define EVENT_PATH_MAX 4096
 
 enum mkind { MK_SFTP, MK_EXEC, MK_WATCH };
@@ -30,7 +31,7 @@ struct mchan {
 	uint32_t id;
 	enum mkind kind;
 	bool tty;
-	void (*changed)(void *ctx, const char *path);
+	void (*changed)(void *ctx, const char *path, bool inside, const struct sftp_attrs *attrs);
 	void (*partial)(void *ctx, uint32_t unwatched);
 	void *ctx;
 	char *dir;	    /* watched directory, without a trailing '/' */
@@ -64,10 +65,13 @@ struct mchan {
 
 struct event {
 	struct event *next;
-	void (*changed)(void *ctx, const char *path);
+	void (*changed)(void *ctx, const char *path, bool inside, const struct sftp_attrs *attrs);
 	void (*partial)(void *ctx, uint32_t unwatched); /* set: a PARTIAL, not a change */
 	void *ctx;
-	char *path; /* NULL: overflow */
+	char *path;  /* NULL: overflow */
+	bool inside; /* CHANGED_INSIDE: only what the name refers to changed */
+	bool have_attrs;
+	struct sftp_attrs attrs; /* with have_attrs: sent along (a directory's) */
 	uint32_t unwatched;
 };
 

@@ -17,9 +17,9 @@
  * than MUX_WINDOW per channel, and a slow reader stalls only its own channel.
  *
  * Changes before exits: before the agent sends EXIT for a command it reads every inotify event
- * already queued and sends every gathered change (CHANGED / OVERFLOW on the watch channels), so
- * a client that delivers the changes it received before it reports the exit never shows a file
- * as it was before the command changed it.
+ * already queued and sends every gathered change (CHANGED, CHANGED_INSIDE, OVERFLOW on the
+ * watch channels), so a client that delivers the changes it received before it reports the exit
+ * never shows a file as it was before the command changed it.
  *
  * Output ordering: the agent sends EOF for each output stream once the child's end of it
  * closed, and EXIT only after those EOFs, so everything printed is delivered before the status.
@@ -28,7 +28,7 @@
 #ifndef SANDMOUNT_MUX_PROTO_H
 #define SANDMOUNT_MUX_PROTO_H
 
-#define MUX_PROTO_VERSION 2
+#define MUX_PROTO_VERSION 3
 
 #define MUX_HEADER_SIZE	      9			/* u32 length + u8 type + u32 channel */
 #define MUX_FRAME_MIN	      5			/* type + channel */
@@ -63,11 +63,20 @@
 	13 /* c->a: the client is done; a process still running has its group                      \
 	    * killed (TERM, KILL after the grace); nothing more is sent for it */
 #define MUX_CHANGED                                                                                \
-	14		/* a->c (WATCH): u32 n, n x string path relative to the watched dir        \
-			 * ("" = the dir itself): created, written, removed or renamed */
+	14 /* a->c (WATCH): u32 n, n x string path relative to the watched dir ("" = the dir       \
+	    * itself): the name changed: created, removed, moved from or moved to. When a          \
+	    * directory appears (created or moved in), every name below it is reported too */
 #define MUX_OVERFLOW 15 /* a->c (WATCH): events were lost; assume everything changed */
 #define MUX_PARTIAL                                                                                \
 	16 /* a->c (WATCH): u32 n: n directories (a running total) could not be watched            \
 	    * (inotify limit, max_watches); changes in them are not reported */
+#define MUX_CHANGED_INSIDE                                                                         \
+	17 /* a->c (WATCH): u32 n, n x (string path as in CHANGED, u8 attrs_follow, attrs when     \
+	    * attrs_follow is 1): only what the name refers to changed (a file's data or           \
+	    * attributes, a directory's attributes or entries), not the name. attrs_follow is 1    \
+	    * for a directory: its lstat() when the report was sent, encoded as the attributes     \
+	    * of an SFTP ATTRS reply with the stat@sandmount pair (sftp_proto.h); 0 for anything   \
+	    * else. A path whose name changed too is sent in CHANGED only; a directory gone        \
+	    * before its lstat is sent in CHANGED. */
 
 #endif

@@ -109,11 +109,21 @@ int sftp_fsetstat(struct sftp_client *c, const struct sftp_handle *h, const stru
 /* attrs may be NULL; only a->perm (with SFTP_ATTR_PERM) is sent for creation mode. */
 int sftp_open(struct sftp_client *c, const char *path, uint32_t pflags, const struct sftp_attrs *a,
 	      struct sftp_handle *h);
-/* Open, and STAT the path right after, in one round trip. Returns the open's result; *have_st
- * tells whether st holds the attributes (a failed STAT does not fail the open). */
+/* A path to LSTAT in the same round trip as a change (sftp_change, sftp_open_stat): sent right
+ * behind it, so answered after it. ok: attrs hold the path's attributes after a change that
+ * succeeded (never set when the change failed). */
+#define SFTP_AFTER_MAX 2
+struct sftp_after {
+	const char *path;
+	struct sftp_attrs attrs;
+	bool ok;
+};
+/* Open, and STAT the path right after, in one round trip, with after[0..n) (n <= SFTP_AFTER_MAX)
+ * LSTATed behind it. Returns the open's result; *have_st tells whether st holds the attributes
+ * (a failed STAT does not fail the open). */
 int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 		   const struct sftp_attrs *a, struct sftp_handle *h, struct sftp_attrs *st,
-		   bool *have_st);
+		   bool *have_st, struct sftp_after *after, size_t n);
 int sftp_close(struct sftp_client *c, const struct sftp_handle *h);
 /* Send CLOSE without waiting: the reply is dropped when it comes, a failure logged (for handles
  * that have no unacknowledged writes, whose close has no one left to report to). */
@@ -143,6 +153,20 @@ int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got);
 typedef int (*sftp_dir_cb)(void *ctx, const char *name, const struct sftp_attrs *a);
 int sftp_list_dir(struct sftp_client *c, const char *path, sftp_dir_cb cb, void *ctx);
 
+/* The changes of names below, with after[0..n) (n <= SFTP_AFTER_MAX) LSTATed in the same round
+ * trip. a and b: mkdir, rmdir, remove: a path (mode: mkdir's); symlink: a target, b the link;
+ * rename and hardlink: a from, b to. Errors as the single calls below. */
+enum sftp_change_op {
+	SFTP_MKDIR,
+	SFTP_RMDIR,
+	SFTP_REMOVE,
+	SFTP_SYMLINK,
+	SFTP_RENAME,
+	SFTP_RENAME_OVERWRITE,
+	SFTP_HARDLINK
+};
+int sftp_change(struct sftp_client *c, enum sftp_change_op op, const char *a, const char *b,
+		uint32_t mode, struct sftp_after *after, size_t n);
 int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode);
 int sftp_rmdir(struct sftp_client *c, const char *path);
 int sftp_remove(struct sftp_client *c, const char *path);

@@ -72,6 +72,62 @@ static int call_status(struct sftp_client *c, struct buf *pkt)
 	return e < 0 ? e : reply_status(r);
 }
 
+/* ---- attributes looked up in the same round trip as a change ---- */
+
+/* Send an LSTAT for every after[i].path right behind the request just sent: the server answers in
+ * order, so each describes the path after the change. */
+static void send_afters(struct sftp_client *c, struct sftp_after *after, size_t n,
+			struct sftp_req **reqs)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct buf b;
+		after[i].ok = false;
+		reqs[i] = NULL;
+		sftp_packet_begin(&b, SSH2_FXP_LSTAT);
+		buf_put_cstring(&b, after[i].path);
+		if (sftp_send(c, &b, NULL, 0, &reqs[i]) < 0)
+			reqs[i] = NULL;
+	}
+}
+
+/* Collect the LSTATs when the change succeeded (status 0); otherwise leave them to the reader. */
+static void collect_afters(int status, struct sftp_after *after, size_t n, struct sftp_req **reqs)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct sftp_req *r = reqs[i];
+		if (!r)
+			continue;
+		if (status < 0) {
+			sftp_req_abandon(r);
+			continue;
+		}
+		int e = sftp_wait(r);
+		if (e < 0)
+			continue;
+		if (r->reply_type == SSH2_FXP_ATTRS)
+			after[i].ok = sftp_decode_attrs(r, &after[i].attrs) == 0;
+		sftp_req_free(r);
+	}
+}
+
+/* call_status with after[] looked up in the same round trip. */
+static int call_status_after(struct sftp_client *c, struct buf *pkt, struct sftp_after *after,
+			     size_t n)
+{
+	struct sftp_req *r = NULL, *reqs[SFTP_AFTER_MAX];
+	if (n > SFTP_AFTER_MAX)
+		n = SFTP_AFTER_MAX;
+	int e = sftp_send(c, pkt, NULL, 0, &r);
+	if (e < 0)
+		return e;
+	send_afters(c, after, n, reqs);
+	e = sftp_wait(r);
+	if (e == 0)
+		e = reply_status(r);
+	collect_afters(e, after, n, reqs);
+	return e;
+}
+
 /* Attributes of a reply to r: stat@sandmount's fields count only from a server that offered
  * the extension (our agent). 0 or -1. */
 int sftp_decode_attrs(struct sftp_req *r, struct sftp_attrs *a)
@@ -239,11 +295,13 @@ static int wait_reply(struct sftp_req *r, uint8_t type)
 
 int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 		   const struct sftp_attrs *a, struct sftp_handle *h, struct sftp_attrs *st,
-		   bool *have_st)
+		   bool *have_st, struct sftp_after *after, size_t n)
 {
 	struct buf b;
-	struct sftp_req *ro = NULL, *rs = NULL;
+	struct sftp_req *ro = NULL, *rs = NULL, *reqs[SFTP_AFTER_MAX];
 	*have_st = false;
+	if (n > SFTP_AFTER_MAX)
+		n = SFTP_AFTER_MAX;
 	begin_open(&b, path, pflags, a);
 	int e = sftp_send(c, &b, NULL, 0, &ro);
 	if (e < 0)
@@ -251,11 +309,13 @@ int sftp_open_stat(struct sftp_client *c, const char *path, uint32_t pflags,
 	begin_path(&b, SSH2_FXP_STAT, path);
 	if (sftp_send(c, &b, NULL, 0, &rs) < 0)
 		rs = NULL;
+	send_afters(c, after, n, reqs);
 	e = wait_reply(ro, SSH2_FXP_HANDLE);
 	if (e == 0) {
 		e = sftp_parse_handle(&ro->reply, h);
 		sftp_req_free(ro);
 	}
+	collect_afters(e, after, n, reqs);
 	if (e < 0) {
 		if (rs)
 			sftp_req_abandon(rs);
@@ -489,20 +549,21 @@ int sftp_req_wait_read(struct sftp_req *r, void *p, size_t len, size_t *got)
 
 /* ---- directories (listing: sftp_list.c) ---- */
 
-int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)
+static int mkdir_after(struct sftp_client *c, const char *path, uint32_t mode,
+		       struct sftp_after *after, size_t n)
 {
 	struct sftp_attrs a = {.flags = SFTP_ATTR_PERM, .perm = mode & 07777};
 	struct buf b;
 	begin_path(&b, SSH2_FXP_MKDIR, path);
 	sftp_attrs_encode(&b, &a);
-	return exists_or_eio(c, call_status(c, &b), path);
+	return exists_or_eio(c, call_status_after(c, &b, after, n), path);
 }
 
-int sftp_rmdir(struct sftp_client *c, const char *path)
+static int rmdir_after(struct sftp_client *c, const char *path, struct sftp_after *after, size_t n)
 {
 	struct buf b;
 	begin_path(&b, SSH2_FXP_RMDIR, path);
-	int e = call_status(c, &b);
+	int e = call_status_after(c, &b, after, n);
 	if (e == -EIO && sftp_lstat_kind(c, path) == SFTP_KIND_DIR)
 		return -ENOTEMPTY;
 	if (e == -ENOENT && sftp_lstat_kind(c, path) == SFTP_KIND_OTHER)
@@ -510,11 +571,11 @@ int sftp_rmdir(struct sftp_client *c, const char *path)
 	return e;
 }
 
-int sftp_remove(struct sftp_client *c, const char *path)
+static int remove_after(struct sftp_client *c, const char *path, struct sftp_after *after, size_t n)
 {
 	struct buf b;
 	begin_path(&b, SSH2_FXP_REMOVE, path);
-	int e = call_status(c, &b);
+	int e = call_status_after(c, &b, after, n);
 	if (e == -EIO && sftp_lstat_kind(c, path) == SFTP_KIND_DIR)
 		return -EISDIR;
 	return e;
@@ -522,7 +583,8 @@ int sftp_remove(struct sftp_client *c, const char *path)
 
 /* ---- names ---- */
 
-static int posix_rename(struct sftp_client *c, const char *from, const char *to)
+static int posix_rename(struct sftp_client *c, const char *from, const char *to,
+			struct sftp_after *after, size_t n)
 {
 	if (!(c->ext & SFTP_EXT_POSIX_RENAME))
 		return -ENOTSUP;
@@ -530,7 +592,7 @@ static int posix_rename(struct sftp_client *c, const char *from, const char *to)
 	sftp_packet_begin_extended(&b, "posix-rename@openssh.com");
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
-	int e = call_status(c, &b);
+	int e = call_status_after(c, &b, after, n);
 	if (e == -EIO && sftp_lstat_kind(c, to) == SFTP_KIND_DIR)
 		return sftp_lstat_kind(c, from) == SFTP_KIND_DIR ? -ENOTEMPTY : -EISDIR;
 	if (e == -ENOENT && sftp_lstat_kind(c, from) == SFTP_KIND_DIR &&
@@ -539,25 +601,27 @@ static int posix_rename(struct sftp_client *c, const char *from, const char *to)
 	return e;
 }
 
-int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool overwrite)
+static int rename_after(struct sftp_client *c, const char *from, const char *to, bool overwrite,
+			struct sftp_after *after, size_t n)
 {
 	if (overwrite)
-		return posix_rename(c, from, to);
+		return posix_rename(c, from, to, after, n);
 	struct buf b;
 	sftp_packet_begin(&b, SSH2_FXP_RENAME);
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
-	return exists_or_eio(c, call_status(c, &b), to);
+	return exists_or_eio(c, call_status_after(c, &b, after, n), to);
 }
 
-int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath)
+static int symlink_after(struct sftp_client *c, const char *target, const char *linkpath,
+			 struct sftp_after *after, size_t n)
 {
 	struct buf b;
 	sftp_packet_begin(&b, SSH2_FXP_SYMLINK);
 	/* The draft says (linkpath, targetpath); OpenSSH has always read (targetpath, linkpath). */
 	buf_put_cstring(&b, c->openssh_symlink ? target : linkpath);
 	buf_put_cstring(&b, c->openssh_symlink ? linkpath : target);
-	return exists_or_eio(c, call_status(c, &b), linkpath);
+	return exists_or_eio(c, call_status_after(c, &b, after, n), linkpath);
 }
 
 int sftp_readlink(struct sftp_client *c, const char *path, char **target)
@@ -583,7 +647,8 @@ int sftp_realpath(struct sftp_client *c, const char *path, char **out)
 	return call_name(c, &b, out);
 }
 
-int sftp_hardlink(struct sftp_client *c, const char *from, const char *to)
+static int hardlink_after(struct sftp_client *c, const char *from, const char *to,
+			  struct sftp_after *after, size_t n)
 {
 	if (!(c->ext & SFTP_EXT_HARDLINK))
 		return -ENOTSUP;
@@ -591,7 +656,58 @@ int sftp_hardlink(struct sftp_client *c, const char *from, const char *to)
 	sftp_packet_begin_extended(&b, "hardlink@openssh.com");
 	buf_put_cstring(&b, from);
 	buf_put_cstring(&b, to);
-	return exists_or_eio(c, call_status(c, &b), to);
+	return exists_or_eio(c, call_status_after(c, &b, after, n), to);
+}
+
+int sftp_change(struct sftp_client *c, enum sftp_change_op op, const char *a, const char *b,
+		uint32_t mode, struct sftp_after *after, size_t n)
+{
+	switch (op) {
+	case SFTP_MKDIR:
+		return mkdir_after(c, a, mode, after, n);
+	case SFTP_RMDIR:
+		return rmdir_after(c, a, after, n);
+	case SFTP_REMOVE:
+		return remove_after(c, a, after, n);
+	case SFTP_SYMLINK:
+		return symlink_after(c, a, b, after, n);
+	case SFTP_RENAME:
+	case SFTP_RENAME_OVERWRITE:
+		return rename_after(c, a, b, op == SFTP_RENAME_OVERWRITE, after, n);
+	case SFTP_HARDLINK:
+		return hardlink_after(c, a, b, after, n);
+	}
+	return -EINVAL;
+}
+
+int sftp_mkdir(struct sftp_client *c, const char *path, uint32_t mode)
+{
+	return mkdir_after(c, path, mode, NULL, 0);
+}
+
+int sftp_rmdir(struct sftp_client *c, const char *path)
+{
+	return rmdir_after(c, path, NULL, 0);
+}
+
+int sftp_remove(struct sftp_client *c, const char *path)
+{
+	return remove_after(c, path, NULL, 0);
+}
+
+int sftp_rename(struct sftp_client *c, const char *from, const char *to, bool overwrite)
+{
+	return rename_after(c, from, to, overwrite, NULL, 0);
+}
+
+int sftp_symlink(struct sftp_client *c, const char *target, const char *linkpath)
+{
+	return symlink_after(c, target, linkpath, NULL, 0);
+}
+
+int sftp_hardlink(struct sftp_client *c, const char *from, const char *to)
+{
+	return hardlink_after(c, from, to, NULL, 0);
 }
 
 int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t rdev)

@@ -462,6 +462,83 @@ def test_watched_missing_names_kept_until_created(suite, mounter, sandbox):
     assert h.wait_until(lambda: not (m / "d" / "gone").exists(), 1.5)
 
 
+def op_round_trips(suite, m, op):
+    """Round trips the daemon spent on operation `op` so far (--status)."""
+    st = suite.sandmount("--status", m.mp, timeout=30).stdout.decode(errors="replace")
+    found = re.search(r"^\s*%s: (\d+), (\d+)," % re.escape(op), st, re.M)
+    return int(found.group(2)) if found else 0
+
+
+def test_watched_complete_listing_answers_new_names(suite, mounter, sandbox):
+    """A directory listed under the watch is known name by name: creating 20 new files asks the
+    sandbox nothing for their lookups, and what the sandbox then does to the names shows within
+    moments (a created name, one moved away and filled back, a file replaced by a directory)."""
+    m = mounter(opts=sandbox.opts(agent="on"))
+    m.rmkdir("d")
+    for i in range(5):
+        m.rwrite(f"d/old{i}", b"old")
+    time.sleep(0.5)  # the change reports of the set-up
+    assert sorted(os.listdir(m / "d")) == [f"old{i}" for i in range(5)]
+    before = op_round_trips(suite, m, "lookup")
+    for i in range(20):
+        fd = os.open(m / "d" / f"new{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.write(fd, b"n%d" % i)
+        os.close(fd)
+    assert op_round_trips(suite, m, "lookup") == before, \
+        "a new name was looked up in the sandbox although the listing was complete"
+    for i in range(20):
+        assert m.r(f"d/new{i}").read_bytes() == b"n%d" % i
+    m.rwrite("d/made", b"in the sandbox")
+    assert h.wait_until(lambda: (m / "d" / "made").exists(), 1.5)
+    os.rename(m.r("d/old0"), m.r("away"))
+    assert h.wait_until(lambda: not (m / "d" / "old0").exists(), 1.5)
+    os.rename(m.r("away"), m.r("d/old0"))
+    assert h.wait_until(lambda: (m / "d" / "old0").exists(), 1.5)
+    os.unlink(m.r("d/old1"))
+    m.rmkdir("d/old1")
+    assert h.wait_until(lambda: (m / "d" / "old1").is_dir(), 1.5)
+    expect = sorted(os.listdir(m.r("d")))
+    assert h.wait_until(lambda: sorted(os.listdir(m / "d")) == expect, 1.5), \
+        (sorted(os.listdir(m / "d")), expect)
+
+
+def test_watched_own_changes_keep_directory_attributes(suite, mounter, sandbox):
+    """Our own creates, unlink, mkdir and rename in a directory bring its new attributes along
+    (one round trip each): stat() of the directory after each asks the sandbox nothing, and the
+    attributes shown are the sandbox's. Changes made in the sandbox still show."""
+    m = mounter(opts=sandbox.opts(agent="on"))
+    m.rmkdir("d")
+    time.sleep(0.5)
+    os.stat(m / "d")
+    os.listdir(m / "d")
+    time.sleep(0.3)
+    before = op_round_trips(suite, m, "getattr")
+    for i in range(10):
+        (m / "d" / f"f{i}").write_bytes(b"x")
+        os.stat(m / "d")
+        time.sleep(0.05)  # the change reports of our own change come back meanwhile
+    os.unlink(m / "d" / "f0")
+    os.stat(m / "d")
+    os.mkdir(m / "d" / "sub")
+    os.stat(m / "d")
+    os.rename(m / "d" / "f1", m / "d" / "g1")
+    os.stat(m / "d")
+    time.sleep(0.5)
+    shown = os.stat(m / "d")
+    spent = op_round_trips(suite, m, "getattr") - before
+    assert spent <= 1, f"{spent} getattr round trips for the directory after our own changes"
+    real = os.stat(m.r("d"))
+    assert (shown.st_mtime_ns, shown.st_nlink, shown.st_size) == \
+        (real.st_mtime_ns, real.st_nlink, real.st_size)
+    os.chmod(m.r("d"), 0o750)
+    assert h.wait_until(lambda: os.stat(m / "d").st_mode & 0o777 == 0o750, 1.5)
+    m.rwrite("d/remote", b"r")
+    real = os.stat(m.r("d"))
+    assert h.wait_until(lambda: os.stat(m / "d").st_mtime_ns == real.st_mtime_ns, 1.5)
+    os.utime(m.r("d"), ns=(1_000_000_000, 2_000_000_123))
+    assert h.wait_until(lambda: os.stat(m / "d").st_mtime_ns == 2_000_000_123, 1.5)
+
+
 def test_futimens_before_close_sticks(mnt):
     """tar, cp -p and rsync set the times on the open descriptor, then close it: buffered data
     written back at close must not overwrite those times."""

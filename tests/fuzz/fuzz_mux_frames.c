@@ -17,6 +17,7 @@
 
 #include "mux/agent_mux.h"
 #include "proto/mux_proto.h"
+#include "sftp/sftp_client.h"
 
 #define NSEGMENTS 4
 #define WAIT_MS	  2000 /* a safety net only: the script knows when the client will not answer */
@@ -155,10 +156,18 @@ static void *agent_main(void *arg)
 	return NULL;
 }
 
-static void changed(void *ctx, const char *path)
+/* What any report must be, whatever the agent sent: "everything changed" carries nothing; a
+ * path is under the watched directory; attributes come only with a CHANGED_INSIDE and are what
+ * the decoder accepts. */
+static void changed(void *ctx, const char *path, bool inside, const struct sftp_attrs *attrs)
 {
 	(void)ctx;
-	(void)path;
+	if (!path && (inside || attrs))
+		abort();
+	if (path && strncmp(path, "/w", 2) != 0)
+		abort();
+	if (attrs && (!inside || attrs->mtim.tv_nsec >= 1000000000 || attrs->mtim.tv_nsec < 0))
+		abort();
 }
 
 static void run_channels(struct agent_mux *m)

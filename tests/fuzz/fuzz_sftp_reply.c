@@ -121,6 +121,7 @@ static void run_ops(struct sftp_client *c, unsigned first)
 	char *s;
 	size_t got;
 	bool have_st;
+	struct sftp_after after[2] = {{.path = "/w"}, {.path = "/w/d"}};
 	enum { NOPS = 18 };
 	for (unsigned op = first % NOPS; op < NOPS; op++) {
 		switch (op) {
@@ -163,7 +164,7 @@ static void run_ops(struct sftp_client *c, unsigned first)
 		case 11:
 			sftp_open_stat(c, "/w/g",
 				       SFTP_OPEN_WRITE | SFTP_OPEN_CREAT | SFTP_OPEN_EXCL, &a, &h,
-				       &a, &have_st);
+				       &a, &have_st, after, 2);
 			break;
 		case 12:
 			sftp_rename(c, "/w/g", "/w/h", true);
@@ -174,8 +175,9 @@ static void run_ops(struct sftp_client *c, unsigned first)
 			sftp_hardlink(c, "/w/f", "/w/k");
 			break;
 		case 14:
-			sftp_mkdir(c, "/w/d", 0755);
-			sftp_rmdir(c, "/w/d");
+			sftp_change(c, SFTP_MKDIR, "/w/d", NULL, 0755, after, 2);
+			sftp_change(c, SFTP_RMDIR, "/w/d", NULL, 0, after, 1);
+			sftp_change(c, SFTP_RENAME_OVERWRITE, "/w/g", "/w/d", 0, after, 2);
 			break;
 		case 15:
 			sftp_remove(c, "/w/g");

@@ -32,6 +32,14 @@ def attrs(size=14, perm=0o100644):
         u32(1) + s("x@example.com") + s("v")
 
 
+def sm_attrs(perm=0o40755, nlink=3):
+    """attrs as the agent encodes a stat: the v3 fields and the stat@sandmount pair."""
+    sm = u32(0x1F) + u64(2049) + u64(1234) + u64(nlink) + u64(0) + \
+        b"".join(u64(t) + u32(n) for t, n in ((1, 5), (2, 999999999), (3, 0)))
+    return u32(0x8000000F) + u64(4096) + u32(1000) + u32(1000) + u32(perm) + u32(1) + u32(2) + \
+        u32(1) + s("stat@sandmount") + s(sm)
+
+
 # ---- SFTP (v3): packet = u32 length, u8 type, body ----
 def pkt(t, body):
     return u32(len(body) + 1) + u8(t) + body
@@ -115,6 +123,8 @@ def frame(t, ch, body=b""):
 
 HELLO, OPEN_SFTP, OPEN_SPAWN, OPEN_WATCH, OPEN_OK, OPEN_FAIL = 1, 2, 3, 4, 5, 6
 MDATA, MEOF, CREDIT, SIGNAL, RESIZE, EXIT, CLOSE, CHANGED, OVERFLOW = range(7, 16)
+PARTIAL, CHANGED_INSIDE = 16, 17
+MUX_VERSION = 3
 
 
 def seg(b):
@@ -122,15 +132,28 @@ def seg(b):
 
 
 def mux_frames():
-    hello = frame(HELLO, 0, u32(2) + s("0.1.0"))
+    hello = frame(HELLO, 0, u32(MUX_VERSION) + s("0.1.0"))
     watch = frame(OPEN_OK, 1, u32(0)) + frame(CHANGED, 1, u32(2) + s("a") + s("d/b")) + \
         frame(OVERFLOW, 1)
+    # CHANGED_INSIDE: a directory with its attributes, a file without, the watched dir itself
+    inside = frame(CHANGED_INSIDE, 1, u32(3) + s("d") + u8(1) + sm_attrs() + s("d/f") + u8(0) +
+                   s("") + u8(1) + sm_attrs(nlink=2))
+    watch_inside = frame(OPEN_OK, 1, u32(0)) + inside + frame(CHANGED, 1, u32(1) + s("d/g")) + \
+        frame(PARTIAL, 1, u32(3)) + frame(CHANGED_INSIDE, 1, u32(1) + s("d/g") + u8(0))
+    # the attributes cut short: a malformed frame
+    truncated = frame(OPEN_OK, 1, u32(0)) + frame(CHANGED_INSIDE, 1, u32(1) + s("d") + u8(1) +
+                                                  sm_attrs()[:40])
     sftp = frame(OPEN_OK, 2, u32(0)) + frame(MDATA, 2, u8(0) + VERSION)
     spawn = frame(OPEN_OK, 3, u32(42)) + frame(MDATA, 3, u8(0) + b"out\n") + \
         frame(MDATA, 3, u8(1) + b"err\n") + frame(MEOF, 3, u8(0)) + frame(MEOF, 3, u8(1)) + \
         frame(CHANGED, 1, u32(1) + s("")) + frame(EXIT, 3, u32(0))
+    spawn_inside = frame(OPEN_OK, 3, u32(7)) + frame(MEOF, 3, u8(0)) + frame(MEOF, 3, u8(1)) + \
+        frame(CHANGED_INSIDE, 1, u32(2) + s("d/f") + u8(0) + s("d") + u8(1) + sm_attrs()) + \
+        frame(EXIT, 3, u32(0))
     return {
         "all_channels": seg(hello) + seg(watch) + seg(sftp) + spawn,
+        "watch_inside": seg(hello) + seg(watch_inside) + seg(sftp) + spawn_inside,
+        "inside_truncated": seg(hello) + seg(truncated),
         "open_fails": seg(hello) + seg(frame(OPEN_FAIL, 1, s("inotify: no"))) +
         seg(frame(OPEN_FAIL, 2, s("no sftp"))) + frame(OPEN_FAIL, 3, s("sh: not found")),
         "hello_only": seg(hello),
