@@ -107,8 +107,8 @@ void fs_set_cache_timeout(struct fs *fs, double seconds)
 
 void fs_set_watched(struct fs *fs, bool watched)
 {
+	listing_drop_all(fs->listings); /* before fs_seq() moves: see fs_notify_change */
 	inode_mark_all_stale(fs->inodes);
-	listing_drop_all(fs->listings);
 	atomic_store(&fs->watched, watched);
 }
 
@@ -173,8 +173,8 @@ bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64
 
 static void forget_all(struct fs *fs)
 {
+	listing_drop_all(fs->listings); /* before fs_seq() moves: see fs_notify_change */
 	inode_mark_all_stale(fs->inodes);
-	listing_drop_all(fs->listings);
 	fs_data_changed_all(fs); /* no read-ahead asked for before is served (ops_read.c) */
 }
 

@@ -86,16 +86,20 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 		free(copy);
 		return;
 	}
-	if (ino)
-		inval_inode(fs, ino); /* attributes and data of the object itself */
 	/* A changed name (or one we did not know, so the kernel may hold "does not exist" for it):
 	 * its entry is revalidated at the next use, and the listing holding it is read again. The
-	 * directory's own attributes come with their own report. */
-	if (name && (!inside || !ino)) {
+	 * directory's own attributes come with their own report. The listing is told first: a
+	 * lookup that reads fs_seq() after the stale marks below moved it finds the name doubtful.
+	 */
+	bool name_changed = name && (!inside || !ino);
+	if (name_changed)
+		listing_note(fs->listings, dir, name, LISTING_DOUBT);
+	if (ino)
+		inval_inode(fs, ino); /* attributes and data of the object itself */
+	if (name_changed) {
 		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
 		negative_remove(fs->negatives, dir, name);
 		inode_mark_listing_stale(fs->inodes, dir);
-		listing_note(fs->listings, dir, name, LISTING_DOUBT);
 	}
 	free(copy);
 }

@@ -53,6 +53,22 @@ static int lstat_name(struct fs *fs, fuse_ino_t parent, const char *name, struct
 	return r;
 }
 
+/* A name the complete listing of parent does not hold: "does not exist", asked of no one. A
+ * report handled meanwhile (fs_seq moved; the listing had been told before it moved) makes us
+ * look again, a few times, before asking the sandbox. */
+static bool listed_absent(struct fs *fs, fuse_ino_t parent, const char *name,
+			  struct fuse_entry_param *e)
+{
+	for (int tries = 0; tries < 3 && atomic_load(&fs->watched); tries++) {
+		uint64_t seq = fs_seq(fs);
+		if (listing_lookup(fs->listings, parent, name) != LISTING_ABSENT)
+			return false;
+		if (fs_keep_negative(fs, parent, name, seq, e))
+			return true;
+	}
+	return false;
+}
+
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
@@ -73,15 +89,11 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * older, smaller size). Only a name the table knows can have open files. */
 	if (known)
 		fs_drain_inode(fs, known);
-	uint64_t seq = fs_seq(fs);
-	/* A name the complete listing of parent does not hold: "does not exist", asked of no one.
-	 */
-	if (atomic_load(&fs->watched) &&
-	    listing_lookup(fs->listings, parent, name) == LISTING_ABSENT &&
-	    fs_keep_negative(fs, parent, name, seq, &e)) {
+	if (listed_absent(fs, parent, name, &e)) {
 		fuse_reply_entry(req, &e);
 		return;
 	}
+	uint64_t seq = fs_seq(fs);
 	int r = lstat_name(fs, parent, name, &a);
 	if (r == 0)
 		r = fs_make_entry(fs, parent, name, &a, seq, &e);
