@@ -238,6 +238,9 @@ mode_t fs_attrs_type(const struct sftp_attrs *a);
  * else 1 if there were writes to wait for, else 0. */
 int fs_drain_inode(struct fs *fs, fuse_ino_t ino);
 bool fs_inode_is_open(struct fs *fs, fuse_ino_t ino);
+/* Whether writes of an open handle of ino are staged or not yet acknowledged: a local writer is
+ * busy with it. Sends nothing and waits for no reply (only for a handle's lock). */
+bool fs_inode_writes_pending(struct fs *fs, fuse_ino_t ino);
 /* Some open handle of `ino` has written through (its attributes move with every write). */
 bool fs_inode_is_written(struct fs *fs, fuse_ino_t ino);
 /* For an inode that lost its name: through any open file of it, set `set` (if not NULL), then

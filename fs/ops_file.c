@@ -365,6 +365,24 @@ int fs_drain_inode(struct fs *fs, fuse_ino_t ino)
 	return result;
 }
 
+bool fs_inode_writes_pending(struct fs *fs, fuse_ino_t ino)
+{
+	if (atomic_load(&fs->open_files) == 0)
+		return false;
+	struct fs_file **v;
+	int n = files_of_inode(fs, ino, &v);
+	bool pending = n < 0; /* cannot tell: as if a writer were busy */
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_lock(&v[i]->lock);
+		pending |= !v[i]->closed && (v[i]->stage_len > 0 || v[i]->count > 0);
+		pthread_mutex_unlock(&v[i]->lock);
+		file_unref(fs, v[i]);
+	}
+	if (n > 0)
+		free(v);
+	return pending;
+}
+
 /* With f->lock held: fsetstat (if set) and fstat through f's handle, once more after a
  * reconnect. */
 static int file_attrs(struct fs *fs, struct fs_file *f, const struct sftp_attrs *set,
