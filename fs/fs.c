@@ -112,11 +112,6 @@ void fs_set_watched(struct fs *fs, bool watched)
 	atomic_store(&fs->watched, watched);
 }
 
-void fs_listing_note(struct fs *fs, fuse_ino_t dir, const char *name, enum listing_change c)
-{
-	listing_note(fs->listings, dir, name, c);
-}
-
 void fs_mark_stale(struct fs *fs, uint64_t ino)
 {
 	inode_mark_stale(fs->inodes, ino);

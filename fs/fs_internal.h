@@ -222,8 +222,6 @@ int fs_make_entry(struct fs *fs, fuse_ino_t parent, const char *name, const stru
  * is trusted and nothing was reported since `seq`; false: answer with a plain ENOENT. */
 bool fs_keep_negative(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t seq,
 		      struct fuse_entry_param *e);
-/* What a local operation did to `name` in dir, for the complete listing of dir (listing.h). */
-void fs_listing_note(struct fs *fs, fuse_ino_t dir, const char *name, enum listing_change c);
 /* Answer with the new name's entry (mkdir, symlink, link, mknod): from known (an LSTAT sent with
  * the change, at seq) when it is there, else lstat it now. */
 void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -111,8 +111,6 @@ static int list_dir(struct fs *fs, struct dir_snapshot *d)
 {
 	char *path;
 	struct fs_call call;
-	/* Begun before the sandbox is asked: a change reported meanwhile voids it. */
-	uint64_t token = atomic_load(&fs->watched) ? listing_begin(fs->listings, d->ino) : 0;
 	d->seq = fs_seq(fs);
 	int r = fs_remote_path(fs, d->ino, NULL, &path);
 	if (r < 0)
@@ -122,6 +120,8 @@ static int list_dir(struct fs *fs, struct dir_snapshot *d)
 		free(path);
 		return r;
 	}
+	/* Begun before the sandbox is asked: a change reported meanwhile voids it. */
+	uint64_t token = atomic_load(&fs->watched) ? listing_begin(fs->listings, d->ino) : 0;
 	do {
 		for (size_t i = 0; i < d->n; i++)
 			free(d->v[i].name);
@@ -138,6 +138,8 @@ static int list_dir(struct fs *fs, struct dir_snapshot *d)
 				 d->seq);
 	if (r == 0 && token)
 		hold_names(fs, d, token);
+	else if (token)
+		listing_drop(fs->listings, d->ino); /* nothing pending is left behind */
 	return r;
 }
 

@@ -500,7 +500,7 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	else if (r == 0)
 		r = mknod_special(fs, path, mode, rdev);
 	free(path);
-	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
@@ -536,7 +536,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	}
 	free(path);
 	free(dir);
-	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r < 0) {
 		fs_reply_errno(req, r);
 		return;
@@ -562,7 +562,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 	}
 	free(path);
 	free(dir);
-	fs_listing_note(fs, parent, name, r == 0 ? LISTING_REMOVED : LISTING_DOUBT);
+	listing_note(fs->listings, parent, name, r == 0 ? LISTING_REMOVED : LISTING_DOUBT);
 	if (r == 0) {
 		uint64_t gone = is_dir ? inode_lookup(fs->inodes, parent, name) : 0;
 		if (gone)
@@ -604,7 +604,7 @@ void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const ch
 	free(dir);
 	free(rdir);
 	free(target);
-	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r < 0) {
 		fs_reply_errno(req, r);
 		return;
@@ -648,8 +648,8 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	}
 	/* The source stays doubtful even when the rename succeeded: a rename onto another name of
 	 * the same file leaves both names (POSIX). */
-	fs_listing_note(fs, parent, name, LISTING_DOUBT);
-	fs_listing_note(fs, newparent, newname, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	listing_note(fs->listings, parent, name, LISTING_DOUBT);
+	listing_note(fs->listings, newparent, newname, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r == 0)
 		r = inode_rename(fs->inodes, parent, name, newparent, newname);
 	if (r == 0) {
@@ -682,7 +682,7 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 		after.path = dir;
 		r = fs_mutate(fs, SFTP_HARDLINK, from, to, 0, &after, 1);
 	}
-	fs_listing_note(fs, newparent, newname, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	listing_note(fs->listings, newparent, newname, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r == 0)
 		fs_remember_after(fs, newparent, &after, seq);
 	free(from);

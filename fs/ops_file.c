@@ -611,7 +611,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	}
 	free(path);
 	free(dir);
-	fs_listing_note(fs, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r == 0)
 		fs_remember_after(fs, parent, &after, seq);
 	if (r == 0) {
