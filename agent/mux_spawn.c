@@ -70,6 +70,25 @@ static void child_reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* fork() with every signal blocked until the child has reset its dispositions: a signal sent
+ * right after the spawn (before the child's setsid(), so to its pid alone) would otherwise run
+ * the agent's own handler in the child, which writes to the self-pipe the agent shares with it
+ * (a SIGTERM read as the agent's own), and the signal would be lost. Blocked, it waits, and
+ * child_reset_signals lets it act with its default. */
+static pid_t fork_child(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid_t pid = fork();
+	if (pid != 0) {
+		int saved = errno;
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		errno = saved;
+	}
+	return pid;
+}
+
 static void child_close_noted(void)
 {
 	for (int fd = 3; fd < MAX_NOTED_FDS; fd++)
@@ -249,7 +268,7 @@ static pid_t spawn_pipes(const struct spawn_req *r, bool sftp, struct child_fds 
 		close_pair(err);
 		return -1;
 	}
-	pid_t pid = fork();
+	pid_t pid = fork_child();
 	if (pid == 0) {
 		child_reset_signals();
 		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || (!sftp && dup2(err[1], 2) < 0))
@@ -296,27 +315,31 @@ static pid_t spawn_pty(const struct spawn_req *r, struct child_fds *fds, char *m
 	}
 	spawn_resize(master, r->rows ? r->rows : 24, r->cols ? r->cols : 80);
 	int second = fcntl(master, F_DUPFD_CLOEXEC, 0);
-	if (second < 0) {
-		snprintf(msg, size, "dup: %s", strerror(errno));
+	/* Opened here, not in the child: a child that dies before it would have opened the slave
+	 * (a signal right after the spawn) still leaves a slave that was open and is now closed,
+	 * so the master reads EIO and the command's end is seen. */
+	int slave = second < 0 ? -1 : open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (second < 0 || slave < 0) {
+		snprintf(msg, size, "cannot open %s: %s", second < 0 ? "the PTY" : name,
+			 strerror(errno));
 		close(master);
+		if (second >= 0)
+			close(second);
 		return -1;
 	}
-	pid_t pid = fork();
+	pid_t pid = fork_child();
 	if (pid == 0) {
 		child_reset_signals();
 		setsid();
-		int slave = open(name, O_RDWR);
-		if (slave < 0)
-			child_fail("cannot open", name, 126);
 		ioctl(slave, TIOCSCTTY, 0);
 		if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
 			_exit(126);
-		if (slave > 2)
-			close(slave);
 		child_exec(r);
 	}
+	int saved = errno;
+	close(slave);
 	if (pid < 0) {
-		snprintf(msg, size, "fork: %s", strerror(errno));
+		snprintf(msg, size, "fork: %s", strerror(saved));
 		close(master);
 		close(second);
 		return -1;

@@ -137,6 +137,7 @@ static int register_req(struct sftp_client *c, struct sftp_req *r)
 	c->st.per_op[r->type - SSH2_FXP_OPEN < 31 ? r->type - SSH2_FXP_OPEN : 31]++;
 	r->deadline = deadline_in(c->op_timeout_ms);
 	r->sent_us = now_us();
+	r->wait_epoch = c->wait_epoch;
 	pthread_mutex_unlock(&c->mu);
 	return 0;
 }
@@ -188,11 +189,12 @@ int sftp_wait(struct sftp_req *r)
 	struct sftp_client *c = r->c;
 	struct timespec until = {.tv_sec = r->deadline / 1000,
 				 .tv_nsec = (r->deadline % 1000) * 1000000};
-	bool blocked = false;
 	pthread_mutex_lock(&c->mu);
 	c->waiters++;
+	bool round_trip = r->wait_epoch == c->wait_epoch;
+	if (round_trip)
+		c->wait_epoch++;
 	while (!r->done) {
-		blocked = true;
 		int rc = pthread_cond_timedwait(&r->cv, &c->mu, &until);
 		if (rc == ETIMEDOUT && !r->done)
 			break;
@@ -202,7 +204,7 @@ int sftp_wait(struct sftp_req *r)
 	if (!done) {
 		r->abandoned = true;
 		c->st.timeouts++;
-	} else if (blocked && e == 0) {
+	} else if (round_trip && e == 0) {
 		c->st.round_trips++;
 	}
 	if (--c->waiters == 0)

@@ -74,7 +74,7 @@ struct sftp_limits {
 
 struct sftp_stats {
 	uint64_t requests;    /* sent */
-	uint64_t round_trips; /* requests a caller waited for (the latency-bound ones) */
+	uint64_t round_trips; /* waits for a request sent after the last such wait began */
 	uint64_t in_flight;
 	uint64_t bytes_read, bytes_written;
 	uint64_t timeouts;

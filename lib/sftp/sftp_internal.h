@@ -30,8 +30,9 @@ struct sftp_req {
 	int err;	    /* 0, -EIO (connection over), -ETIMEDOUT (send stalled) */
 	int64_t deadline;   /* now_ms() based */
 	int64_t sent_us;
-	size_t asked;	  /* bytes asked for (read) or sent (write) */
-	struct buf reply; /* payload after type and id */
+	uint64_t wait_epoch; /* the client's wait_epoch when it was sent */
+	size_t asked;	     /* bytes asked for (read) or sent (write) */
+	struct buf reply;    /* payload after type and id */
 	pthread_cond_t cv;
 };
 
@@ -47,6 +48,10 @@ struct sftp_client {
 	bool dead;
 	uint32_t next_id;
 	unsigned waiters; /* threads inside a wait (close waits for them to leave) */
+	/* Moves when a wait starts for a request no earlier wait covered: that wait is a round
+	 * trip, and every request sent before it rides on it. Counting this way does not depend on
+	 * whether a reply happened to arrive before its waiter got the CPU. */
+	uint64_t wait_epoch;
 	pthread_cond_t idle;
 	struct sftp_req *table[SFTP_TABLE_SIZE];
 	struct sftp_stats st;

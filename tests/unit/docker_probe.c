@@ -1,13 +1,13 @@
 /* docker_probe.c: a test driver for the Docker transport, used by tests/e2e/test_docker_api.py.
- *   docker_probe [-o OPTS] [-t] [-k MS] [-s SIG:MS] [-T] exec CONTAINER CWD CMD
+ *   docker_probe [-o OPTS] [-t] [-k MS] [-s|-S SIG:MS] [-T] exec CONTAINER CWD CMD
  *       run CMD, relaying our stdin/stdout/stderr; exit with its status (128+N after signal N;
  *       125: transport error).
  *       -t: with a TTY; -k MS: free() the exec after MS ms (kills it) and exit 0;
- *       -s SIG:MS: send SIG after MS ms; -T: print "open_ms=... exec_ms=..." to stderr.
- *   docker_probe [-o OPTS] sftp CONTAINER DIR
- *       open the SFTP stream, write DIR/probe.txt, read it back, print its owner and "ok".
- *   docker_probe [-o OPTS] bench CONTAINER N
- *       run `true` N times, print the mean exec latency in ms. */
+ *       -s SIG:MS: send SIG after MS ms; -S SIG:MS: send SIG MS ms after the first output
+ *       byte (the command has started: a shell forking its child is not signalled); -T: print
+ * "open_ms=... exec_ms=..." to stderr. docker_probe [-o OPTS] sftp CONTAINER DIR open the SFTP
+ * stream, write DIR/probe.txt, read it back, print its owner and "ok". docker_probe [-o OPTS] bench
+ * CONTAINER N run `true` N times, print the mean exec latency in ms. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@
 #include "transport.h"
 
 static const char *opts;
-static bool tty_mode, timings;
+static bool tty_mode, timings, sig_after_output;
 static int kill_after_ms = -1, sig_num, sig_after_ms = -1;
 
 static int open_transport(const char *container, const char *dir, struct transport **t)
@@ -43,12 +43,14 @@ static int open_transport(const char *container, const char *dir, struct transpo
 static void relay(struct exec_proc *p, int64_t start)
 {
 	bool in_open = true, out_open = true, err_open = p->stderr_fd >= 0, signalled = false;
+	int64_t sig_from = sig_after_output ? -1 : start;
 	char b[65536];
 	while (out_open || err_open) {
-		int64_t t = now_ms() - start;
+		int64_t now = now_ms(), t = now - start;
 		if (kill_after_ms >= 0 && t >= kill_after_ms)
 			return;
-		if (sig_after_ms >= 0 && !signalled && t >= sig_after_ms) {
+		if (sig_after_ms >= 0 && !signalled && sig_from >= 0 &&
+		    now - sig_from >= sig_after_ms) {
 			p->ops->signal(p, sig_num);
 			signalled = true;
 		}
@@ -73,6 +75,8 @@ static void relay(struct exec_proc *p, int64_t start)
 				out_open = false;
 			else
 				fd_write_all(1, b, (size_t)n, 0);
+			if (n > 0 && sig_from < 0)
+				sig_from = now_ms();
 		}
 		if (f[2].revents) {
 			ssize_t n = read(p->stderr_fd, b, sizeof(b));
@@ -179,7 +183,7 @@ static int cmd_bench(const char *container, int n)
 int main(int argc, char **argv)
 {
 	int c;
-	while ((c = getopt(argc, argv, "+o:tk:s:T")) != -1) {
+	while ((c = getopt(argc, argv, "+o:tk:s:S:T")) != -1) {
 		switch (c) {
 		case 'o':
 			opts = optarg;
@@ -191,7 +195,9 @@ int main(int argc, char **argv)
 			kill_after_ms = atoi(optarg);
 			break;
 		case 's':
+		case 'S':
 			sscanf(optarg, "%d:%d", &sig_num, &sig_after_ms);
+			sig_after_output = c == 'S';
 			break;
 		case 'T':
 			timings = true;
@@ -208,7 +214,7 @@ int main(int argc, char **argv)
 		return cmd_sftp(argv[1], argv[2]);
 	if (argc == 3 && !strcmp(argv[0], "bench"))
 		return cmd_bench(argv[1], atoi(argv[2]));
-	fprintf(stderr, "usage: docker_probe [-o OPTS] [-t] [-k MS] [-s SIG:MS] [-T] "
+	fprintf(stderr, "usage: docker_probe [-o OPTS] [-t] [-k MS] [-s|-S SIG:MS] [-T] "
 			"exec CONTAINER CWD CMD | sftp CONTAINER DIR | bench CONTAINER N\n");
 	return 2;
 }
