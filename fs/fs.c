@@ -75,7 +75,7 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	if (fs->write_chunk < FS_WRITE_CHUNK_MIN)
 		fs->write_chunk = FS_WRITE_CHUNK_MIN;
 	pthread_mutex_init(&fs->files_lock, NULL);
-	pthread_mutex_init(&fs->rt_lock, NULL);
+	pthread_mutex_init(&fs->root_attrs_lock, NULL);
 	*out = fs;
 	return 0;
 nomem:
@@ -90,7 +90,7 @@ void fs_destroy(struct fs *fs)
 		return;
 	fs_close_all_files(fs);
 	pthread_mutex_destroy(&fs->files_lock);
-	pthread_mutex_destroy(&fs->rt_lock);
+	pthread_mutex_destroy(&fs->root_attrs_lock);
 	fs_stop_expirer(fs);
 	free_parts(fs);
 }
@@ -226,34 +226,10 @@ static const char *const op_names[FS_OP_COUNT] = {
     "write",  "flush",	 "release", "fsync",	"opendir", "readdir", "statfs",
 };
 
-/* The client's counters are per connection: keep a running total across reconnects. */
-uint64_t fs_round_trips(struct fs *fs)
+void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips)
 {
-	struct conn *c = conn_get(fs->conn, 0);
-	if (!c)
-		return fs->rt_base + fs->rt_last;
-	struct sftp_stats st;
-	sftp_client_stats(c->sftp, &st);
-	pthread_mutex_lock(&fs->rt_lock);
-	if (c->generation != fs->rt_generation) {
-		fs->rt_base += fs->rt_last;
-		fs->rt_last = 0;
-		fs->rt_generation = c->generation;
-	}
-	if (st.round_trips > fs->rt_last)
-		fs->rt_last = st.round_trips;
-	uint64_t total = fs->rt_base + fs->rt_last;
-	pthread_mutex_unlock(&fs->rt_lock);
-	conn_put(fs->conn, c);
-	return total;
-}
-
-void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips_before)
-{
-	uint64_t now = fs_round_trips(fs);
 	atomic_fetch_add(&fs->op_count[op], 1);
-	if (now > round_trips_before)
-		atomic_fetch_add(&fs->op_round_trips[op], now - round_trips_before);
+	atomic_fetch_add(&fs->op_round_trips[op], round_trips);
 }
 
 static void status_ops(struct fs *fs, struct buf *text)

@@ -138,9 +138,7 @@ struct fs {
 	atomic_uint open_dirs;
 	atomic_uint_fast64_t pending_bytes;
 	atomic_uint_fast64_t op_count[FS_OP_COUNT], op_round_trips[FS_OP_COUNT];
-	pthread_mutex_t rt_lock; /* the round trips counted so far, across reconnects; root_attrs */
-	uint64_t rt_base, rt_last;
-	unsigned rt_generation;
+	pthread_mutex_t root_attrs_lock;
 	struct sftp_attrs root_attrs; /* last seen; shown while reconnecting (unmount stats it) */
 	bool have_root_attrs;
 	/* Bumped whenever the data of an inode in the slot may have changed (ops_read.c). */
@@ -171,9 +169,8 @@ int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a);
 /* The connection's SFTP_EXT_* bits (0 while it is down). */
 unsigned fs_extensions(struct fs *fs);
 int fs_readlink(struct fs *fs, const char *path, char **target);
-/* Round trips of the SFTP client so far (summed over reconnects); for the op counters. */
-uint64_t fs_round_trips(struct fs *fs);
-void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips_before);
+/* Adds one operation and the round trips its thread waited for to the --status counters. */
+void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips);
 
 static inline struct fs *fs_of(fuse_req_t req)
 {

@@ -160,21 +160,21 @@ static bool root_attrs_offline(struct fs *fs, struct sftp_attrs *a)
 	conn_put(fs->conn, c);
 	if (c)
 		return false;
-	pthread_mutex_lock(&fs->rt_lock);
+	pthread_mutex_lock(&fs->root_attrs_lock);
 	if (fs->have_root_attrs)
 		*a = fs->root_attrs;
 	else
 		*a = (struct sftp_attrs){.flags = SFTP_ATTR_PERM, .perm = S_IFDIR | 0755};
-	pthread_mutex_unlock(&fs->rt_lock);
+	pthread_mutex_unlock(&fs->root_attrs_lock);
 	return true;
 }
 
 static void root_attrs_seen(struct fs *fs, const struct sftp_attrs *a)
 {
-	pthread_mutex_lock(&fs->rt_lock);
+	pthread_mutex_lock(&fs->root_attrs_lock);
 	fs->root_attrs = *a;
 	fs->have_root_attrs = true;
-	pthread_mutex_unlock(&fs->rt_lock);
+	pthread_mutex_unlock(&fs->root_attrs_lock);
 }
 
 /* A getattr reply may be dropped by the kernel (an invalidation crossing it) while its caller

@@ -55,14 +55,14 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* Each counted operation runs through a wrapper that adds the round trips it took to its
- * counters (a difference of the client's total, so exact when operations do not overlap). */
+ * counters (the ones its own thread waited for: others' waits at the same time are theirs). */
 #define COUNTED(name, kind, params, args)                                                          \
 	static void counted_##name params                                                          \
 	{                                                                                          \
 		struct fs *fs = fs_of(req);                                                        \
-		uint64_t before = fs_round_trips(fs);                                              \
+		uint64_t before = sftp_thread_round_trips();                                       \
 		fs_op_##name args;                                                                 \
-		fs_count_op(fs, kind, before);                                                     \
+		fs_count_op(fs, kind, sftp_thread_round_trips() - before);                         \
 	}
 
 COUNTED(lookup, FS_OP_LOOKUP, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))

@@ -184,6 +184,15 @@ int sftp_send(struct sftp_client *c, struct buf *pkt, const void *tail, size_t t
 	return 0;
 }
 
+/* Round trips this thread waited for, on any client: what one operation cost, even while
+ * other threads wait for theirs. */
+static __thread uint64_t thread_round_trips;
+
+uint64_t sftp_thread_round_trips(void)
+{
+	return thread_round_trips;
+}
+
 int sftp_wait(struct sftp_req *r)
 {
 	struct sftp_client *c = r->c;
@@ -206,6 +215,7 @@ int sftp_wait(struct sftp_req *r)
 		c->st.timeouts++;
 	} else if (round_trip && e == 0) {
 		c->st.round_trips++;
+		thread_round_trips++;
 	}
 	if (--c->waiters == 0)
 		pthread_cond_broadcast(&c->idle);

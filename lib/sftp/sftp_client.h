@@ -100,6 +100,8 @@ bool sftp_client_dead(struct sftp_client *c);
 unsigned sftp_client_extensions(struct sftp_client *c);
 void sftp_client_limits(struct sftp_client *c, struct sftp_limits *l); /* effective values */
 void sftp_client_stats(struct sftp_client *c, struct sftp_stats *st);
+/* The round trips the calling thread has waited for so far, on every client. */
+uint64_t sftp_thread_round_trips(void);
 
 int sftp_stat(struct sftp_client *c, const char *path, struct sftp_attrs *a);
 int sftp_lstat(struct sftp_client *c, const char *path, struct sftp_attrs *a);
