@@ -4,6 +4,7 @@
 #include "linkpath.h"
 #include "log.h"
 #include "negative.h"
+#include "own_change.h"
 #include "stat_helper.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@ static void free_parts(struct fs *fs)
 	stat_helper_free(fs->stat_helper);
 	negative_set_free(fs->negatives);
 	listings_free(fs->listings);
+	own_changes_free(fs->own_changes);
 	free(fs->root);
 	free(fs->root_path);
 	free(fs->alias);
@@ -52,8 +54,9 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	fs->negatives = negative_set_new(NEGATIVE_MAX_ENTRIES);
 	fs->expirer = fs_expirer_new();
 	fs->listings = listings_new();
+	fs->own_changes = own_changes_new();
 	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper || !fs->negatives ||
-	    !fs->expirer || !fs->listings ||
+	    !fs->expirer || !fs->listings || !fs->own_changes ||
 	    (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
 		goto nomem;
 	size_t len = strlen(fs->root_path);

@@ -148,6 +148,7 @@ struct fs {
 	struct negative_set *negatives;	 /* "does not exist" the kernel keeps (negative.c) */
 	struct expirer *expirer;	 /* barriers after a reconnect (expire.c) */
 	struct listings *listings;	 /* directories whose every name is known (listing.c) */
+	struct own_changes *own_changes; /* directories we are changing now (own_change.c) */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection
@@ -170,6 +171,9 @@ int fs_lstat(struct fs *fs, const char *path, struct sftp_attrs *a);
 unsigned fs_extensions(struct fs *fs);
 int fs_readlink(struct fs *fs, const char *path, char **target);
 /* Adds one operation and the round trips its thread waited for to the --status counters. */
+/* A change of ours in directory dir ended, its reply handled: a watch report that waited for it
+ * is compared with the attributes the reply brought (notify.c). tracked: own_change_begin's. */
+void fs_own_change_end(struct fs *fs, uint64_t dir, bool tracked);
 void fs_count_op(struct fs *fs, enum fs_op_kind op, uint64_t round_trips);
 
 static inline struct fs *fs_of(fuse_req_t req)

@@ -33,6 +33,9 @@ struct inode {
 	struct sftp_attrs attrs; /* handed out, trusted until attrs_until */
 	int64_t attrs_until, listed_until;
 	uint64_t stale_seq; /* the table's seq when this inode was last marked stale */
+	/* ... or only its listing: a name in it changed, which says nothing of the attributes (the
+	 * watch reports those on their own), so a directory's LSTAT it crossed is still kept */
+	uint64_t listing_stale_seq;
 	struct inode *next_by_ino;
 	struct inode *next_by_name;
 };
@@ -662,18 +665,21 @@ uint64_t inode_stale_seq(struct inode_table *t)
 	return seq;
 }
 
-/* The node, if data fetched at `seq` may be kept for it (t->lock held). */
-static struct inode *find_current(struct inode_table *t, uint64_t ino, uint64_t seq)
+/* The node, if data fetched at `seq` may be kept for it (t->lock held); a listing also needs
+ * no listing stale mark since. */
+static struct inode *find_current(struct inode_table *t, uint64_t ino, uint64_t seq, bool listing)
 {
 	struct inode *n = find_ino(t, ino);
-	return n && n->stale_seq <= seq && t->all_stale <= seq ? n : NULL;
+	if (!n || n->stale_seq > seq || t->all_stale > seq)
+		return NULL;
+	return listing && n->listing_stale_seq > seq ? NULL : n;
 }
 
 void inode_set_attrs(struct inode_table *t, uint64_t ino, const struct sftp_attrs *a,
 		     int64_t until_ms, uint64_t seq)
 {
 	pthread_mutex_lock(&t->lock);
-	struct inode *n = find_current(t, ino, seq);
+	struct inode *n = find_current(t, ino, seq, false);
 	if (n) {
 		n->attrs = *a;
 		n->attrs_until = until_ms;
@@ -695,7 +701,7 @@ bool inode_fresh_attrs(struct inode_table *t, uint64_t ino, int64_t now_ms, stru
 void inode_set_listed(struct inode_table *t, uint64_t ino, int64_t until_ms, uint64_t seq)
 {
 	pthread_mutex_lock(&t->lock);
-	struct inode *n = find_current(t, ino, seq);
+	struct inode *n = find_current(t, ino, seq, true);
 	if (n)
 		n->listed_until = until_ms;
 	pthread_mutex_unlock(&t->lock);
@@ -715,11 +721,13 @@ static void mark_stale(struct inode_table *t, uint64_t ino, bool attrs_too)
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	t->seq++;
-	if (n) {
-		if (attrs_too)
-			n->attrs_until = 0;
-		n->listed_until = 0;
+	if (n && attrs_too) {
+		n->attrs_until = 0;
 		n->stale_seq = t->seq;
+	}
+	if (n) {
+		n->listed_until = 0;
+		n->listing_stale_seq = t->seq;
 	}
 	pthread_mutex_unlock(&t->lock);
 }

@@ -4,7 +4,8 @@
  * kernel cannot hold, except a negative entry in the last known directory, which is dropped too.
  * A report says either that a name changed (its entry and the listing holding it are dropped) or
  * that only what it names changed (the object alone; not when the attributes the sandbox sent are
- * the ones we hold: that is the echo of our own change).
+ * the ones we hold or older: that is the echo of our own change; a directory's report waits for a
+ * change of ours in flight there to end, own_change.c).
  * The notify calls run with no lock held: the kernel may call back into lookup or forget while
  * it handles them. */
 #include "fs_internal.h"
@@ -16,6 +17,7 @@
 
 #include "log.h"
 #include "negative.h"
+#include "own_change.h"
 
 /* The sandbox changed `ino`: nothing cached of it is served again (ops_read.c has the rule): not
  * the daemon's read-ahead, not the size open files knew, not the kernel's attributes and pages. */
@@ -42,10 +44,11 @@ static const char *relative(const struct fs *fs, const char *path)
 	return path;
 }
 
-/* Whether the attributes we hold fresh for ino (what the kernel was told) are exactly the ones
- * the sandbox reported: then the report is the echo of our own change, already known. Only
- * directories come with attributes (their times change at every name change, so the report of
- * our own create or unlink would drop the kernel's copy each time). */
+/* Whether the attributes we hold fresh for ino (what the kernel was told) say all the sandbox
+ * reported: the same ones (the echo of our own change, already known), or newer ones (a report
+ * whose ctime is older than the one we hold was taken before our LSTAT, which saw everything it
+ * did). Only directories come with attributes (their times change at every name change, so the
+ * report of our own create or unlink would drop the kernel's copy each time). */
 static bool holds_attrs(struct fs *fs, uint64_t ino, const struct sftp_attrs *r)
 {
 	struct sftp_attrs a;
@@ -54,10 +57,23 @@ static bool holds_attrs(struct fs *fs, uint64_t ino, const struct sftp_attrs *r)
 			      SFTP_ATTR_CTIME;
 	if ((r->flags & need) != need || !fs_fresh_attrs(fs, ino, &a) || (a.flags & need) != need)
 		return false;
+	if (a.dev != r->dev || a.ino != r->ino)
+		return false;
+	if (r->ctim.tv_sec < a.ctim.tv_sec ||
+	    (r->ctim.tv_sec == a.ctim.tv_sec && r->ctim.tv_nsec < a.ctim.tv_nsec))
+		return true;
 	return a.size == r->size && a.uid == r->uid && a.gid == r->gid && a.perm == r->perm &&
-	       a.dev == r->dev && a.ino == r->ino && a.nlink == r->nlink &&
-	       a.mtim.tv_sec == r->mtim.tv_sec && a.mtim.tv_nsec == r->mtim.tv_nsec &&
-	       a.ctim.tv_sec == r->ctim.tv_sec && a.ctim.tv_nsec == r->ctim.tv_nsec;
+	       a.nlink == r->nlink && a.mtim.tv_sec == r->mtim.tv_sec &&
+	       a.mtim.tv_nsec == r->mtim.tv_nsec && a.ctim.tv_sec == r->ctim.tv_sec &&
+	       a.ctim.tv_nsec == r->ctim.tv_nsec;
+}
+
+void fs_own_change_end(struct fs *fs, uint64_t dir, bool tracked)
+{
+	struct sftp_attrs reported;
+	if (tracked && own_change_end(fs->own_changes, dir, &reported) &&
+	    !holds_attrs(fs, dir, &reported))
+		inval_inode(fs, dir);
 }
 
 void fs_notify_change(void *arg, const char *remote_path, bool inside,
@@ -82,7 +98,9 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 		if (!ino)
 			break;
 	}
-	if (inside && ino && attrs && holds_attrs(fs, ino, attrs)) {
+	/* The report of a directory we are changing waits for our reply (own_change.c). */
+	if (inside && ino && attrs &&
+	    (holds_attrs(fs, ino, attrs) || own_change_defer(fs->own_changes, ino, attrs))) {
 		free(copy);
 		return;
 	}

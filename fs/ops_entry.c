@@ -9,6 +9,7 @@
 #include "linkpath.h"
 #include "log.h"
 #include "negative.h"
+#include "own_change.h"
 
 #include <errno.h>
 #include <stdio.h> /* RENAME_NOREPLACE */
@@ -529,6 +530,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	uint64_t seq = fs_seq(fs);
 	if (r == 0)
 		r = fs_remote_path(fs, parent, NULL, &dir);
+	bool tracked = r == 0 && own_change_begin(fs->own_changes, parent);
 	if (r == 0) {
 		after[0].path = path;
 		after[1].path = dir;
@@ -539,11 +541,12 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r < 0) {
 		fs_reply_errno(req, r);
-		return;
+	} else {
+		fs_remember_after(fs, parent, &after[1], seq);
+		fs_reply_new_entry(req, parent, name, &after[0], seq);
+		hold_empty_listing(fs, parent, name, seq);
 	}
-	fs_remember_after(fs, parent, &after[1], seq);
-	fs_reply_new_entry(req, parent, name, &after[0], seq);
-	hold_empty_listing(fs, parent, name, seq);
+	fs_own_change_end(fs, parent, tracked);
 }
 
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir)
@@ -556,6 +559,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 	int r = fs_remote_path(fs, parent, name, &path);
 	if (r == 0)
 		r = fs_remote_path(fs, parent, NULL, &dir);
+	bool tracked = r == 0 && own_change_begin(fs->own_changes, parent);
 	if (r == 0) {
 		after.path = dir;
 		r = fs_mutate(fs, is_dir ? SFTP_RMDIR : SFTP_REMOVE, path, NULL, 0, &after, 1);
@@ -571,6 +575,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 		fs_remember_after(fs, parent, &after, seq);
 	}
 	fs_reply_errno(req, r);
+	fs_own_change_end(fs, parent, tracked);
 }
 
 void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -596,6 +601,7 @@ void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const ch
 		r = fs_remote_path(fs, parent, NULL, &rdir);
 	if (r == 0 && !(target = linkpath_remote_target(fs->mountpoint, dir, link)))
 		r = -ENOMEM;
+	bool tracked = r == 0 && own_change_begin(fs->own_changes, parent);
 	if (r == 0) {
 		after.path = rdir;
 		r = fs_mutate(fs, SFTP_SYMLINK, target, path, 0, &after, 1);
@@ -607,11 +613,12 @@ void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const ch
 	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
 	if (r < 0) {
 		fs_reply_errno(req, r);
-		return;
+	} else {
+		fs_remember_after(fs, parent, &after, seq);
+		/* A link's size is what readlink shows (containment may rewrite the target). */
+		fs_reply_new_entry(req, parent, name, NULL, 0);
 	}
-	fs_remember_after(fs, parent, &after, seq);
-	/* A link's size is what readlink shows (containment may rewrite the target): asked for. */
-	fs_reply_new_entry(req, parent, name, NULL, 0);
+	fs_own_change_end(fs, parent, tracked);
 }
 
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -636,6 +643,8 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		r = fs_remote_path(fs, parent, NULL, &dir);
 	if (r == 0 && newparent != parent)
 		r = fs_remote_path(fs, newparent, NULL, &newdir);
+	bool tracked = r == 0 && own_change_begin(fs->own_changes, parent);
+	bool tracked_new = r == 0 && newdir && own_change_begin(fs->own_changes, newparent);
 	if (r == 0) {
 		bool overwrite = !(flags & RENAME_NOREPLACE);
 		after[n++].path = dir;
@@ -663,6 +672,8 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	free(dir);
 	free(newdir);
 	fs_reply_errno(req, r);
+	fs_own_change_end(fs, parent, tracked);
+	fs_own_change_end(fs, newparent, tracked_new);
 }
 
 void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -678,6 +689,7 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 	uint64_t seq = fs_seq(fs);
 	if (r == 0)
 		r = fs_remote_path(fs, newparent, NULL, &dir);
+	bool tracked = r == 0 && own_change_begin(fs->own_changes, newparent);
 	if (r == 0) {
 		after.path = dir;
 		r = fs_mutate(fs, SFTP_HARDLINK, from, to, 0, &after, 1);
@@ -699,4 +711,5 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char
 		fs_reply_errno(req, r);
 	else
 		fs_reply_new_entry(req, newparent, newname, NULL, 0);
+	fs_own_change_end(fs, newparent, tracked);
 }

@@ -9,6 +9,7 @@
  * Reads are in ops_read.c. */
 #include "fs_internal.h"
 #include "log.h"
+#include "own_change.h"
 #include "util.h"
 
 #include <errno.h>
@@ -601,6 +602,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	int r = fs_hidden_name(parent, name) ? -EPERM : fs_remote_path(fs, parent, name, &path);
 	if (r == 0)
 		r = fs_remote_path(fs, parent, NULL, &dir);
+	bool tracked = r == 0 && own_change_begin(fs->own_changes, parent);
 	if (r == 0) {
 		/* The directory's attributes come along: the kernel asks for them next. */
 		after.path = dir;
@@ -634,6 +636,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fs_reply_errno(req, r);
 	else if (fuse_reply_create(req, &e, fi) != 0)
 		file_close(fs, file_of(fi));
+	fs_own_change_end(fs, parent, tracked);
 }
 
 /* With f->lock held: append to the staging chunk, sending it whenever it is full. */
