@@ -36,6 +36,9 @@ struct inode {
 	/* ... or only its listing: a name in it changed, which says nothing of the attributes (the
 	 * watch reports those on their own), so a directory's LSTAT it crossed is still kept */
 	uint64_t listing_stale_seq;
+	/* ... or a report came from below a name in it that the table does not know: what that
+	 * name's directory holds changed before we knew the directory (hold_empty_listing) */
+	uint64_t below_stale_seq;
 	struct inode *next_by_ino;
 	struct inode *next_by_name;
 };
@@ -716,15 +719,19 @@ bool inode_listing_fresh(struct inode_table *t, uint64_t ino, int64_t now_ms)
 	return fresh;
 }
 
-static void mark_stale(struct inode_table *t, uint64_t ino, bool attrs_too)
+enum stale_what { STALE_ALL, STALE_LISTING, STALE_BELOW };
+
+static void mark_stale(struct inode_table *t, uint64_t ino, enum stale_what what)
 {
 	pthread_mutex_lock(&t->lock);
 	struct inode *n = find_ino(t, ino);
 	t->seq++;
-	if (n && attrs_too) {
+	if (n && what == STALE_ALL) {
 		n->attrs_until = 0;
 		n->stale_seq = t->seq;
 	}
+	if (n && what == STALE_BELOW)
+		n->below_stale_seq = t->seq;
 	if (n) {
 		n->listed_until = 0;
 		n->listing_stale_seq = t->seq;
@@ -734,12 +741,24 @@ static void mark_stale(struct inode_table *t, uint64_t ino, bool attrs_too)
 
 void inode_mark_stale(struct inode_table *t, uint64_t ino)
 {
-	mark_stale(t, ino, true);
+	mark_stale(t, ino, STALE_ALL);
 }
 
-void inode_mark_listing_stale(struct inode_table *t, uint64_t ino)
+void inode_mark_listing_stale(struct inode_table *t, uint64_t ino, bool below)
 {
-	mark_stale(t, ino, false);
+	mark_stale(t, ino, below ? STALE_BELOW : STALE_LISTING);
+}
+
+bool inode_new_dir_unchanged(struct inode_table *t, uint64_t parent, uint64_t dir, uint64_t seq)
+{
+	pthread_mutex_lock(&t->lock);
+	/* Not find_current(): a node made after seq is not marked for what was reported before it
+	 * existed; of that, only the reports from below its name matter here (parent's mark). */
+	struct inode *p = find_ino(t, parent), *n = find_ino(t, dir);
+	bool unchanged = p && n && p->below_stale_seq <= seq && n->listing_stale_seq <= seq &&
+			 t->all_stale <= seq;
+	pthread_mutex_unlock(&t->lock);
+	return unchanged;
 }
 
 void inode_mark_all_stale(struct inode_table *t)

@@ -117,10 +117,15 @@ bool inode_fresh_attrs(struct inode_table *t, uint64_t ino, int64_t now_ms, stru
 void inode_set_listed(struct inode_table *t, uint64_t ino, int64_t until_ms, uint64_t seq);
 bool inode_listing_fresh(struct inode_table *t, uint64_t ino, int64_t now_ms);
 /* Only the listing of directory ino is stale; its attributes stay as fresh as they were (what
- * it holds changed, and the change of its own attributes is reported apart). */
-void inode_mark_listing_stale(struct inode_table *t, uint64_t ino);
+ * it holds changed, and the change of its own attributes is reported apart). below: the change
+ * was further down, under a name in ino the table did not know. */
+void inode_mark_listing_stale(struct inode_table *t, uint64_t ino, bool below);
 /* The object (its attributes, and its listing for a directory) may have changed. */
 void inode_mark_stale(struct inode_table *t, uint64_t ino);
 void inode_mark_all_stale(struct inode_table *t);
+/* Whether nothing was reported since seq that could have put something in directory `dir` (just
+ * made in `parent`): no mark on dir, no barrier, and no report from below an unknown name in
+ * parent (made there before the table knew dir). */
+bool inode_new_dir_unchanged(struct inode_table *t, uint64_t parent, uint64_t dir, uint64_t seq);
 
 #endif

@@ -68,6 +68,15 @@ static bool holds_attrs(struct fs *fs, uint64_t ino, const struct sftp_attrs *r)
 	       a.ctim.tv_nsec == r->ctim.tv_nsec;
 }
 
+/* A report from below `name` in dir, handled when the table did not know name: if our mkdir of
+ * it has made it known since, the empty listing it may hold is not to be trusted. */
+static void drop_new_dir_listing(struct fs *fs, uint64_t dir, const char *name)
+{
+	uint64_t made = inode_lookup(fs->inodes, dir, name);
+	if (made)
+		listing_drop(fs->listings, made);
+}
+
 void fs_own_change_end(struct fs *fs, uint64_t dir, bool tracked)
 {
 	struct sftp_attrs reported;
@@ -91,12 +100,15 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 	/* Walk down: `dir` is the deepest known directory, `name` the component in it. */
 	uint64_t dir = INODE_ROOT, ino = INODE_ROOT;
 	char *name = NULL, *save = NULL;
+	bool below = false; /* the path goes on under the unknown `name` */
 	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
 		dir = ino;
 		name = c;
 		ino = inode_lookup(fs->inodes, dir, c);
-		if (!ino)
+		if (!ino) {
+			below = strtok_r(NULL, "/", &save) != NULL;
 			break;
+		}
 	}
 	/* The report of a directory we are changing waits for our reply (own_change.c). */
 	if (inside && ino && attrs &&
@@ -108,6 +120,7 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 	 * its entry is revalidated at the next use, and the listing holding it is read again. The
 	 * directory's own attributes come with their own report. The listing is told first: a
 	 * lookup that reads fs_seq() after the stale marks below moved it finds the name doubtful.
+	 * It is told again after them: a listing begun meanwhile saw no mark (hold_empty_listing).
 	 */
 	bool name_changed = name && (!inside || !ino);
 	if (name_changed)
@@ -117,7 +130,10 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 	if (name_changed) {
 		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
 		negative_remove(fs->negatives, dir, name);
-		inode_mark_listing_stale(fs->inodes, dir);
+		inode_mark_listing_stale(fs->inodes, dir, below);
+		listing_note(fs->listings, dir, name, LISTING_DOUBT);
+		if (below)
+			drop_new_dir_listing(fs, dir, name);
 	}
 	free(copy);
 }

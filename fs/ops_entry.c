@@ -398,12 +398,11 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	free(shown);
 }
 
-void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
-			const struct sftp_after *known, uint64_t seq)
+/* The entry of a name just made: from the attributes the change brought, else LSTATed. */
+static int new_entry(struct fs *fs, fuse_ino_t parent, const char *name,
+		     const struct sftp_after *known, uint64_t seq, struct fuse_entry_param *e)
 {
-	struct fs *fs = fs_of(req);
 	struct sftp_attrs a;
-	struct fuse_entry_param e;
 	int r = 0;
 	if (known && known->ok) {
 		a = known->attrs;
@@ -411,8 +410,14 @@ void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 		seq = fs_seq(fs);
 		r = lstat_name(fs, parent, name, &a);
 	}
-	if (r == 0)
-		r = fs_make_entry(fs, parent, name, &a, seq, &e);
+	return r < 0 ? r : fs_make_entry(fs, parent, name, &a, seq, e);
+}
+
+void fs_reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+			const struct sftp_after *known, uint64_t seq)
+{
+	struct fuse_entry_param e;
+	int r = new_entry(fs_of(req), parent, name, known, seq, &e);
 	if (r < 0)
 		fs_reply_errno(req, r);
 	else
@@ -508,15 +513,16 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		fs_reply_new_entry(req, parent, name, NULL, 0);
 }
 
-/* A directory we just made holds nothing: its complete listing is empty, unless a change was
- * reported since seq (something may have been made in it already). */
-static void hold_empty_listing(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t seq)
+/* A directory we just made holds nothing: its complete listing is empty, unless a change in it
+ * was reported since seq (something may have been made in it already). Reports elsewhere, such
+ * as the echo of our previous mkdir, do not count. The check follows the begin: a report handled
+ * after it either marked what the check reads, or tells the listing (notify.c). */
+static void hold_empty_listing(struct fs *fs, fuse_ino_t parent, uint64_t ino, uint64_t seq)
 {
-	uint64_t ino = inode_lookup(fs->inodes, parent, name);
-	if (!ino || !atomic_load(&fs->watched))
+	if (!atomic_load(&fs->watched))
 		return;
 	uint64_t token = listing_begin(fs->listings, ino);
-	if (token && fs_seq(fs) == seq)
+	if (token && inode_new_dir_unchanged(fs->inodes, parent, ino, seq))
 		listing_commit(fs->listings, ino, token);
 }
 
@@ -526,6 +532,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	struct fs *fs = fs_of(req);
 	char *path = NULL, *dir = NULL;
 	struct sftp_after after[2] = {{0}};
+	struct fuse_entry_param e;
 	int r = new_name_path(fs, parent, name, &path);
 	uint64_t seq = fs_seq(fs);
 	if (r == 0)
@@ -539,12 +546,16 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	free(path);
 	free(dir);
 	listing_note(fs->listings, parent, name, r == 0 ? LISTING_ADDED : LISTING_DOUBT);
+	if (r == 0) {
+		fs_remember_after(fs, parent, &after[1], seq);
+		r = new_entry(fs, parent, name, &after[0], seq, &e);
+	}
 	if (r < 0) {
 		fs_reply_errno(req, r);
 	} else {
-		fs_remember_after(fs, parent, &after[1], seq);
-		fs_reply_new_entry(req, parent, name, &after[0], seq);
-		hold_empty_listing(fs, parent, name, seq);
+		/* before the reply: the kernel looks up the names to make in it right after */
+		hold_empty_listing(fs, parent, e.ino, seq);
+		fuse_reply_entry(req, &e);
 	}
 	fs_own_change_end(fs, parent, tracked);
 }

@@ -1,5 +1,5 @@
 /* test_inode.c: the inode table — stable numbers, paths by walking parents, rename, removal,
- * type changes, lookup counts, the page-cache rule and the barrier's list. */
+ * type changes, lookup counts, the page-cache rule, the barrier's list and stale marks. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +284,36 @@ static void test_remote_numbers(void)
 	inode_table_free(t);
 }
 
+/* A directory just made is unchanged since seq unless a mark reached it, a barrier came, or a
+ * report came from below an unknown name in its parent; marks elsewhere do not count. */
+static void test_new_dir_unchanged(void)
+{
+	struct inode_table *t = inode_table_new();
+	uint64_t p = inode_enter(t, INODE_ROOT, "p", S_IFDIR, 1, 0);
+	uint64_t other = inode_enter(t, INODE_ROOT, "other", S_IFDIR, 1, 0);
+	uint64_t seq = inode_stale_seq(t);
+	inode_mark_stale(t, other);		  /* e.g. the echo of an earlier mkdir */
+	inode_mark_listing_stale(t, p, false);	  /* a name in p changed (its own echo) */
+	inode_mark_listing_stale(t, other, true); /* below an unknown name elsewhere */
+	uint64_t d = inode_enter(t, p, "d", S_IFDIR, 1, 0);
+	CHECK(inode_new_dir_unchanged(t, p, d, seq));
+	CHECK(!inode_new_dir_unchanged(t, p, 9999, seq)); /* unknown directory */
+	inode_mark_listing_stale(t, d, false);
+	CHECK(!inode_new_dir_unchanged(t, p, d, seq));
+	seq = inode_stale_seq(t);
+	CHECK(inode_new_dir_unchanged(t, p, d, seq));
+	inode_mark_stale(t, d);
+	CHECK(!inode_new_dir_unchanged(t, p, d, seq));
+	seq = inode_stale_seq(t);
+	inode_mark_listing_stale(t, p, true); /* "p/d/x" before d was known */
+	CHECK(!inode_new_dir_unchanged(t, p, d, seq));
+	seq = inode_stale_seq(t);
+	inode_mark_all_stale(t);
+	CHECK(!inode_new_dir_unchanged(t, p, d, seq));
+	CHECK(inode_new_dir_unchanged(t, p, d, inode_stale_seq(t)));
+	inode_table_free(t);
+}
+
 int main(void)
 {
 	test_remote_numbers();
@@ -295,5 +325,6 @@ int main(void)
 	test_doubted_shown_size();
 	test_cached_since();
 	test_many();
+	test_new_dir_unchanged();
 	return check_done();
 }
