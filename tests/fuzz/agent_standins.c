@@ -75,10 +75,11 @@ void watch_read(struct watch *w)
 	(void)w;
 }
 
-int watch_due_in(const struct watch *w, int64_t now)
+int watch_due_in(const struct watch *w, int64_t now, int age_ms)
 {
 	(void)w;
 	(void)now;
+	(void)age_ms;
 	return -1;
 }
 

@@ -96,7 +96,7 @@ static bool saw(struct seen *s, const char *dir, const char *rel, enum kind kind
  * in the sandbox now; without, never with attributes. */
 static bool saw_inside(struct target *tg, struct seen *s, const char *rel, bool want_attrs)
 {
-	struct report r;
+	struct report r = {0};
 	if (!last_report(s, tg->dir, rel, INSIDE, &r)) {
 		fprintf(stderr, "watch: no CHANGED_INSIDE report for %s/%s\n", tg->dir, rel);
 		return false;
