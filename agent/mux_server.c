@@ -257,12 +257,15 @@ static int open_watch(uint32_t id, struct buf *req)
 	return 0;
 }
 
+/* Credit goes back in steps only: a CREDIT sent for every request (as it once was) left ahead
+ * of the reply as a small segment of its own, and sshd's Nagle then held the reply until that
+ * was acknowledged (up to a round trip per request). The client keeps at least MUX_WINDOW -
+ * CREDIT_STEP in flight, so it never waits for the rest. */
 static void give_credit(struct chan *c, size_t n)
 {
 	c->consumed += (uint32_t)n;
-	if (c->consumed >= CREDIT_STEP || buf_remaining(&c->in) == 0) {
-		if (c->consumed)
-			send_u32(MUX_CREDIT, c->id, c->consumed);
+	if (c->consumed >= CREDIT_STEP) {
+		send_u32(MUX_CREDIT, c->id, c->consumed);
 		c->consumed = 0;
 	}
 }

@@ -123,8 +123,9 @@ def reported(frames):
 def test_reports_leave_with_replies_while_the_client_is_busy(client):
     """A request every ~5 ms; the workspace changes now and then. No report arrives between a
     reply and the next request (unless the client happened to be quiet for QUIET_MS): each
-    comes in the same read as a reply. And every change is reported."""
-    alone, with_reply, made, body = [], 0, [], b""
+    comes in the same read as a reply. Nothing (a report, a CREDIT for the request) is written
+    on its own ahead of a reply either. And every change is reported."""
+    alone, ahead, with_reply, made, body = [], [], 0, [], b""
     last_request = time.monotonic()
     for i in range(120):
         if i % 10 == 5:
@@ -139,6 +140,8 @@ def test_reports_leave_with_replies_while_the_client_is_busy(client):
             assert time.monotonic() < deadline, f"no reply to request {i + 1}"
             frames = client.read_chunk(1)
             reply = client.sftp_reply_in(frames)
+            if frames and reply is None:
+                ahead.append(f"request {i + 1}: frame types {[f[0] for f in frames]}")
             with_reply += len(reported(frames))
             body += b"".join(f[2] for f in reported(frames))
         assert reply[0] == ATTRS, reply
@@ -150,6 +153,7 @@ def test_reports_leave_with_replies_while_the_client_is_busy(client):
             if reported(frames) and quiet_ms < QUIET_MS * 0.9:
                 alone.append(f"after request {i + 1}, {quiet_ms:.1f} ms after it")
     assert not alone, "reports sent alone while the client was busy: " + "; ".join(alone)
+    assert not ahead, "frames written ahead of a reply, on their own: " + "; ".join(ahead)
     assert with_reply > 0, "no report came with a reply"
     # the last ones leave once the client is quiet
     names = set(made)
