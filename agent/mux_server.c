@@ -21,9 +21,6 @@
 #define OUT_HIGH    (1024 * 1024) /* children are not read while this much output waits */
 #define CREDIT_STEP (MUX_WINDOW / 16)
 #define ERRMSG_MAX  512
-/* A due change report waits for a reply to leave with while the client is busy (report_wait) */
-#define REPORT_QUIET_MS	   100 /* ... until the client has sent nothing for this long */
-#define REPORT_HOLD_MAX_MS 250 /* ... and never longer than this past the coalescing delay */
 
 enum chan_kind { CK_SFTP, CK_SPAWN, CK_WATCH };
 
@@ -50,7 +47,6 @@ static struct buf inq, outq;
 static struct chan *chans;
 static int sig_pipe[2] = {-1, -1};
 static bool stream_done;
-static int64_t last_input_at; /* when the client's bytes last arrived */
 
 int64_t mono_ms(void)
 {
@@ -460,25 +456,6 @@ static void flush_watches(void)
 	}
 }
 
-/* Milliseconds until the watch's gathered changes leave (-1: none, 0: now). Once coalesced, a
- * report sent alone is a small segment that sshd (Nagle on: no terminal) sends at once, and the
- * reply to the client's next request then waits until the report is acknowledged: a round trip,
- * more with delayed ACKs, and rm -r paid it on every other unlink. So while the client is busy,
- * a due report waits for bytes that leave anyway (the next reply) and goes in the same write;
- * alone only once the client has been quiet for REPORT_QUIET_MS, at the latest REPORT_HOLD_MAX_MS
- * after it was due. */
-static int report_wait(const struct chan *c, int64_t now)
-{
-	int due = watch_due_in(c->watch, now, MUX_WATCH_COALESCE_MS);
-	if (due != 0 || buf_remaining(&outq))
-		return due;
-	int cap = watch_due_in(c->watch, now, MUX_WATCH_COALESCE_MS + REPORT_HOLD_MAX_MS);
-	int64_t quiet = last_input_at + REPORT_QUIET_MS - now;
-	if (quiet <= 0)
-		return 0;
-	return quiet < cap ? (int)quiet : cap;
-}
-
 /* Close stdin after EOF, send EXIT once the outputs ended, free what the client closed. */
 static void chan_progress(struct chan *c, int64_t now)
 {
@@ -494,7 +471,7 @@ static void chan_progress(struct chan *c, int64_t now)
 		signal_command(c, SIGKILL);
 		c->kill_at = 0;
 	}
-	if (c->watch && report_wait(c, now) == 0)
+	if (c->watch && watch_due_in(c->watch, now, MUX_WATCH_COALESCE_MS) == 0)
 		watch_flush(c->watch, &outq, c->id);
 }
 
@@ -540,7 +517,6 @@ static int read_stream(void)
 		return 0;
 	if (n <= 0)
 		return -1;
-	last_input_at = mono_ms();
 	return process_input();
 }
 
@@ -590,7 +566,7 @@ static int loop_once(struct pollfd *pfd, struct slot *slots)
 			add_fd(pfd, slots, &n, c->fds.err_fd, POLLIN, c, SLOT_ERR);
 		if (c->watch)
 			add_fd(pfd, slots, &n, watch_fd(c->watch), POLLIN, c, SLOT_WATCH);
-		int due = c->watch ? report_wait(c, now) : -1;
+		int due = c->watch ? watch_due_in(c->watch, now, MUX_WATCH_COALESCE_MS) : -1;
 		if (c->kill_at && (due < 0 || c->kill_at - now < due))
 			due = c->kill_at > now ? (int)(c->kill_at - now) : 0;
 		if (due >= 0 && (timeout < 0 || due < timeout))
