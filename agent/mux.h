@@ -55,8 +55,8 @@ void watch_free(struct watch *w);
 int watch_fd(const struct watch *w);
 /* Read the pending inotify events (call when watch_fd is readable). */
 void watch_read(struct watch *w);
-/* Milliseconds until the oldest gathered event is age_ms old (-1: none gathered, 0: it is). */
-int watch_due_in(const struct watch *w, int64_t now, int age_ms);
+/* Milliseconds until the gathered events are due (-1: none gathered, 0: due now). */
+int watch_due_in(const struct watch *w, int64_t now);
 /* Append the due events to out as CHANGED / CHANGED_INSIDE / OVERFLOW frames of channel ch
  * and forget them. */
 void watch_flush(struct watch *w, struct buf *out, uint32_t ch);

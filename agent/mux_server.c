@@ -451,7 +451,7 @@ static void flush_watches(void)
 		if (!w->watch)
 			continue;
 		watch_read(w->watch);
-		if (watch_due_in(w->watch, 0, 0) >= 0)
+		if (watch_due_in(w->watch, 0) >= 0)
 			watch_flush(w->watch, &outq, w->id);
 	}
 }
@@ -471,7 +471,7 @@ static void chan_progress(struct chan *c, int64_t now)
 		signal_command(c, SIGKILL);
 		c->kill_at = 0;
 	}
-	if (c->watch && watch_due_in(c->watch, now, MUX_WATCH_COALESCE_MS) == 0)
+	if (c->watch && watch_due_in(c->watch, now) == 0)
 		watch_flush(c->watch, &outq, c->id);
 }
 
@@ -566,7 +566,7 @@ static int loop_once(struct pollfd *pfd, struct slot *slots)
 			add_fd(pfd, slots, &n, c->fds.err_fd, POLLIN, c, SLOT_ERR);
 		if (c->watch)
 			add_fd(pfd, slots, &n, watch_fd(c->watch), POLLIN, c, SLOT_WATCH);
-		int due = c->watch ? watch_due_in(c->watch, now, MUX_WATCH_COALESCE_MS) : -1;
+		int due = c->watch ? watch_due_in(c->watch, now) : -1;
 		if (c->kill_at && (due < 0 || c->kill_at - now < due))
 			due = c->kill_at > now ? (int)(c->kill_at - now) : 0;
 		if (due >= 0 && (timeout < 0 || due < timeout))

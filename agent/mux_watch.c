@@ -315,11 +315,11 @@ void watch_read(struct watch *w)
 	}
 }
 
-int watch_due_in(const struct watch *w, int64_t now, int age_ms)
+int watch_due_in(const struct watch *w, int64_t now)
 {
 	if (!w->npending && !w->overflow && w->unwatched == w->unwatched_sent)
 		return -1;
-	int64_t left = w->first_at + age_ms - now;
+	int64_t left = w->first_at + MUX_WATCH_COALESCE_MS - now;
 	return left > 0 ? (int)left : 0;
 }
 

@@ -75,11 +75,10 @@ void watch_read(struct watch *w)
 	(void)w;
 }
 
-int watch_due_in(const struct watch *w, int64_t now, int age_ms)
+int watch_due_in(const struct watch *w, int64_t now)
 {
 	(void)w;
 	(void)now;
-	(void)age_ms;
 	return -1;
 }
 
