@@ -1,6 +1,7 @@
 /* sftp_server.h: how the SFTP server's parts meet. sftp_server.c owns the packet loop, the
  * handle table, the reply helpers and the attribute codec; sftp_server_ops.c holds one handler
- * per request type and per extension, except the directory ones, in sftp_server_dir.c. */
+ * per request type and per extension, except the directory ones, in sftp_server_dir.c, and
+ * read-files@sandmount, in sftp_server_batch.c. */
 #ifndef SANDMOUNT_AGENT_SFTP_SERVER_H
 #define SANDMOUNT_AGENT_SFTP_SERVER_H
 
@@ -98,5 +99,7 @@ int reply_name(uint32_t id, const char *name);
 int process_opendir(uint32_t id, struct buf *req);
 int process_readdir(uint32_t id, struct buf *req);
 int process_sm_list(uint32_t id, struct buf *req);
+/* sftp_server_batch.c */
+int process_sm_read_files(uint32_t id, struct buf *req);
 
 #endif

@@ -643,5 +643,6 @@ const struct sftp_extension sftp_extensions[] = {
     {SM_EXT_MKNOD, "1", process_sm_mknod},
     {SM_EXT_OPEN_READ, "1", process_sm_open_read},
     {SM_EXT_LIST, "1", process_sm_list},
+    {SM_EXT_READ_FILES, "1", process_sm_read_files},
     {NULL, NULL, NULL},
 };

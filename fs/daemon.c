@@ -417,6 +417,7 @@ static int mount_fuse(struct session *s, const struct daemon_opts *o, struct err
 	    .uid = getuid(),
 	    .gid = getgid(),
 	    .owners_real = s->cfg->owners_real,
+	    .prefetch = !s->cfg->prefetch_off,
 	};
 	int rc = -1;
 	if (fs_create(&p, &s->fs, e) < 0)
@@ -473,8 +474,10 @@ static void session_teardown(struct session *s)
 	if (s->se) {
 		fuse_remove_signal_handlers(s->se);
 		fuse_session_unmount(s->se);
-		if (s->fs)
-			fs_stop_expirer(s->fs); /* it writes to the session */
+		if (s->fs) {
+			fs_stop_expirer(s->fs); /* they write to the session */
+			fs_prefetch_stop(s->fs);
+		}
 		fuse_session_destroy(s->se);
 	}
 	if (s->fs)

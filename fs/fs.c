@@ -25,6 +25,7 @@ static void free_parts(struct fs *fs)
 	negative_set_free(fs->negatives);
 	listings_free(fs->listings);
 	own_changes_free(fs->own_changes);
+	prefetcher_free(fs->prefetch);
 	free(fs->root);
 	free(fs->root_path);
 	free(fs->alias);
@@ -55,8 +56,10 @@ int fs_create(const struct fs_params *p, struct fs **out, struct err *e)
 	fs->expirer = fs_expirer_new();
 	fs->listings = listings_new();
 	fs->own_changes = own_changes_new();
-	if (!fs->root || !fs->root_path || !fs->inodes || !fs->stat_helper || !fs->negatives ||
-	    !fs->expirer || !fs->listings || !fs->own_changes ||
+	fs->prefetch = p->prefetch ? prefetcher_new() : NULL;
+	if ((p->prefetch && !fs->prefetch) || !fs->root || !fs->root_path || !fs->inodes ||
+	    !fs->stat_helper || !fs->negatives || !fs->expirer || !fs->listings ||
+	    !fs->own_changes ||
 	    (p->remote_root_alias && p->remote_root_alias[0] == '/' && !fs->alias))
 		goto nomem;
 	size_t len = strlen(fs->root_path);
@@ -95,6 +98,7 @@ void fs_destroy(struct fs *fs)
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->root_attrs_lock);
 	fs_stop_expirer(fs);
+	fs_prefetch_stop(fs);
 	free_parts(fs);
 }
 
@@ -276,6 +280,14 @@ void fs_status(struct fs *fs, struct buf *text)
 		else
 			buf_printf(text, "sftp rtt: unknown\n");
 	}
+	struct prefetch_counts pf;
+	if (fs_prefetch_counts(fs, &pf))
+		buf_printf(text,
+			   "prefetch: %" PRIu64 " requests, %" PRIu64 " files (%" PRIu64
+			   " bytes) stored, %" PRIu64 " left out\n",
+			   pf.requests, pf.files, pf.bytes, pf.left_out);
+	else
+		buf_printf(text, "prefetch: off\n");
 	status_ops(fs, text);
 }
 

@@ -23,6 +23,7 @@ struct fs_params {
 	uid_t uid;		       /* owner shown for every file (the mounting user) */
 	gid_t gid;
 	bool owners_real; /* owners=real: show and set the sandbox's numeric owners instead */
+	bool prefetch;	  /* fetch a directory's small files when one of them is read */
 };
 
 int fs_create(const struct fs_params *p, struct fs **out, struct err *e);
@@ -48,6 +49,8 @@ void fs_expirer_expect(struct fs *fs);
 int fs_expirer_wait(struct fs *fs, int timeout_ms);
 /* Stop the expirer thread: after the FUSE session is unmounted, before it is destroyed. */
 void fs_stop_expirer(struct fs *fs);
+/* Stop the prefetch thread (fs/prefetch.c; before the session goes: it writes to it). */
+void fs_prefetch_stop(struct fs *fs);
 /* After an exec barrier: open files take the size the sandbox has now (fs_show_changed_size);
  * mappings and O_APPEND use it without a stat. From a thread that serves no FUSE request. */
 void fs_show_open_sizes(struct fs *fs);

@@ -149,6 +149,7 @@ struct fs {
 	struct expirer *expirer;	 /* barriers after a reconnect (expire.c) */
 	struct listings *listings;	 /* directories whose every name is known (listing.c) */
 	struct own_changes *own_changes; /* directories we are changing now (own_change.c) */
+	struct prefetcher *prefetch;	 /* small files into the kernel's pages (prefetch.c) */
 };
 
 /* One operation's use of the connection: begin takes a reference to the live connection
@@ -286,6 +287,19 @@ void fs_data_changed(struct fs *fs, fuse_ino_t ino);
 void fs_data_changed_all(struct fs *fs);
 /* Open files of `ino` forget the size they knew (the sandbox changed the file). */
 void fs_forget_size(struct fs *fs, fuse_ino_t ino);
+/* Prefetch (prefetch.c). A read-only open of `ino` had to ask the sandbox: fetch the small
+ * files of its directory in the background. */
+struct prefetcher *prefetcher_new(void);
+void prefetcher_free(struct prefetcher *p);
+void fs_prefetch_kick(struct fs *fs, fuse_ino_t ino);
+/* Every open (once its file is registered) and every data change (once the epoch moved) waits
+ * here for a store in progress. */
+void fs_prefetch_barrier(struct fs *fs);
+struct prefetch_counts {
+	uint64_t requests, files, bytes, left_out;
+};
+/* false when prefetch is off. */
+bool fs_prefetch_counts(struct fs *fs, struct prefetch_counts *n);
 /* Close and free whatever the kernel left open (at unmount). */
 void fs_close_all_files(struct fs *fs);
 

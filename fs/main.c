@@ -68,6 +68,8 @@ static void usage(FILE *out)
 	    "  allow_other            let other users use the mount (needs user_allow_other)\n"
 	    "  owners=user|real       files show as the mounting user (user, default), or with\n"
 	    "                         the sandbox's numeric uid/gid, which chown sets (real)\n"
+	    "  prefetch=on|off        with the agent's watch: reading a file brings its\n"
+	    "                         directory's small files into the page cache (on)\n"
 	    "  docker_host=URL        unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST (default:\n"
 	    "                         as the docker CLI resolves it)\n"
 	    "  docker_context=NAME    a docker context from ~/.docker\n"

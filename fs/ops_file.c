@@ -222,6 +222,7 @@ static struct fs_file *file_new(struct fs *fs, fuse_ino_t ino, struct conn *c,
 	fs->files = f;
 	pthread_mutex_unlock(&fs->files_lock);
 	atomic_fetch_add(&fs->open_files, 1);
+	fs_prefetch_barrier(fs); /* a prefetch store of this inode ends before the open does */
 	return f;
 }
 
@@ -582,6 +583,9 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_reply_errno(req, r);
 	else if (fuse_reply_open(req, fi) != 0)
 		file_close(fs, file_of(fi)); /* the request was interrupted: no release will come */
+	/* Its data was not cached: its directory's other small files likely are read next. */
+	if (r == 0 && pflags == SFTP_OPEN_READ && inode_type(fs->inodes, ino) == S_IFREG)
+		fs_prefetch_kick(fs, ino);
 }
 
 void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

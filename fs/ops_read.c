@@ -62,12 +62,14 @@ static atomic_uint_fast64_t *epoch_slot(struct fs *fs, fuse_ino_t ino)
 void fs_data_changed(struct fs *fs, fuse_ino_t ino)
 {
 	atomic_fetch_add(epoch_slot(fs, ino), 1);
+	fs_prefetch_barrier(fs); /* a prefetch store in progress ends first (prefetch.c) */
 }
 
 void fs_data_changed_all(struct fs *fs)
 {
 	for (unsigned i = 0; i < FS_EPOCH_SLOTS; i++)
 		atomic_fetch_add(&fs->data_epoch[i], 1);
+	fs_prefetch_barrier(fs);
 	/* Nothing reported what changed meanwhile: no open file knows its size any more. */
 	pthread_mutex_lock(&fs->files_lock);
 	for (struct fs_file *f = fs->files; f; f = f->next)

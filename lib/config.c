@@ -224,6 +224,14 @@ static int apply_option(struct sandbox_cfg *cfg, const char *key, const char *v,
 		err_set(e, "option owners: use owners=user or owners=real");
 		return -1;
 	}
+	if (!strcmp(key, "prefetch")) {
+		if (v && (!strcmp(v, "on") || !strcmp(v, "off"))) {
+			cfg->prefetch_off = !strcmp(v, "off");
+			return 0;
+		}
+		err_set(e, "option prefetch: use prefetch=on or prefetch=off");
+		return -1;
+	}
 	if (!strcmp(key, "StrictHostKeyChecking")) {
 		if (v && !strcmp(v, "accept-new")) {
 			cfg->accept_new_host_key = true;

@@ -45,6 +45,7 @@ struct sandbox_cfg {
 				  kernel's max_user_watches is the bound) */
 	bool allow_other;
 	bool owners_real;    /* owners=real: show and set the sandbox's numeric uid/gid */
+	bool prefetch_off;   /* prefetch=off: no read-ahead of a directory's small files */
 	bool local_fallback; /* sandexec outside every mount runs locally (config file only) */
 	char **env_allow;    /* NULL-terminated glob patterns of host variables sandexec forwards */
 	struct mount_limits limits; /* bounds on what the sandbox sends (mount_limits.h) */

@@ -96,11 +96,29 @@
  * exactly as in a NAME reply (string filename, string longname, attrs with the stat@sandmount
  * pair). A STATUS reply when the open fails, as OPENDIR's. The server stops adding entries at
  * SM_LIST_MAX_BYTES of reply or SM_LIST_MAX_ENTRIES entries; an entry read but not sent is the
- * first one READDIR returns. */
-#define SM_EXT_STAT	 "stat@sandmount"
-#define SM_EXT_MKNOD	 "mknod@sandmount"
-#define SM_EXT_OPEN_READ "open-read@sandmount"
-#define SM_EXT_LIST	 "list@sandmount"
+ * first one READDIR returns.
+ *
+ * "read-files@sandmount": request string dir, u32 max_file, string after. Reads the small
+ * regular files of one directory in one trip (the daemon's prefetch, fs/prefetch.c): an
+ * EXTENDED_REPLY with string resume, u32 count, then count entries: string name, attrs (as in
+ * ATTRS, of the open file), string data (the whole file). Entries are taken in the directory's
+ * order, starting after the entry named `after` (from the start when empty; nothing when that
+ * name is not there); a file larger than max_file (capped at SM_READ_FILES_MAX_FILE), one that
+ * is not regular, cannot be opened or changed while it was read is left out. The server stops
+ * at SM_READ_FILES_MAX_BYTES of reply, SM_READ_FILES_MAX_ENTRIES entries or SM_READ_FILES_SCAN
+ * names looked at; `resume` names the last name looked at then (the next request's `after`),
+ * and is empty when the directory was read to its end. A STATUS reply when the directory
+ * cannot be opened. */
+#define SM_EXT_STAT	  "stat@sandmount"
+#define SM_EXT_MKNOD	  "mknod@sandmount"
+#define SM_EXT_OPEN_READ  "open-read@sandmount"
+#define SM_EXT_LIST	  "list@sandmount"
+#define SM_EXT_READ_FILES "read-files@sandmount"
+
+#define SM_READ_FILES_MAX_FILE	  (64 * 1024)
+#define SM_READ_FILES_MAX_BYTES	  (192 * 1024)
+#define SM_READ_FILES_MAX_ENTRIES 1024
+#define SM_READ_FILES_SCAN	  4096
 
 #define SM_LIST_COMPLETE    0x01
 #define SM_LIST_MAX_BYTES   (192 * 1024)

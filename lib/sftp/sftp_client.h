@@ -62,10 +62,11 @@ enum sftp_ext {
 	SFTP_EXT_FSYNC = 1 << 2,
 	SFTP_EXT_HARDLINK = 1 << 3,
 	SFTP_EXT_LIMITS = 1 << 4,
-	SFTP_EXT_SM_STAT = 1 << 5,	/* stat@sandmount: full stat, times with nanoseconds */
-	SFTP_EXT_SM_MKNOD = 1 << 6,	/* mknod@sandmount */
-	SFTP_EXT_SM_OPEN_READ = 1 << 7, /* open-read@sandmount */
-	SFTP_EXT_SM_LIST = 1 << 8,	/* list@sandmount */
+	SFTP_EXT_SM_STAT = 1 << 5,	 /* stat@sandmount: full stat, times with nanoseconds */
+	SFTP_EXT_SM_MKNOD = 1 << 6,	 /* mknod@sandmount */
+	SFTP_EXT_SM_OPEN_READ = 1 << 7,	 /* open-read@sandmount */
+	SFTP_EXT_SM_LIST = 1 << 8,	 /* list@sandmount */
+	SFTP_EXT_SM_READ_FILES = 1 << 9, /* read-files@sandmount */
 };
 
 struct sftp_limits {
@@ -189,6 +190,16 @@ int sftp_mknod(struct sftp_client *c, const char *path, uint32_t mode, uint64_t 
  * open-read@sandmount. */
 int sftp_open_read(struct sftp_client *c, const char *path, uint32_t want, struct sftp_handle *h,
 		   struct sftp_attrs *st, uint8_t *data, size_t *got);
+/* The small regular files of directory `dir` with their attributes, in one round trip
+ * (read-files@sandmount; -ENOSYS without it): cb gets each file the server sent (its whole
+ * data, at most max_file bytes; cb returns 0 to go on). Starts after the entry named `after`
+ * ("" from the start). 0 when the directory was read to its end, 1 when the server stopped
+ * early: *resume (a name, sizeof SFTP_NAME_BUF) is where the next call starts. */
+#define SFTP_NAME_BUF 256
+typedef int (*sftp_file_cb)(void *ctx, const char *name, const struct sftp_attrs *a,
+			    const uint8_t *data, size_t len);
+int sftp_read_files(struct sftp_client *c, const char *dir, uint32_t max_file, const char *after,
+		    sftp_file_cb cb, void *ctx, char *resume);
 
 /* Pure helpers (unit-tested): attrs codec and status mapping. */
 struct buf;

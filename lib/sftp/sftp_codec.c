@@ -303,6 +303,7 @@ static unsigned extension_bit(const uint8_t *name, uint32_t n)
 	    {SM_EXT_MKNOD, SFTP_EXT_SM_MKNOD},
 	    {SM_EXT_OPEN_READ, SFTP_EXT_SM_OPEN_READ},
 	    {SM_EXT_LIST, SFTP_EXT_SM_LIST},
+	    {SM_EXT_READ_FILES, SFTP_EXT_SM_READ_FILES},
 	};
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
 		if (strlen(ours[i].name) == n && memcmp(ours[i].name, name, n) == 0)

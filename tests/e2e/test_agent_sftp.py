@@ -320,7 +320,7 @@ def test_version_extensions(raw):
         "fstatvfs@openssh.com": "2", "hardlink@openssh.com": "1", "fsync@openssh.com": "1",
         "limits@openssh.com": "1", "lsetstat@openssh.com": "1",
         "stat@sandmount": "1", "mknod@sandmount": "1", "open-read@sandmount": "1",
-        "list@sandmount": "1"}
+        "list@sandmount": "1", "read-files@sandmount": "1"}
 
 
 def test_limits(raw):
@@ -525,6 +525,75 @@ def test_list(raw, tmp_path):
         sm_list(raw, "small")
         sm_list(raw, "nothing")
     handles = [raw.open("file", F_READ) for _ in range(1024)]
+    assert len(handles) == 1024
+
+
+def read_files(raw, path, max_file, after=""):
+    """read-files@sandmount: (resume name, {name: (size from the attributes, data)}) or the
+    STATUS code."""
+    t, rest = raw.request(EXTENDED, s("read-files@sandmount") + s(path) +
+                          struct.pack(">I", max_file) + s(after))
+    if t == STATUS:
+        return struct.unpack(">I", rest[:4])[0]
+    assert t == EXTENDED_REPLY, t
+    resume, rest = raw.take_string(rest)
+    count = struct.unpack(">I", rest[:4])[0]
+    rest = rest[4:]
+    files = {}
+    for _ in range(count):
+        name, rest = raw.take_string(rest)
+        # the attributes as a NAME entry has them, behind an empty long name
+        [(_, _, attrs)], rest = raw.entries(struct.pack(">I", 1) + s(name) + s("") + rest)
+        data, rest = raw.take_string(rest)
+        assert name.decode() not in files, "a file sent twice"
+        files[name.decode()] = (attrs["size"], data)
+    assert rest == b"", "bytes after the entries"
+    return resume.decode(), files
+
+
+def test_read_files(raw, tmp_path):
+    """Our extension: a directory's small regular files with their attributes in one reply;
+    nothing else (large files, directories, links, FIFOs: no open that could block), and a
+    large directory page by page with no file lost or repeated."""
+    d = tmp_path / "d"
+    d.mkdir()
+    want = {f"f{i}": os.urandom(i * 97) for i in range(30)}
+    for n, b in want.items():
+        (d / n).write_bytes(b)
+    (d / "big").write_bytes(os.urandom(70000))
+    (d / "sub").mkdir()
+    os.symlink("f1", d / "link")
+    os.mkfifo(d / "fifo")
+    t0 = time.monotonic()
+    resume, files = read_files(raw, "d", 65536)
+    assert time.monotonic() - t0 < 5
+    assert resume == ""
+    assert files == {n: (len(b), b) for n, b in want.items()}
+    _, files = read_files(raw, "d", 100)  # only files of up to 100 bytes
+    assert set(files) == {"f0", "f1"}
+    _, files = read_files(raw, "d", 1 << 30)  # capped at 64 KiB: "big" never comes
+    assert "big" not in files and len(files) == 30
+    assert read_files(raw, "d", 65536, after="no-such-name") == ("", {})
+    assert read_files(raw, "nothing", 10) == FX_NO_SUCH_FILE
+    assert read_files(raw, "d/f1", 10) == FX_NO_SUCH_FILE  # ENOTDIR, as OPENDIR says it
+
+    many = tmp_path / "many"
+    many.mkdir()
+    payload = {f"m{i:04}": os.urandom(3000) for i in range(400)}  # ~1.2 MB: several replies
+    for n, b in payload.items():
+        (many / n).write_bytes(b)
+    got, after, replies = {}, "", 0
+    while True:
+        after, files = read_files(raw, "many", 65536, after)
+        replies += 1
+        assert not set(files) & set(got), "a file sent in two replies"
+        got.update(files)
+        if not after:
+            break
+    assert replies > 1
+    assert got == {n: (3000, b) for n, b in payload.items()}
+    # nothing stays open: every handle slot is there
+    handles = [raw.open("d/f1", F_READ) for _ in range(1024)]
     assert len(handles) == 1024
 
 

@@ -113,6 +113,11 @@ def sftp_reply():
         "list": u8(7) + pkt(2, u32(3) + s("list@sandmount") + s("1")) +
         reply(EXT_REPLY, u32(1) + s("") + names_body(".", "a", "b")) +
         reply(EXT_REPLY, u32(0) + s("d2") + names_body("c")) + names("d") + EOF_ + OK,
+        # read-files@sandmount: two files and a resume name, then the rest
+        "read_files": u8(17) + pkt(2, u32(3) + s("read-files@sandmount") + s("1")) +
+        reply(EXT_REPLY, s("b") + u32(2) + s("a") + attrs(3, 0o100644) + s(b"abc") +
+              s("b") + attrs(0, 0o100600) + s(b"")) +
+        reply(EXT_REPLY, s("") + u32(1) + s("c") + attrs(1, 0o100644) + s(b"z")),
     }
 
 
@@ -209,8 +214,14 @@ def agent_sftp():
         req(200, 2, s("list@sandmount") + s("/ws/file")),                 # not a directory
         req(200, 3, s("list@sandmount")),                                 # no path
     ])
+    read_files = init + b"".join([
+        req(200, 1, s("read-files@sandmount") + s("/ws") + u32(65536) + s("")),
+        req(200, 2, s("read-files@sandmount") + s("/ws") + u32(10) + s("file")),
+        req(200, 3, s("read-files@sandmount") + s("/ws/file") + u32(10) + s("")),  # not a dir
+        req(200, 4, s("read-files@sandmount") + s("/ws") + u32(10)),      # no resume name
+    ])
     return {"session": session, "init_only": init, "bad_length": u32(0xffffffff),
-            "open_read": open_read, "list": sm_list}
+            "open_read": open_read, "list": sm_list, "read_files": read_files}
 
 
 def docker_json():

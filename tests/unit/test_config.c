@@ -81,6 +81,15 @@ static void test_options(void)
 	CHECK(config_resolve("ssh://h/d", "owners=root", &c, NULL, &e) == -1);
 	CHECK(strstr(e.msg, "owners=user or owners=real") != NULL);
 	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", NULL, &c, NULL, &e) == 0 && !c.prefetch_off);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "prefetch=off", &c, NULL, &e) == 0 && c.prefetch_off);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "prefetch=on", &c, NULL, &e) == 0 && !c.prefetch_off);
+	config_free(&c);
+	CHECK(config_resolve("ssh://h/d", "prefetch=yes", &c, NULL, &e) == -1);
+	CHECK(strstr(e.msg, "prefetch=on or prefetch=off") != NULL);
+	config_free(&c);
 }
 
 static char *write_config(const char *text)
