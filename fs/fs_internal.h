@@ -292,6 +292,9 @@ void fs_forget_size(struct fs *fs, fuse_ino_t ino);
 struct prefetcher *prefetcher_new(void);
 void prefetcher_free(struct prefetcher *p);
 void fs_prefetch_kick(struct fs *fs, fuse_ino_t ino);
+/* The same, now, on this thread, for a small file about to be opened (not registered yet):
+ * whether something was stored (then the open may be lazy). */
+bool fs_prefetch_now(struct fs *fs, fuse_ino_t ino);
 /* Every open (once its file is registered) and every data change (once the epoch moved) waits
  * here for a store in progress. */
 void fs_prefetch_barrier(struct fs *fs);

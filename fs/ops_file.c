@@ -524,7 +524,11 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
 	/* Otherwise attributes the sandbox vouches for (watched, unchanged since) still let the
 	 * kernel keep its pages. */
-	if (open_lazily(fs, ino, pflags, fi)) {
+	/* A small file of a directory not fetched lately: fetch the directory's small files, it
+	 * among them, and open lazily (prefetch.c). */
+	if (open_lazily(fs, ino, pflags, fi) ||
+	    (pflags == SFTP_OPEN_READ && fs_prefetch_now(fs, ino) &&
+	     open_lazily(fs, ino, pflags, fi))) {
 		if (fuse_reply_open(req, fi) != 0)
 			file_close(fs, file_of(fi));
 		return;

@@ -7,8 +7,13 @@
  * (fuse_lowlevel_notify_store). Its later open is then lazy and its reads cost nothing. There is
  * no content cache of our own: memory stays the kernel's to reclaim.
  *
- * Only while the watch vouches for what we hold, and only what the kernel knows (the inode is in
- * the table: looked up or listed with readdirplus). A file's data goes in only when, under the
+ * A small file's open does that fetch itself and then opens lazily: one round trip for the
+ * directory instead of one per file (fs_prefetch_now); a larger file's open goes on and the
+ * fetch runs on the thread (fs_prefetch_kick).
+ *
+ * Only while the watch vouches for what we hold, only for a directory whose listing the kernel
+ * was handed, and only what the kernel knows (the inode is in the table: looked up or listed
+ * with readdirplus). A file's data goes in only when, under the
  * store lock: no handle of it is open (a reader or writer would see its pages change under it;
  * a writer's page locks could block the store), its data epoch is the one read before the
  * request went out (no write, truncate, report or barrier since), and the attributes the reply
@@ -18,9 +23,11 @@
  * pages go again. A stored file's size and mtime are recorded as those of its previous open, so
  * the next open keeps the pages (ops_file.c, open_lazily).
  *
- * Bounded: one request in flight, a queue of PREFETCH_QUEUE directories (more are dropped), a
- * directory is fetched again only after PREFETCH_AGAIN_MS, and a reply is at most
- * SM_READ_FILES_MAX_BYTES (the agent's bound; the client checks it too). */
+ * Bounded: one request in flight on the thread (and one per opening thread), a queue of
+ * PREFETCH_QUEUE directories (more are dropped), a directory is fetched again only after
+ * PREFETCH_AGAIN_SMALL_MS (PREFETCH_AGAIN_MS for the thread), at most PREFETCH_MAX_REPLIES
+ * replies a fetch, and a reply is at most SM_READ_FILES_MAX_BYTES (the agent's bound; the
+ * client checks it too). */
 #include "fs_internal.h"
 
 #include <errno.h>
@@ -31,7 +38,10 @@
 
 #define PREFETCH_QUEUE	     16
 #define PREFETCH_RECENT	     256 /* directories remembered as fetched (hashed slots) */
-#define PREFETCH_AGAIN_MS    30000
+/* A directory is fetched again after this long for a small file's open (it missed: it is new,
+ * changed, or was open when its data came), and for a larger file's open. */
+#define PREFETCH_AGAIN_SMALL_MS 2000
+#define PREFETCH_AGAIN_MS	30000
 #define PREFETCH_MAX_REPLIES 4
 
 struct recent {
@@ -180,18 +190,19 @@ static void forget_recent(struct prefetcher *p, uint64_t dir)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static void fetch_dir(struct fs *fs, uint64_t dir)
+/* Fetch dir's small files into the kernel's pages: how many went in. */
+static unsigned fetch_dir(struct fs *fs, uint64_t dir)
 {
 	char *path;
 	if (!atomic_load(&fs->watched) || fs_remote_path(fs, dir, NULL, &path) < 0)
-		return;
+		return 0;
 	/* A connection that is down is not waited for: the prefetch is only worth it now. */
 	struct conn *c = conn_get(fs->conn, 0);
 	struct batch *b = c ? calloc(1, sizeof(*b)) : NULL;
 	if (!b) {
 		conn_put(fs->conn, c);
 		free(path);
-		return;
+		return 0;
 	}
 	b->fs = fs;
 	b->dir = dir;
@@ -208,10 +219,12 @@ static void fetch_dir(struct fs *fs, uint64_t dir)
 		memcpy(after, resume, sizeof(after));
 	}
 	conn_put(fs->conn, c);
-	if (b->stored == 0 && b->left_out > 1) /* more than the file that was opened */
+	unsigned stored = b->stored;
+	if (stored == 0 && b->left_out > 1) /* more than the file that was opened */
 		forget_recent(fs->prefetch, dir);
 	free(b);
 	free(path);
+	return stored;
 }
 
 /* ---- the thread and its queue ---- */
@@ -237,22 +250,52 @@ static void *prefetch_main(void *arg)
 	return NULL;
 }
 
+/* The directory of ino when a prefetch of it is worth it: the watch vouches for what we hold,
+ * the agent can, and the kernel was handed its listing (so it knows the names the data goes
+ * to); else 0. */
+static uint64_t prefetch_dir(struct fs *fs, fuse_ino_t ino)
+{
+	if (!fs->prefetch || !fs->se || !atomic_load(&fs->watched))
+		return 0;
+	uint64_t dir = inode_parent(fs->inodes, ino);
+	if (!dir || !inode_listing_fresh(fs->inodes, dir, now_ms()) ||
+	    !(fs_extensions(fs) & SFTP_EXT_SM_READ_FILES))
+		return 0;
+	return dir;
+}
+
+/* With p->lock held: claim dir for a fetch, unless it was fetched less than again_ms ago. */
+static bool claim(struct prefetcher *p, uint64_t dir, int64_t again_ms)
+{
+	int64_t now = now_ms();
+	struct recent *r = &p->recent[dir % PREFETCH_RECENT];
+	if (p->stop || (r->dir == dir && now - r->at_ms < again_ms))
+		return false;
+	*r = (struct recent){dir, now};
+	return true;
+}
+
+bool fs_prefetch_now(struct fs *fs, fuse_ino_t ino)
+{
+	struct sftp_attrs a;
+	uint64_t dir = prefetch_dir(fs, ino);
+	if (!dir || !fs_fresh_attrs(fs, ino, &a) || !(a.flags & SFTP_ATTR_SIZE) ||
+	    a.size > FS_HEAD_BYTES)
+		return false;
+	pthread_mutex_lock(&fs->prefetch->lock);
+	bool mine = claim(fs->prefetch, dir, PREFETCH_AGAIN_SMALL_MS);
+	pthread_mutex_unlock(&fs->prefetch->lock);
+	return mine && fetch_dir(fs, dir) > 0;
+}
+
 void fs_prefetch_kick(struct fs *fs, fuse_ino_t ino)
 {
-	struct prefetcher *p = fs->prefetch;
-	if (!p || !fs->se || !atomic_load(&fs->watched) ||
-	    !(fs_extensions(fs) & SFTP_EXT_SM_READ_FILES))
-		return;
-	uint64_t dir = inode_parent(fs->inodes, ino);
+	uint64_t dir = prefetch_dir(fs, ino);
 	if (!dir)
 		return;
-	int64_t now = now_ms();
+	struct prefetcher *p = fs->prefetch;
 	pthread_mutex_lock(&p->lock);
-	struct recent *r = &p->recent[dir % PREFETCH_RECENT];
-	bool queue = !p->stop && p->count < PREFETCH_QUEUE &&
-		     !(r->dir == dir && now - r->at_ms < PREFETCH_AGAIN_MS);
-	if (queue) {
-		*r = (struct recent){dir, now};
+	if (p->count < PREFETCH_QUEUE && claim(p, dir, PREFETCH_AGAIN_MS)) {
 		p->queue[(p->head + p->count) % PREFETCH_QUEUE] = dir;
 		p->count++;
 		if (!p->started)

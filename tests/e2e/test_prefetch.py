@@ -60,13 +60,34 @@ def test_reading_one_file_brings_its_siblings(suite, amnt):
     fill(amnt)
     names = sorted(os.listdir(amnt / "d"))
     assert len(names) == FILES + 2
-    assert (amnt / "d/f0").read_bytes() == content("f0", 0)
-    assert h.wait_until(lambda: stored(suite, amnt) >= FILES - 1, 10), status(suite, amnt)
     before = round_trips(suite, amnt)
-    for i in range(1, FILES):
+    # the first open fetches the directory's small files (itself among them) and opens lazily
+    for i in range(FILES):
+        assert (amnt / f"d/f{i}").read_bytes() == content(f"f{i}", 0), f"f{i}"
+    # one per reply of at most 192 KiB (without prefetch: one per file)
+    total = sum(len(content(f"f{i}", 0)) for i in range(FILES))
+    assert round_trips(suite, amnt) - before <= 1 + total // (128 * 1024), status(suite, amnt)
+    assert stored(suite, amnt) >= FILES, status(suite, amnt)
+    assert (amnt / "d/big").read_bytes() == bytes(100 * 1024)
+
+
+def test_a_large_file_fetches_its_siblings_in_the_background(suite, amnt):
+    fill(amnt, 10)
+    os.listdir(amnt / "d")
+    assert (amnt / "d/big").read_bytes() == bytes(100 * 1024)
+    assert h.wait_until(lambda: stored(suite, amnt) >= 10, 10), status(suite, amnt)
+    before = round_trips(suite, amnt)
+    for i in range(10):
         assert (amnt / f"d/f{i}").read_bytes() == content(f"f{i}", 0), f"f{i}"
     assert round_trips(suite, amnt) - before == 0, status(suite, amnt)
-    assert (amnt / "d/big").read_bytes() == bytes(100 * 1024)
+
+
+def test_no_listing_no_prefetch(suite, amnt):
+    """Without the directory's listing the kernel does not know the other names: nothing is
+    fetched for them (reading a file by name costs its own round trip, as before)."""
+    fill(amnt, 5)
+    assert (amnt / "d/f1").read_bytes() == content("f1", 0)
+    assert "prefetch: 0 requests" in status(suite, amnt)
 
 
 def test_prefetch_off_reads_only_what_is_asked(suite, sandbox, mounter):
@@ -84,7 +105,7 @@ def test_prefetched_data_follows_changes(suite, amnt):
     fill(amnt, 6)
     os.listdir(amnt / "d")
     (amnt / "d/f0").read_bytes()
-    assert h.wait_until(lambda: stored(suite, amnt) >= 5, 10), status(suite, amnt)
+    assert stored(suite, amnt) >= 6, status(suite, amnt)
     # through the mount: seen at once
     (amnt / "d/f1").write_bytes(b"local")
     assert (amnt / "d/f1").read_bytes() == b"local"
@@ -154,3 +175,55 @@ def test_random_ops_never_read_stale_prefetched_data(suite, amnt):
     n = stored(suite, amnt)
     assert n > 0, status(suite, amnt)
     print(f"prefetch random: seeds {first + 1}..{seed}, {ops} ops, {n} files prefetched")
+
+
+def test_concurrent_writes_and_fetches(suite, amnt):
+    """Threads write and truncate files through the mount while another opens files of the
+    same directory (each of its first opens fetches the directory): a writer always reads back
+    what it wrote, and files nobody writes always read as they are. Each round is a new
+    directory, so every round fetches again."""
+    import threading
+    deadline = time.monotonic() + RANDOM_SECONDS / 2
+    rnd = random.Random(int(time.time()))
+    rounds, errors = 0, []
+    while time.monotonic() < deadline and not errors:
+        rounds += 1
+        d = f"c{rounds}"
+        amnt.rmkdir(d)
+        for i in range(12):
+            amnt.rwrite(f"{d}/f{i}", content(f"f{i}", f"c{rounds}"))
+        time.sleep(0.3)
+        os.listdir(amnt / d)
+
+        def writer(k, seed):
+            r = random.Random(seed)
+            for n in range(15):
+                name = f"f{k * 2 + n % 2}"
+                p = amnt / f"{d}/{name}"
+                if r.random() < 0.3:
+                    size = r.randrange(5000)
+                    os.truncate(p, size)
+                    want = p.read_bytes()
+                    if len(want) != size:
+                        errors.append(f"{d}/{name}: {len(want)} bytes after truncate to {size}")
+                    continue
+                data = content(name, f"{seed}/{n}")
+                p.write_bytes(data)
+                if p.read_bytes() != data:
+                    errors.append(f"{d}/{name}: read back other bytes than written")
+
+        def reader():
+            for n in range(40):
+                i = rnd.randrange(6, 12)
+                if (amnt / f"{d}/f{i}").read_bytes() != content(f"f{i}", f"c{rounds}"):
+                    errors.append(f"{d}/f{i}: not as it is")
+
+        threads = [threading.Thread(target=writer, args=(k, rnd.random())) for k in range(3)]
+        threads.append(threading.Thread(target=reader))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors[:5]
+    assert stored(suite, amnt) > 0, status(suite, amnt)
+    print(f"prefetch concurrent: {rounds} rounds, {stored(suite, amnt)} files prefetched")
