@@ -323,8 +323,8 @@ int watch_due_in(const struct watch *w, int64_t now)
 	return left > 0 ? (int)left : 0;
 }
 
-/* The attributes of a CHANGED_INSIDE entry: a directory's lstat (attrs_follow 1), nothing for
- * anything else (0). False: it is gone, its name changed. */
+/* The attributes of a CHANGED_INSIDE entry: its lstat (attrs_follow 1). False: it is gone, its
+ * name changed. */
 static bool put_inside_attrs(struct watch *w, const char *rel, struct buf *out)
 {
 	char *abs = join(w->root, rel);
@@ -333,9 +333,8 @@ static bool put_inside_attrs(struct watch *w, const char *rel, struct buf *out)
 	free(abs);
 	if (!ok)
 		return false;
-	buf_put_u8(out, S_ISDIR(st.st_mode));
-	if (S_ISDIR(st.st_mode))
-		sftp_attrs_put_stat(out, &st);
+	buf_put_u8(out, 1);
+	sftp_attrs_put_stat(out, &st);
 	return true;
 }
 

@@ -251,6 +251,23 @@ static void status_ops(struct fs *fs, struct buf *text)
 	}
 }
 
+/* Requests by type (SSH2_FXP_* from OPEN = 3 on; EXTENDED = 200 lands in the last slot). */
+static void status_sftp_types(const struct sftp_stats *st, struct buf *text)
+{
+	static const char *const names[] = {"open",   "close",	  "read",     "write",	  "lstat",
+					    "fstat",  "setstat",  "fsetstat", "opendir",  "readdir",
+					    "remove", "mkdir",	  "rmdir",    "realpath", "stat",
+					    "rename", "readlink", "symlink"};
+	buf_printf(text, "sftp requests by type:");
+	for (unsigned i = 0; i < 32; i++) {
+		if (!st->per_op[i])
+			continue;
+		const char *n = i < sizeof(names) / sizeof(names[0]) ? names[i] : "extended";
+		buf_printf(text, " %s %" PRIu64, n, st->per_op[i]);
+	}
+	buf_printf(text, "\n");
+}
+
 void fs_status(struct fs *fs, struct buf *text)
 {
 	buf_printf(text, "inodes: %zu\n", inode_table_count(fs->inodes));
@@ -275,6 +292,7 @@ void fs_status(struct fs *fs, struct buf *text)
 			   st.requests, st.round_trips, st.in_flight, st.timeouts);
 		buf_printf(text, "sftp bytes read: %" PRIu64 ", written: %" PRIu64 "\n",
 			   st.bytes_read, st.bytes_written);
+		status_sftp_types(&st, text);
 		if (st.last_rtt_us >= 0)
 			buf_printf(text, "sftp rtt: %.3f ms\n", st.last_rtt_us / 1000.0);
 		else

@@ -257,9 +257,10 @@ int fs_file_revive(struct fs *fs, struct fs_file *f, int64_t deadline);
  * fetch them now, so mappings and O_APPEND, which use the size the kernel holds without asking,
  * see the sandbox's size, smaller or larger. Waits for the kernel until the op deadline. */
 void fs_show_size(struct fs *fs, fuse_ino_t ino);
-/* The sandbox reported a change of `ino`: when some handle has it open (a mapping or O_APPEND
- * may use the kernel's size) and its size is not the one the kernel holds, fs_show_size. */
-void fs_show_changed_size(struct fs *fs, fuse_ino_t ino);
+/* The sandbox reported a change of `ino` (with its attributes then, or NULL): when some handle
+ * has it open (a mapping or O_APPEND may use the kernel's size) and its size is not the one the
+ * kernel holds, fs_show_size. */
+void fs_show_changed_size(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *reported);
 /* Only the kernel's attributes of `ino` are invalidated (its size and pages stay); or its
  * attributes and pages. Either way the size the kernel holds is unknown after it. */
 void fs_forget_kernel_attrs(struct fs *fs, fuse_ino_t ino);

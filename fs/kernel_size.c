@@ -97,16 +97,24 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino)
 			 (uint64_t)ino);
 }
 
-/* The sandbox's size of `ino` now. 1 when writes of its open handles are still on their way: a
- * local writer is busy with it, and the size is one of a moment in the middle. Those writes are
- * not waited for: the report of a file is most often the echo of a write still going on, and
- * draining the writer's pipeline at each report halved a long write's throughput. */
-static int sandbox_size(struct fs *fs, fuse_ino_t ino, uint64_t *size)
+/* The sandbox's size of `ino` now: the one its report brought (the agent's lstat when it sent
+ * the report; a change after it is reported again), else asked for. 1 when writes of its open
+ * handles are still on their way: a local writer is busy with it, and the size is one of a
+ * moment in the middle. Those writes are not waited for: the report of a file is most often the
+ * echo of a write still going on, and draining the writer's pipeline at each report halved a
+ * long write's throughput. */
+static int sandbox_size(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *reported,
+			uint64_t *size)
 {
 	char *path;
 	struct sftp_attrs a;
 	if (fs_inode_writes_pending(fs, ino))
 		return 1;
+	const uint32_t need = SFTP_ATTR_SIZE | SFTP_ATTR_PERM;
+	if (reported && (reported->flags & need) == need && S_ISREG(reported->perm)) {
+		*size = reported->size;
+		return 0;
+	}
 	int r = fs_remote_path(fs, ino, NULL, &path);
 	if (r == 0) {
 		r = fs_lstat(fs, path, &a);
@@ -121,7 +129,7 @@ static int sandbox_size(struct fs *fs, fuse_ino_t ino, uint64_t *size)
 	return r;
 }
 
-void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
+void fs_show_changed_size(struct fs *fs, fuse_ino_t ino, const struct sftp_attrs *reported)
 {
 	if (!fs_inode_is_open(fs, ino) || inode_type(fs->inodes, ino) != S_IFREG)
 		return;
@@ -131,7 +139,7 @@ void fs_show_changed_size(struct fs *fs, fuse_ino_t ino)
 	 * goes through the mount, which would hold it busy against an unmount. */
 	uint64_t before = 0, after = 0, size = 0;
 	bool known = inode_shown_size(fs->inodes, ino, &before);
-	int r = sandbox_size(fs, ino, &size);
+	int r = sandbox_size(fs, ino, reported, &size);
 	if (r > 0 || (known && inode_shown_size(fs->inodes, ino, &after) && after != before))
 		return;
 	/* Unreachable sandbox: a stat through the mount would only wait (holding the mount busy);
@@ -163,6 +171,6 @@ void fs_show_open_sizes(struct fs *fs)
 		return;
 	}
 	for (size_t i = 0; i < k; i++)
-		fs_show_changed_size(fs, v[i]);
+		fs_show_changed_size(fs, v[i], NULL);
 	free(v);
 }

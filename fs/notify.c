@@ -21,14 +21,15 @@
 
 /* The sandbox changed `ino`: nothing cached of it is served again (ops_read.c has the rule): not
  * the daemon's read-ahead, not the size open files knew, not the kernel's attributes and pages. */
-static void inval_inode(struct fs *fs, uint64_t ino)
+static void inval_inode(struct fs *fs, uint64_t ino, const struct sftp_attrs *reported)
 {
 	inode_show_begin(fs->inodes, ino); /* getattrs wait until the kernel has the new size */
 	fs_mark_stale(fs, ino);
 	fs_data_changed(fs, ino);
 	fs_forget_size(fs, ino);
 	fs_forget_kernel_inode(fs, ino);
-	fs_show_changed_size(fs, ino); /* mappings and O_APPEND take no size on their own */
+	fs_show_changed_size(fs, ino,
+			     reported); /* mappings and O_APPEND take no size of their own */
 	inode_show_end(fs->inodes, ino);
 }
 
@@ -47,8 +48,9 @@ static const char *relative(const struct fs *fs, const char *path)
 /* Whether the attributes we hold fresh for ino (what the kernel was told) say all the sandbox
  * reported: the same ones (the echo of our own change, already known), or newer ones (a report
  * whose ctime is older than the one we hold was taken before our LSTAT, which saw everything it
- * did). Only directories come with attributes (their times change at every name change, so the
- * report of our own create or unlink would drop the kernel's copy each time). */
+ * did). Only a directory's are compared (its times change at every name change, so the report
+ * of our own create or unlink would drop the kernel's copy each time); a file's timestamps are
+ * too coarse to tell a same-size write by another process within one tick from our own. */
 static bool holds_attrs(struct fs *fs, uint64_t ino, const struct sftp_attrs *r)
 {
 	struct sftp_attrs a;
@@ -82,7 +84,7 @@ void fs_own_change_end(struct fs *fs, uint64_t dir, bool tracked)
 	struct sftp_attrs reported;
 	if (tracked && own_change_end(fs->own_changes, dir, &reported) &&
 	    !holds_attrs(fs, dir, &reported))
-		inval_inode(fs, dir);
+		inval_inode(fs, dir, NULL);
 }
 
 void fs_notify_change(void *arg, const char *remote_path, bool inside,
@@ -110,8 +112,10 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 			break;
 		}
 	}
-	/* The report of a directory we are changing waits for our reply (own_change.c). */
-	if (inside && ino && attrs &&
+	/* The report of a directory we are changing waits for our reply (own_change.c). A file's
+	 * attributes never make its report an echo (holds_attrs says why); they give its size. */
+	bool dir_attrs = attrs && (attrs->flags & SFTP_ATTR_PERM) && S_ISDIR(attrs->perm);
+	if (inside && ino && dir_attrs &&
 	    (holds_attrs(fs, ino, attrs) || own_change_defer(fs->own_changes, ino, attrs))) {
 		free(copy);
 		return;
@@ -126,7 +130,7 @@ void fs_notify_change(void *arg, const char *remote_path, bool inside,
 	if (name_changed)
 		listing_note(fs->listings, dir, name, LISTING_DOUBT);
 	if (ino)
-		inval_inode(fs, ino); /* attributes and data of the object itself */
+		inval_inode(fs, ino, inside ? attrs : NULL); /* attributes and data of the object */
 	if (name_changed) {
 		fs_expire_entry(fs, dir, name, ino && inode_type(fs->inodes, ino) == S_IFDIR);
 		negative_remove(fs->negatives, dir, name);

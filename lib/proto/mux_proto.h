@@ -74,9 +74,9 @@
 	17 /* a->c (WATCH): u32 n, n x (string path as in CHANGED, u8 attrs_follow, attrs when     \
 	    * attrs_follow is 1): only what the name refers to changed (a file's data or           \
 	    * attributes, a directory's attributes or entries), not the name. attrs_follow is 1    \
-	    * for a directory: its lstat() when the report was sent, encoded as the attributes     \
-	    * of an SFTP ATTRS reply with the stat@sandmount pair (sftp_proto.h); 0 for anything   \
-	    * else. A path whose name changed too is sent in CHANGED only; a directory gone        \
+	    * when its lstat() when the report was sent follows, encoded as the attributes of an   \
+	    * SFTP ATTRS reply with the stat@sandmount pair (sftp_proto.h); our agent always      \
+	    * sends them. A path whose name changed too is sent in CHANGED only; an object gone    \
 	    * before its lstat is sent in CHANGED. */
 
 #endif

@@ -92,37 +92,37 @@ static bool saw(struct seen *s, const char *dir, const char *rel, enum kind kind
 	return false;
 }
 
-/* Reported as kind; with want_attrs, as a directory whose attributes match what stat(1) says
- * in the sandbox now; without, never with attributes. */
-static bool saw_inside(struct target *tg, struct seen *s, const char *rel, bool want_attrs)
+/* Reported as CHANGED_INSIDE, with attributes that match what stat(1) says in the sandbox now
+ * (a directory's and a file's alike; a file's size too). */
+static bool saw_inside(struct target *tg, struct seen *s, const char *rel)
 {
 	struct report r = {0};
 	if (!last_report(s, tg->dir, rel, INSIDE, &r)) {
 		fprintf(stderr, "watch: no CHANGED_INSIDE report for %s/%s\n", tg->dir, rel);
 		return false;
 	}
-	if (r.have_attrs != want_attrs) {
-		fprintf(stderr, "watch: %s/%s reported %s attributes\n", tg->dir, rel,
-			r.have_attrs ? "with" : "without");
+	if (!r.have_attrs) {
+		fprintf(stderr, "watch: %s/%s reported without attributes\n", tg->dir, rel);
 		return false;
 	}
-	if (!want_attrs)
-		return true;
 	char cmd[4300];
-	snprintf(cmd, sizeof(cmd), "stat -c '%%i %%h %%Y %%f' './%s'", rel);
+	snprintf(cmd, sizeof(cmd), "stat -c '%%i %%h %%Y %%f %%s' './%s'", rel);
 	struct buf out;
 	buf_init(&out);
 	struct err e;
-	unsigned long long ino = 0, nlink = 0, mtime = 0;
+	unsigned long long ino = 0, nlink = 0, mtime = 0, size = 0;
 	unsigned mode = 0;
 	bool ok = run(tg, cmd, NULL, 0, &out, NULL, &e) == 0;
 	buf_put_u8(&out, 0);
-	ok = ok && sscanf((char *)out.data, "%llu %llu %llu %x", &ino, &nlink, &mtime, &mode) == 4;
+	ok = ok && sscanf((char *)out.data, "%llu %llu %llu %x %llu", &ino, &nlink, &mtime, &mode,
+			  &size) == 5;
 	buf_free(&out);
 	const struct sftp_attrs *a = &r.attrs;
-	uint32_t need = SFTP_ATTR_PERM | SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_NSTIME;
-	bool match = ok && (a->flags & need) == need && S_ISDIR(a->perm) && a->perm == mode &&
-		     a->ino == ino && a->nlink == nlink && (uint64_t)a->mtim.tv_sec == mtime;
+	uint32_t need =
+	    SFTP_ATTR_PERM | SFTP_ATTR_DEVINO | SFTP_ATTR_NLINK | SFTP_ATTR_NSTIME | SFTP_ATTR_SIZE;
+	bool match = ok && (a->flags & need) == need && a->perm == mode && a->ino == ino &&
+		     a->nlink == nlink && (uint64_t)a->mtim.tv_sec == mtime &&
+		     (!S_ISREG(a->perm) || a->size == size);
 	if (!match)
 		fprintf(stderr,
 			"watch: %s/%s attributes: ino %llu nlink %llu mtime %lld mode %o, but stat "
@@ -201,39 +201,39 @@ void test_watch(struct target *tg)
 	watch_step(tg, &s, "mkdir -p w1/w2/w3 && echo x > w1/w2/w3/f");
 	CHECK(saw(&s, d, "w1", NAME) && saw(&s, d, "w1/w2", NAME) && saw(&s, d, "w1/w2/w3", NAME) &&
 	      saw(&s, d, "w1/w2/w3/f", NAME));
-	CHECK(saw_inside(tg, &s, "", true));
+	CHECK(saw_inside(tg, &s, ""));
 	/* A file created in a directory: its name; the directory's entries, with its stat. */
 	watch_step(tg, &s, "echo n > w1/w2/w3/n");
 	CHECK(saw(&s, d, "w1/w2/w3/n", NAME));
-	CHECK(saw_inside(tg, &s, "w1/w2/w3", true));
+	CHECK(saw_inside(tg, &s, "w1/w2/w3"));
 	CHECK(not_reported(&s, d, "w1/w2/w3", NAME) && not_reported(&s, d, "w1/w2", -1));
 	/* Data written to a file: only inside it, without attributes; its directory is untouched.
 	 */
 	watch_step(tg, &s, "echo more >> w1/w2/w3/f");
-	CHECK(saw_inside(tg, &s, "w1/w2/w3/f", false));
+	CHECK(saw_inside(tg, &s, "w1/w2/w3/f"));
 	CHECK(not_reported(&s, d, "w1/w2/w3/f", NAME) && not_reported(&s, d, "w1/w2/w3", -1));
 	/* Attributes of a file, of a directory (an event on the watched directory itself). */
 	watch_step(tg, &s, "chmod 600 w1/w2/w3/f && chmod 700 w1/w2");
-	CHECK(saw_inside(tg, &s, "w1/w2/w3/f", false) && saw_inside(tg, &s, "w1/w2", true));
+	CHECK(saw_inside(tg, &s, "w1/w2/w3/f") && saw_inside(tg, &s, "w1/w2"));
 	CHECK(not_reported(&s, d, "w1/w2/w3/f", NAME) && not_reported(&s, d, "w1/w2", NAME));
 	/* A rename: both names. */
 	watch_step(tg, &s, "mv w1/w2/w3/f w1/w2/w3/g");
 	CHECK(saw(&s, d, "w1/w2/w3/f", NAME) && saw(&s, d, "w1/w2/w3/g", NAME));
-	CHECK(saw_inside(tg, &s, "w1/w2/w3", true));
+	CHECK(saw_inside(tg, &s, "w1/w2/w3"));
 	/* A directory moved: both names, and every name below the new one. */
 	watch_step(tg, &s, "mv w1/w2 w1/moved && echo y > w1/moved/w3/h");
 	CHECK(saw(&s, d, "w1/w2", NAME) && saw(&s, d, "w1/moved", NAME) &&
 	      saw(&s, d, "w1/moved/w3", NAME) && saw(&s, d, "w1/moved/w3/g", NAME) &&
 	      saw(&s, d, "w1/moved/w3/n", NAME) && saw(&s, d, "w1/moved/w3/h", NAME));
-	CHECK(saw_inside(tg, &s, "w1", true));
+	CHECK(saw_inside(tg, &s, "w1"));
 	watch_step(tg, &s, "rm w1/moved/w3/g");
-	CHECK(saw(&s, d, "w1/moved/w3/g", NAME) && saw_inside(tg, &s, "w1/moved/w3", true));
+	CHECK(saw(&s, d, "w1/moved/w3/g", NAME) && saw_inside(tg, &s, "w1/moved/w3"));
 	test_watch_vanished(tg, &s);
 	watch_step(tg, &s, "mkdir -p .sandmount-agent && touch .sandmount-agent/hidden");
 	usleep(100000);
 	CHECK(!saw_hidden(&s));
 	watch_step(tg, &s, "rm -r w1");
-	CHECK(saw(&s, d, "w1", NAME) && saw_inside(tg, &s, "", true));
+	CHECK(saw(&s, d, "w1", NAME) && saw_inside(tg, &s, ""));
 	run(tg, "rm -rf .sandmount-agent", NULL, 0, NULL, NULL, &e);
 	seen_reset(&s);
 	printf("watch: names changed vs. only inside (directories with their stat), in new nested "
