@@ -28,8 +28,8 @@ static void inval_inode(struct fs *fs, uint64_t ino, const struct sftp_attrs *re
 	fs_data_changed(fs, ino);
 	fs_forget_size(fs, ino);
 	fs_forget_kernel_inode(fs, ino);
-	fs_show_changed_size(fs, ino,
-			     reported); /* mappings and O_APPEND take no size of their own */
+	/* Mappings and O_APPEND take no size of their own. */
+	fs_show_changed_size(fs, ino, reported);
 	inode_show_end(fs->inodes, ino);
 }
 

@@ -522,10 +522,9 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sftp_attrs a;
 	struct fs_call call = {.fs = fs};
 	uint32_t pflags = sftp_open_flags(fi->flags & ~(O_CREAT | O_EXCL));
-	/* Otherwise attributes the sandbox vouches for (watched, unchanged since) still let the
-	 * kernel keep its pages. */
-	/* A small file of a directory not fetched lately: fetch the directory's small files, it
-	 * among them, and open lazily (prefetch.c). */
+	/* Attributes the sandbox vouches for (watched, unchanged since) let the kernel keep its
+	 * pages; a small file of a directory not fetched lately first fetches the directory's
+	 * small files, it among them, and then opens lazily too (prefetch.c). */
 	if (open_lazily(fs, ino, pflags, fi) ||
 	    (pflags == SFTP_OPEN_READ && fs_prefetch_now(fs, ino) &&
 	     open_lazily(fs, ino, pflags, fi))) {
