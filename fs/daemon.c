@@ -466,6 +466,8 @@ static int start_control(struct session *s, struct err *e)
 
 static void session_teardown(struct session *s)
 {
+	if (s->fs)
+		fs_stop_shows(s->fs);
 	pthread_rwlock_wrlock(&s->watch_gate);
 	s->watch_open = false;
 	pthread_rwlock_unlock(&s->watch_gate);
@@ -541,6 +543,7 @@ int daemon_run_mount(const struct sandbox_cfg *cfg, const char *mountpoint,
 
 	struct fuse_loop_config lc = {.clone_fd = 0, .max_idle_threads = 16};
 	int rc = fuse_session_loop_mt(s.se, &lc);
+	fs_stop_shows(s.fs);
 	log_info("unmounted %s", mountpoint);
 	/* Nothing waits for a reconnect any more: files left open are closed with what we have. */
 	conn_mgr_shutdown(s.conn);

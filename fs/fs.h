@@ -51,6 +51,10 @@ int fs_expirer_wait(struct fs *fs, int timeout_ms);
 void fs_stop_expirer(struct fs *fs);
 /* Stop the prefetch thread (fs/prefetch.c; before the session goes: it writes to it). */
 void fs_prefetch_stop(struct fs *fs);
+/* The FUSE loop has ended: no size is shown any more, and a show waiting for its stat (which no
+ * worker will answer) ends now. Before the session is unmounted and change reports are shut
+ * out: teardown waits for both. */
+void fs_stop_shows(struct fs *fs);
 /* After an exec barrier: open files take the size the sandbox has now (fs_show_changed_size);
  * mappings and O_APPEND use it without a stat. From a thread that serves no FUSE request. */
 void fs_show_open_sizes(struct fs *fs);

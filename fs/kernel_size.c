@@ -70,7 +70,8 @@ uint64_t fs_await_shown(struct fs *fs, fuse_req_t req, fuse_ino_t ino)
 void fs_show_size(struct fs *fs, fuse_ino_t ino)
 {
 	char *rel, *local;
-	if (!fs->se || !fs->mountpoint[0] || inode_path(fs->inodes, ino, false, &rel) < 0)
+	if (!fs->se || !fs->mountpoint[0] || stat_helper_cancelled(fs->stat_helper) ||
+	    inode_path(fs->inodes, ino, false, &rel) < 0)
 		return;
 	local = str_printf("%s/%s", fs->mountpoint, rel);
 	free(rel);
@@ -91,10 +92,15 @@ void fs_show_size(struct fs *fs, fuse_ino_t ino)
 			break;
 	}
 	free(local);
-	if (!done)
+	if (!done && !stat_helper_cancelled(fs->stat_helper))
 		log_warn("inode %" PRIu64 ": the kernel did not take its new size in time (every "
 			 "FUSE worker busy?); an append or mapping may use the old one",
 			 (uint64_t)ino);
+}
+
+void fs_stop_shows(struct fs *fs)
+{
+	stat_helper_cancel(fs->stat_helper);
 }
 
 /* The sandbox's size of `ino` now: the one its report brought (the agent's lstat when it sent

@@ -47,6 +47,9 @@ struct stat_helper {
 	pthread_mutex_t lock;
 	int sock; /* -1 while no helper runs */
 	pid_t pid;
+	/* Readable once stat_helper_cancel ran: every wait ends, no request is sent. */
+	int cancel[2];
+	atomic_bool cancelled;
 };
 
 struct stat_helper *stat_helper_new(void)
@@ -54,9 +57,27 @@ struct stat_helper *stat_helper_new(void)
 	struct stat_helper *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
+	if (pipe2(h->cancel, O_CLOEXEC) < 0) {
+		free(h);
+		return NULL;
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	h->sock = -1;
 	return h;
+}
+
+void stat_helper_cancel(struct stat_helper *h)
+{
+	if (!h || atomic_exchange(&h->cancelled, true))
+		return;
+	if (write(h->cancel[1], "x", 1) < 0) {
+		/* a pipe with room for a byte: cannot fail */
+	}
+}
+
+bool stat_helper_cancelled(struct stat_helper *h)
+{
+	return h && atomic_load(&h->cancelled);
 }
 
 /* Under h->lock: forget a helper that is gone (or is being let go), reaping it if it exited. */
@@ -85,6 +106,8 @@ void stat_helper_free(struct stat_helper *h)
 	if (!h)
 		return;
 	helper_drop(h); /* it sees its socket end and exits */
+	close(h->cancel[0]);
+	close(h->cancel[1]);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -158,16 +181,17 @@ static int helper_request(struct stat_helper *h, const char *path, int reply_fd)
 	return r;
 }
 
-/* Wait until the helper writes its byte (true) or closes without it, or the deadline. */
-static bool wait_reply(int fd, int64_t deadline)
+/* Wait until the helper writes its byte (true) or closes without it, the deadline or a cancel. */
+static bool wait_reply(struct stat_helper *h, int fd, int64_t deadline)
 {
 	for (;;) {
 		int64_t left = deadline - now_ms();
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int n = poll(&p, 1, left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+				      {.fd = h->cancel[0], .events = POLLIN}};
+		int n = poll(p, 2, left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0 || p[1].revents)
 			return false;
 		char b;
 		ssize_t got;
@@ -180,7 +204,8 @@ static bool wait_reply(int fd, int64_t deadline)
 bool stat_helper_stat(struct stat_helper *h, const char *path, int64_t deadline)
 {
 	int pair[2];
-	if (!h || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+	if (!h || stat_helper_cancelled(h) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
 		return false;
 	int r = helper_request(h, path, pair[1]);
 	close(pair[1]); /* the helper's copy is the only one left: its end means "done" or "gone" */
@@ -188,7 +213,7 @@ bool stat_helper_stat(struct stat_helper *h, const char *path, int64_t deadline)
 	if (r < 0)
 		log_warn("%s: the stat helper could not take it: %s", path, strerror(-r));
 	else
-		done = wait_reply(pair[0], deadline);
+		done = wait_reply(h, pair[0], deadline);
 	close(pair[0]);
 	return done;
 }

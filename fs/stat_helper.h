@@ -19,6 +19,11 @@ void stat_helper_free(struct stat_helper *h);
  * returned in time (successful or not); false past the deadline or when no helper could run. */
 bool stat_helper_stat(struct stat_helper *h, const char *path, int64_t deadline);
 
+/* From now on no stat is asked and waits in progress end "not done" (the daemon is stopping:
+ * no FUSE worker will answer the stat any more). */
+void stat_helper_cancel(struct stat_helper *h);
+bool stat_helper_cancelled(struct stat_helper *h);
+
 /* Whether thread `tid` (a FUSE request's caller) is one of the helper's. */
 bool stat_helper_owns(struct stat_helper *h, pid_t tid);
 

@@ -146,7 +146,10 @@ class Suite:
         return run([SANDEXEC, *args], timeout=timeout, env=env or self.env, cwd=cwd, input=input)
 
     def daemon_pids(self, mp):
-        return h.pids_of(SANDMOUNT, os.path.abspath(str(mp)), exact=True)
+        """The mount daemon of mp. A child that is still a copy of it (the stat helper between
+        its spawn and its exec) is not another daemon."""
+        pids = h.pids_of(SANDMOUNT, os.path.abspath(str(mp)), exact=True)
+        return [p for p in pids if h.parent_pid(p) not in pids]
 
     def daemon_logs(self, mp=None):
         """The tail of the daemon log of mount point mp (of every mount when None)."""

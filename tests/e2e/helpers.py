@@ -83,6 +83,15 @@ def mount_fstype(mp):
     return found[-1] if found else None
 
 
+def parent_pid(pid):
+    """The parent of pid (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def pids_of(binary, needle, exact=False):
     """Pids of running processes whose executable is `binary` and whose command line contains
     `needle` (a path the suite created, so they are processes the suite started); with exact,

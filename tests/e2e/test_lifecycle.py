@@ -170,6 +170,32 @@ def test_sigterm_to_daemon_unmounts_cleanly(suite, mounter):
     assert m.r("x").read_bytes() == data
 
 
+@pytest.mark.parametrize("delay", [0, 0.005, 0.02])
+def test_sigterm_while_the_sandbox_grows_an_open_file(suite, mounter, delay):
+    """The report of a change to an open file shows its new size by a stat through the mount.
+    One that comes as the daemon stops must not hold the unmount until its deadline: no worker
+    answers that stat any more."""
+    m = mounter()
+    m.rwrite("f", b"a" * 10)
+    fd = os.open(m / "f", os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == b"a" * 10
+        pid = suite.daemon_pids(m.mp)[0]
+        m.rwrite("f", b"b" * 5000)
+        time.sleep(delay)
+        os.kill(pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        assert h.wait_until(lambda: not h.is_mounted(m.mp) and not suite.daemon_pids(m.mp), 20)
+        took = time.monotonic() - t0
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # its connection is gone
+    assert took < 5, f"the daemon took {took:.1f} s to stop\n{suite.daemon_logs(m.mp)}"
+    assert m.r("f").read_bytes() == b"b" * 5000
+
+
 def test_mount_unmount_cycles(suite, sandbox):
     remote = sandbox.new_remote("cycles")
     mp = suite.new_mountpoint("cycles")
