@@ -36,13 +36,13 @@
 
 #include "log.h"
 
-#define PREFETCH_QUEUE	     16
-#define PREFETCH_RECENT	     256 /* directories remembered as fetched (hashed slots) */
+#define PREFETCH_QUEUE	16
+#define PREFETCH_RECENT 256 /* directories remembered as fetched (hashed slots) */
 /* A directory is fetched again after this long for a small file's open (it missed: it is new,
  * changed, or was open when its data came), and for a larger file's open. */
 #define PREFETCH_AGAIN_SMALL_MS 2000
 #define PREFETCH_AGAIN_MS	30000
-#define PREFETCH_MAX_REPLIES 4
+#define PREFETCH_MAX_REPLIES	4
 
 struct recent {
 	uint64_t dir;
