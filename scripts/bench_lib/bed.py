@@ -143,10 +143,12 @@ class Bed:
         env = dict(self.env, DOCKER_HOST=f"unix://{sock}")
         return run(["docker", *args], timeout=timeout, env=env)
 
-    def start_proxy(self, listen, to, delay_ms):
-        """A linkshape forwarder listening on `listen`; returns when it printed "ready"."""
+    def start_proxy(self, listen, to, delay_ms, control=None):
+        """A linkshape forwarder listening on `listen` (its control socket at `control`, if
+        given); returns when it printed "ready"."""
+        ctl = ["--control", f"unix:{control}"] if control else []
         p = subprocess.Popen([sys.executable, str(LINKSHAPE), "--listen", listen,
-                              "--to", to, "--delay-ms", str(delay_ms)],
+                              "--to", to, "--delay-ms", str(delay_ms), *ctl],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(p)
@@ -161,17 +163,26 @@ class Bed:
         return p
 
     def link(self, delay_ms):
-        """Endpoints for one link: (ssh port, known_hosts, docker socket), proxied when delayed."""
+        """Endpoints for one link: (ssh port, known_hosts, docker socket, the proxies' control
+        sockets), proxied when delayed."""
         if delay_ms == 0:
-            return self.ssh_port, self.tb["SM_KNOWN_HOSTS"], self.docker_sock
+            return self.ssh_port, self.tb["SM_KNOWN_HOSTS"], self.docker_sock, []
         port = free_port()
-        self.start_proxy(f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{self.ssh_port}", delay_ms / 2)
+        controls = [self.work / f"link-{port}-ssh.ctl", self.work / f"link-{port}-docker.ctl"]
+        self.start_proxy(f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{self.ssh_port}", delay_ms / 2,
+                         controls[0])
         key = Path(self.tb["SM_KNOWN_HOSTS"]).read_text().split(None, 1)[1]
         kh = self.work / f"known_hosts-{port}"
         kh.write_text(f"[127.0.0.1]:{port} {key}")
         sock = self.work / f"docker-{port}.sock"
-        self.start_proxy(f"unix:{sock}", f"unix:{self.docker_sock}", delay_ms / 2)
-        return port, str(kh), str(sock)
+        self.start_proxy(f"unix:{sock}", f"unix:{self.docker_sock}", delay_ms / 2, controls[1])
+        return port, str(kh), str(sock), controls
+
+    def set_delay(self, controls, delay_ms):
+        """Change the delay of a link's proxies at run time (half of delay_ms each way)."""
+        for c in controls:
+            run([sys.executable, str(LINKSHAPE), "ctl", str(c), "delay", str(delay_ms / 2)],
+                timeout=30)
 
     def start_control_master(self, port, known_hosts):
         path = self.work / f"cm-{port}"

@@ -196,8 +196,13 @@ class Link:
     def __init__(self, bed, delay_ms):
         self.bed, self.delay_ms = bed, delay_ms
         self.name = "loopback" if delay_ms == 0 else f"{delay_ms:g} ms RTT"
-        self.endpoints = bed.link(delay_ms)
+        port, kh, sock, self.controls = bed.link(delay_ms)
+        self.endpoints = port, kh, sock
         self._cm = None
+
+    def set_delay(self, delay_ms):
+        """Change the round-trip delay of this (delayed) link at run time."""
+        self.bed.set_delay(self.controls, delay_ms)
 
     def control_master(self):
         if self._cm is None:

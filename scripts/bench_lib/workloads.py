@@ -151,6 +151,50 @@ def bench_repo(bed, link, contenders, template, read_list, reps, timeout):
     return results
 
 
+GITFSM_WARM_REPS = 5
+
+
+def bench_gitfsm(bed, link, contenders, template, n_files, timeout):
+    """`git status` with the sandmount-fsmonitor hook on a bigger repository: one cold run (a
+    full scan that gets a token; run with the link's delay off, or it would take many minutes:
+    it reads every file, the index's stat data being the template's), then warm runs on the
+    delayed link after a file changed through the mount (the hook answers what changed since
+    the token). Contenders that cannot answer the hook (local disk) scan every time."""
+    env = dict(bed.env, SM_FSMONITOR=str(bed.build / "exec" / "sandmount-fsmonitor"))
+    gitfsm = next(build for key, _, build in REPO_OPS if key == "gitfsm")({})
+    results = {}
+    for c in contenders:
+        if c.key in bed.unsupported:
+            continue
+        tag = f"gitfsm-{link.delay_ms:g}"
+        c.place(template, tag)
+        try:
+            c.mount(tag)
+        except Unsupported as ex:
+            bed.unsupported[c.key] = str(ex)
+            c.remove(tag)
+            continue
+        try:
+            link.set_delay(0)
+            try:
+                cold = measure(c, gitfsm, env, timeout)
+            finally:
+                link.set_delay(link.delay_ms)
+            warm = []
+            for i in range(GITFSM_WARM_REPS):
+                (Path(c.mp) / "src/a0/b0/f0.c").write_text(f"/* edit {i} */\n")
+                warm.append(measure(c, gitfsm, env, timeout))
+            r = {"files": n_files, "cold": cold, "warm": warm}
+        finally:
+            c.unmount()
+            c.remove(tag)
+        results[c.key] = r
+        ok = [w["s"] for w in warm if "error" not in w]
+        log(f"  git status + fsmonitor {link.name} {c.name}: cold {cold.get('s')} s, "
+            f"warm {sorted(ok)[len(ok) // 2] if ok else 'error'} s")
+    return results
+
+
 def bench_edit_loop(bed, link, contenders, template, iters, timeout):
     """Read a file, write it back with a line more, run a command in the sandbox that reads it
     (wc -c); count the times the command saw stale content."""
