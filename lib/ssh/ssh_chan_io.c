@@ -53,6 +53,17 @@ static bool flush_local(int fd, struct chan_buf *b, bool *broken)
 	return true;
 }
 
+/* One read of what libssh holds for the stream: 0 when nothing is there yet, SSH_EOF or
+ * SSH_ERROR. It asks for a whole buffer, not only what is held: a read that asks for more than
+ * libssh holds plus the receive window is what grows that window (to our buffer's size). */
+static int read_output(struct pump_chan *c, struct chan_buf *b, bool is_stderr)
+{
+	int avail = ssh_channel_poll(c->ch, is_stderr);
+	if (avail <= 0)
+		return avail;
+	return ssh_channel_read_timeout(c->ch, b->data, (uint32_t)b->cap, is_stderr, 0);
+}
+
 /* Remote → local for stdout or stderr. Returns true when it stopped with data possibly left in
  * libssh's buffers (the round limit): no fd event will announce it, so the pump must come back
  * without sleeping. */
@@ -65,8 +76,7 @@ bool pump_output(struct pump_chan *c, bool is_stderr)
 
 	for (int round = 0; round < ROUNDS_PER_WAKE && !*eof; round++) {
 		if (b->off == b->len) {
-			int n = ssh_channel_read_nonblocking(c->ch, b->data, sizeof(b->data),
-							     is_stderr);
+			int n = read_output(c, b, is_stderr);
 			if (n == 0 || n == SSH_AGAIN)
 				return false;
 			if (n < 0) { /* SSH_EOF, or SSH_ERROR for a broken channel */
@@ -99,7 +109,7 @@ void pump_input(struct pump_chan *c)
 		if (b->off == b->len && !c->in_eof) {
 			if (win == 0)
 				return;
-			size_t want = win < sizeof(b->data) ? win : sizeof(b->data);
+			size_t want = win < b->cap ? win : b->cap;
 			ssize_t n = recv(c->io_fd, b->data, want, MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				break;

@@ -48,11 +48,15 @@ enum chan_state {
 };
 
 #define CHAN_BUF_SIZE 32768
+/* What a channel's stdout may have in flight towards us: libssh keeps its receive window near
+ * what a read asks for (ssh_chan_io.c), and on its own stops at 1.28 MB, which bounds a 10 ms
+ * link at ~50 MB/s. Virtual memory per channel; pages are touched only by that much data. */
+#define CHAN_RX_WINDOW (4 * 1024 * 1024)
 
 /* Bytes waiting to be written to one side; refilled only when empty (that is the flow control). */
 struct chan_buf {
-	size_t off, len;
-	uint8_t data[CHAN_BUF_SIZE];
+	size_t off, len, cap;
+	uint8_t *data;
 };
 
 struct pump_chan {

@@ -60,6 +60,9 @@ static void chan_free(struct pump_chan *c)
 {
 	close_fd(&c->io_fd);
 	close_fd(&c->err_fd);
+	free(c->out.data);
+	free(c->err.data);
+	free(c->in.data);
 	free(c->request);
 	free(c->term);
 	free(c);
@@ -70,13 +73,19 @@ struct pump_chan *pump_chan_new(enum chan_kind kind, const char *request)
 	struct pump_chan *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	c->io_fd = c->err_fd = c->pfd_io = -1;
+	/* A helper's output is thrown away: no window worth growing for it. */
+	c->out.cap = kind == CHAN_HELPER ? CHAN_BUF_SIZE : CHAN_RX_WINDOW;
+	c->err.cap = c->in.cap = CHAN_BUF_SIZE;
+	c->out.data = malloc(c->out.cap);
+	c->err.data = malloc(c->err.cap);
+	c->in.data = malloc(c->in.cap);
 	c->request = strdup(request);
-	if (!c->request) {
-		free(c);
+	if (!c->request || !c->out.data || !c->err.data || !c->in.data) {
+		chan_free(c);
 		return NULL;
 	}
 	c->kind = kind;
-	c->io_fd = c->err_fd = c->pfd_io = -1;
 	c->strip_header = kind == CHAN_EXEC;
 	c->state = CS_QUEUED;
 	return c;

@@ -324,6 +324,15 @@ def targets(res):
     return out
 
 
+GITFSM_TEXT = ("- `git status` with the fsmonitor hook (the slowest link only; a scan there would "
+               "take sshfs minutes): the generated repository with {files} files (100 per "
+               "directory); cold = the first run on a fresh mount (a full scan that gets the "
+               "hook's token; it reads every file, the copied index's stat data being stale, so "
+               "it runs with the link's delay switched off), warm = each of 5 runs after one "
+               "file was rewritten through the mount, the hook (`sandmount-fsmonitor`, "
+               "`core.fsmonitorHookVersion=2`, untracked cache on) answering what changed since.")
+
+
 def keep_block(path, name):
     """The hand-written block <!-- name --> … <!-- /name --> of an existing report, if any."""
     try:
@@ -403,18 +412,12 @@ def render(res, o):
               "`xargs cat` of every 7th file; `grep -rl MARKER .`; `git status --porcelain`; "
               "write 100 files of 1 KB (`printf > f` in a loop); `rm -r vendorN` (vendor1 cold, "
               "vendor2 warm — so the warm pass sees 150 fewer files).",
-              "- `git status` with the fsmonitor hook (the slowest link only; a scan there would "
-              "take sshfs minutes): the generated repository with "
-              f"{a.get('gitfsm_files', 10000)} files (100 per directory); cold = the first run "
-              "on a fresh mount (a full scan that gets the hook's token; it reads every file, "
-              "the copied index's stat data being stale, so it runs with the link's delay "
-              "switched off), warm = each of 5 runs "
-              "after one file was rewritten through the mount, the hook (`sandmount-fsmonitor`, "
-              "`core.fsmonitorHookVersion=2`, untracked cache on) answering what changed since.",
               "- Round trips: the daemon's own counters (`sandmount --status`: `sftp requests: N, "
               "round trips: N`), read before and after each step.",
               "- Exec: sequential `true`, timed from the benchmark (process spawn included for "
               "every contender except the raw API exec, which runs in-process).", ""]
+    if any(lr.get("gitfsm") for lr in res["links"].values()):
+        lines.insert(-1, GITFSM_TEXT.format(files=a.get("gitfsm_files", 10000)))
     keep = keep_block(o.out, "analysis")
     lines += ["## Analysis", "", keep or "<!-- analysis -->\n(to be written)\n<!-- /analysis -->", ""]
     return "\n".join(lines)

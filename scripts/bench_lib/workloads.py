@@ -51,8 +51,10 @@ def gen_repo(path, n_files, seed=1):
                 GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid",
                 GIT_AUTHOR_DATE="2024-01-01T00:00:00Z", GIT_COMMITTER_DATE="2024-01-01T00:00:00Z",
                 GIT_CONFIG_NOSYSTEM="1", HOME=str(path.parent))
+    # no automatic gc: a big commit would start one in the background, and ours would fail
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "commit", "-q", "-m", "generated"], ["git", "gc", "-q"]):
+                ["git", "-c", "gc.auto=0", "commit", "-q", "-m", "generated"],
+                ["git", "gc", "-q"]):
         run(cmd, cwd=path, env=genv, timeout=300)
     return files
 
