@@ -153,6 +153,27 @@ def bench_repo(bed, link, contenders, template, read_list, reps, timeout):
     return results
 
 
+def mounted_copies(bed, contenders, template, tag):
+    """Each contender not known to be unsupported, with a fresh copy of template placed on its
+    sandbox side and mounted; unmounted and removed once the caller is done with it. One that
+    cannot mount is marked unsupported and skipped."""
+    for c in contenders:
+        if c.key in bed.unsupported:
+            continue
+        c.place(template, tag)
+        try:
+            c.mount(tag)
+        except Unsupported as ex:
+            bed.unsupported[c.key] = str(ex)
+            c.remove(tag)
+            continue
+        try:
+            yield c
+        finally:
+            c.unmount()
+            c.remove(tag)
+
+
 GITFSM_WARM_REPS = 5
 
 
@@ -165,81 +186,57 @@ def bench_gitfsm(bed, link, contenders, template, n_files, timeout):
     env = dict(bed.env, SM_FSMONITOR=str(bed.build / "exec" / "sandmount-fsmonitor"))
     gitfsm = next(build for key, _, build in REPO_OPS if key == "gitfsm")({})
     results = {}
-    for c in contenders:
-        if c.key in bed.unsupported:
-            continue
-        tag = f"gitfsm-{link.delay_ms:g}"
-        c.place(template, tag)
+    for c in mounted_copies(bed, contenders, template, f"gitfsm-{link.delay_ms:g}"):
+        link.set_delay(0)
         try:
-            c.mount(tag)
-        except Unsupported as ex:
-            bed.unsupported[c.key] = str(ex)
-            c.remove(tag)
-            continue
-        try:
-            link.set_delay(0)
-            try:
-                cold = measure(c, gitfsm, env, timeout)
-            finally:
-                link.set_delay(link.delay_ms)
-            warm = []
-            for i in range(GITFSM_WARM_REPS):
-                (Path(c.mp) / "src/a0/b0/f0.c").write_text(f"/* edit {i} */\n")
-                warm.append(measure(c, gitfsm, env, timeout))
-            r = {"files": n_files, "cold": cold, "warm": warm}
+            cold = measure(c, gitfsm, env, timeout)
         finally:
-            c.unmount()
-            c.remove(tag)
-        results[c.key] = r
+            link.set_delay(link.delay_ms)
+        warm = []
+        for i in range(GITFSM_WARM_REPS):
+            (Path(c.mp) / "src/a0/b0/f0.c").write_text(f"/* edit {i} */\n")
+            warm.append(measure(c, gitfsm, env, timeout))
+        results[c.key] = {"files": n_files, "cold": cold, "warm": warm}
         ok = [w["s"] for w in warm if "error" not in w]
         log(f"  git status + fsmonitor {link.name} {c.name}: cold {cold.get('s')} s, "
             f"warm {sorted(ok)[len(ok) // 2] if ok else 'error'} s")
     return results
 
 
+def edit_loop(bed, c, iters, timeout):
+    """The edit loop on one mounted contender: its result dict."""
+    rel = "src/a0/b0/f0.c"
+    before = c.counters()
+    stale, errors = 0, 0
+    t0 = time.perf_counter()
+    try:
+        for i in range(iters):
+            f = Path(c.mp) / rel
+            data = f.read_bytes() + f"/* edit {i} */\n".encode()
+            f.write_bytes(data)
+            argv, cwd = c.exec_argv(["wc", "-c", rel])
+            p = subprocess.run(argv, cwd=cwd, env=bed.env, timeout=timeout,
+                               stdin=subprocess.DEVNULL, capture_output=True)
+            if p.returncode != 0:
+                errors += 1
+            elif int(p.stdout.split()[0]) != len(data):
+                stale += 1
+    except (subprocess.TimeoutExpired, OSError) as ex:
+        log(f"{c.name}: edit loop: {ex}")
+        return {"error": str(ex)[:200]}
+    r = {"s": time.perf_counter() - t0, "stale": stale, "errors": errors}
+    after = c.counters()
+    if before and after:
+        r["req"], r["rt"] = after[0] - before[0], after[1] - before[1]
+    return r
+
+
 def bench_edit_loop(bed, link, contenders, template, iters, timeout):
     """Read a file, write it back with a line more, run a command in the sandbox that reads it
     (wc -c); count the times the command saw stale content."""
     results = {}
-    for c in contenders:
-        if c.key in bed.unsupported:
-            continue
-        tag = f"edit-{link.delay_ms:g}"
-        c.place(template, tag)
-        try:
-            c.mount(tag)
-        except Unsupported as ex:
-            bed.unsupported[c.key] = str(ex)
-            c.remove(tag)
-            continue
-        rel = "src/a0/b0/f0.c"
-        before = c.counters()
-        stale, errors = 0, 0
-        t0 = time.perf_counter()
-        try:
-            for i in range(iters):
-                f = Path(c.mp) / rel
-                data = f.read_bytes() + f"/* edit {i} */\n".encode()
-                f.write_bytes(data)
-                argv, cwd = c.exec_argv(["wc", "-c", rel])
-                p = subprocess.run(argv, cwd=cwd, env=bed.env, timeout=timeout,
-                                   stdin=subprocess.DEVNULL, capture_output=True)
-                if p.returncode != 0:
-                    errors += 1
-                elif int(p.stdout.split()[0]) != len(data):
-                    stale += 1
-            secs = time.perf_counter() - t0
-            after = c.counters()
-            r = {"s": secs, "stale": stale, "errors": errors}
-            if before and after:
-                r["req"], r["rt"] = after[0] - before[0], after[1] - before[1]
-        except (subprocess.TimeoutExpired, OSError) as ex:
-            log(f"{c.name}: edit loop: {ex}")
-            r = {"error": str(ex)[:200]}
-        finally:
-            c.unmount()
-            c.remove(tag)
-        results[c.key] = r
+    for c in mounted_copies(bed, contenders, template, f"edit-{link.delay_ms:g}"):
+        results[c.key] = r = edit_loop(bed, c, iters, timeout)
         log(f"  edit loop {link.name} {c.name}: {r}")
     return results
 
